@@ -1,0 +1,67 @@
+//! Static files compiled into the binary, served under content-hashed names.
+//!
+//! A file's URL carries a hash of its bytes, so browsers may cache it forever: a new build with a
+//! changed file has a new URL. Nothing is fetched from anywhere else, so the app works offline.
+
+use std::sync::LazyLock;
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+/// One embedded file.
+pub struct Asset {
+    /// The URL it is served at, with its content hash: `/assets/app.1a2b3c4d5e6f.css`.
+    pub url: String,
+    body: &'static str,
+    content_type: &'static str,
+}
+
+impl Asset {
+    fn new(stem: &str, extension: &str, content_type: &'static str, body: &'static str) -> Asset {
+        let digest = Sha256::digest(body.as_bytes());
+        let hash: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Asset {
+            url: format!("/assets/{stem}.{hash}.{extension}"),
+            body,
+            content_type,
+        }
+    }
+}
+
+/// The stylesheet of every page.
+pub static STYLESHEET: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "app",
+        "css",
+        "text/css; charset=utf-8",
+        include_str!("assets/app.css"),
+    )
+});
+
+fn all() -> [&'static Asset; 1] {
+    [&STYLESHEET]
+}
+
+/// `GET /assets/{file}`: the embedded file of that exact hashed name, cached for a year.
+pub async fn serve(Path(file): Path<String>) -> Response {
+    let wanted = format!("/assets/{file}");
+    match all().into_iter().find(|asset| asset.url == wanted) {
+        Some(asset) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(asset.content_type),
+                ),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                ),
+            ],
+            asset.body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}

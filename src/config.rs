@@ -1,0 +1,185 @@
+//! Configuration from command-line flags, each with a `LIVESESSION_*` environment twin.
+//!
+//! Values are checked while parsing, so a bad one stops the program before anything starts and the
+//! message names the flag. Durations are written the way people say them: `2s`, `90m`, `100d`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The longest a touch window may be: a page view writes `read_at` at most this often.
+const TOUCH_WINDOW_CAP: Duration = Duration::from_secs(60 * 60);
+
+/// Serve a live web app whose per-browser settings survive reloads, browser restarts and server
+/// restarts: they live in a SQLite database keyed by a signed cookie session id.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "livesession", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on, as host:port. Port 0 picks a free port.
+    #[arg(
+        long,
+        env = "LIVESESSION_LISTEN",
+        default_value = "127.0.0.1:4000",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+
+    /// Folder for the database (livesession.db) and the cookie signing key (secret.key); created
+    /// if missing.
+    #[arg(
+        long,
+        env = "LIVESESSION_DATA_DIR",
+        default_value = "data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Delete a browser's saved settings when nobody has read or written them for this long.
+    #[arg(long, env = "LIVESESSION_STALE_AFTER", default_value = "100d", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub stale_after: Duration,
+
+    /// How often the background task looks for stale settings to delete.
+    #[arg(long, env = "LIVESESSION_PRUNE_EVERY", default_value = "1h", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub prune_every: Duration,
+
+    /// What a saved change survives: `normal` survives a crash of this process (kill -9);
+    /// `full` also survives a power loss or an operating-system crash, at the cost of an fsync per
+    /// commit.
+    #[arg(
+        long,
+        env = "LIVESESSION_DURABILITY",
+        default_value = "normal",
+        value_enum
+    )]
+    pub durability: Durability,
+
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Use it behind a TLS proxy.
+    #[arg(long, env = "LIVESESSION_SECURE_COOKIES",
+          value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// The cookie signing secret (at least 32 characters). Prefer the environment variable to the
+    /// flag, which other users of the machine can see. Without it, `<data-dir>/secret.key` is used,
+    /// and created on first run.
+    #[arg(
+        long,
+        env = "LIVESESSION_SECRET_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub secret_key: Option<String>,
+
+    /// A file of older signing secrets, one per line, still accepted after a key rotation: a cookie
+    /// signed with one of them is re-issued under the current key. Lines starting with # are
+    /// comments.
+    #[arg(long, env = "LIVESESSION_PREVIOUS_KEYS", value_name = "FILE")]
+    pub previous_keys: Option<PathBuf>,
+
+    /// How long shutdown waits for in-flight requests before it stops anyway.
+    #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// How hard a commit works to survive a crash; maps to SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a process crash loses nothing that was acknowledged; a
+    /// power loss may lose the last commits (never corrupts the database).
+    Normal,
+    /// `synchronous=FULL`: every acknowledged commit is fsynced before the answer.
+    Full,
+}
+
+impl Config {
+    /// Parses flags and environment as the binary does. Tests build their configuration the same
+    /// way, so they exercise the real defaults.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Config::try_parse_from(args)
+    }
+
+    /// How long a page view may go without writing `read_at`: 1% of `stale_after`, at most an hour.
+    /// Reads inside the window cost no write; pruning allows for the window, so a row read within
+    /// `stale_after` is never deleted.
+    pub fn touch_window(&self) -> Duration {
+        (self.stale_after / 100).min(TOUCH_WINDOW_CAP)
+    }
+
+    /// Where the database lives.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("livesession.db")
+    }
+
+    /// Where the signing key lives when it is not given in the environment.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.data_dir.join("secret.key")
+    }
+}
+
+fn parse_duration(input: &str) -> Result<Duration, String> {
+    humantime::parse_duration(input.trim())
+        .map_err(|e| format!("{e} (write durations like 2s, 90m, 12h or 100d)"))
+}
+
+fn parse_positive_duration(input: &str) -> Result<Duration, String> {
+    let duration = parse_duration(input)?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::from_args(std::iter::once("livesession").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_defaults_match_the_contract() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:4000");
+        assert_eq!(config.data_dir, PathBuf::from("data"));
+        assert_eq!(config.stale_after, Duration::from_secs(100 * 24 * 3600));
+        assert_eq!(config.prune_every, Duration::from_secs(3600));
+        assert_eq!(config.durability, Durability::Normal);
+        assert!(!config.secure_cookies);
+    }
+
+    #[test]
+    fn durations_are_read_in_human_form() {
+        let config = parse(&["--stale-after", "90m", "--prune-every", "2s"]).unwrap();
+        assert_eq!(config.stale_after, Duration::from_secs(90 * 60));
+        assert_eq!(config.prune_every, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_zero_prune_interval_is_refused() {
+        let err = parse(&["--prune-every", "0s"]).unwrap_err().to_string();
+        assert!(err.contains("--prune-every"), "{err}");
+        assert!(err.contains("longer than zero"), "{err}");
+    }
+
+    #[test]
+    fn an_unparsable_duration_names_the_flag() {
+        let err = parse(&["--stale-after", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("--stale-after"), "{err}");
+    }
+
+    #[test]
+    fn the_touch_window_is_a_hundredth_of_stale_after_capped_at_an_hour() {
+        let config = parse(&["--stale-after", "100s"]).unwrap();
+        assert_eq!(config.touch_window(), Duration::from_secs(1));
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.touch_window(), Duration::from_secs(3600));
+    }
+}

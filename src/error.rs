@@ -1,0 +1,40 @@
+//! The one error type of the HTTP handlers.
+//!
+//! Internal failures are logged with their cause and answered with a plain message that leaks
+//! nothing; refusals the client can act on say what to do. Validation problems are not errors: the
+//! handlers render them next to the field.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The database failed; nothing was changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The form's CSRF token is missing or is not this session's.
+    #[error("missing or invalid CSRF token")]
+    BadCsrfToken,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::Store(e) => {
+                tracing::error!(error = %e, "database request failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is not available right now, so nothing was changed. Please try again in a moment.",
+                )
+                    .into_response()
+            }
+            AppError::BadCsrfToken => (
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from this site, so nothing was changed. Reload the page and try again.",
+            )
+                .into_response(),
+        }
+    }
+}

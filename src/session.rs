@@ -1,0 +1,469 @@
+//! Who is this browser? The signed session cookie, the keys that sign it, and CSRF tokens.
+//!
+//! Every browser gets a random [`SessionId`] (a UUID v4: 122 random bits) in a cookie signed
+//! with HMAC-SHA256 through the `cookie` crate's signed jar. The id is the only thing the browser
+//! holds; its settings live in the store under that id. A cookie that is missing, malformed,
+//! signed with an unknown key or tampered with is not an error: the browser simply gets a fresh
+//! session, so it can never reach another session's data.
+//!
+//! [`session_layer`] runs in front of the page routes: it verifies the cookie (or mints an id),
+//! hands the handler a [`Session`], and re-issues the cookie on every HTML page so its 400-day
+//! lifetime slides.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::app::AppState;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "livesession";
+
+/// 400 days: the longest lifetime browsers keep a cookie for (longer values are capped to it).
+/// The cookie is re-issued on page loads, so an active browser never reaches the end.
+pub const COOKIE_MAX_AGE: cookie::time::Duration = cookie::time::Duration::days(400);
+
+/// The shortest signing secret we accept, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A browser's identity: random, unguessable, and meaningless without the signature that came
+/// with it. Never logged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    /// A fresh id from the operating system's random number generator.
+    pub fn generate() -> SessionId {
+        SessionId(Uuid::new_v4())
+    }
+
+    /// The id as it is stored and signed: the hyphenated lowercase UUID.
+    pub fn to_key(self) -> String {
+        self.0.hyphenated().to_string()
+    }
+}
+
+/// A string that is not a session id in the form we issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a session id")]
+pub struct InvalidSessionId;
+
+impl FromStr for SessionId {
+    type Err = InvalidSessionId;
+
+    /// Only the exact form we issue is accepted, so one id has one spelling in the database.
+    fn from_str(s: &str) -> Result<SessionId, InvalidSessionId> {
+        match Uuid::try_parse(s) {
+            Ok(uuid) if uuid.hyphenated().to_string() == s => Ok(SessionId(uuid)),
+            _ => Err(InvalidSessionId),
+        }
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Redacted, so an id never ends up in a log line by accident.
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(..)")
+    }
+}
+
+/// The session of the current request, as handlers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// The verified (or just minted) id.
+    pub id: SessionId,
+    /// True when the id was minted for this request: nothing can be saved under it yet.
+    pub is_new: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Session, Self::Rejection> {
+        parts.extensions.get::<Session>().copied().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this route is not behind the session layer",
+        ))
+    }
+}
+
+/// Put into a response's extensions by a handler that replaced the session (for example
+/// "forget me"): the layer issues a cookie for this id instead of the request's.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplaceSession(pub SessionId);
+
+/// One signing secret, expanded into the keys derived from it.
+#[derive(Clone)]
+struct SigningKey {
+    cookie: Key,
+    csrf: [u8; 32],
+}
+
+impl SigningKey {
+    fn from_secret(secret: &[u8]) -> anyhow::Result<SigningKey> {
+        if secret.len() < MIN_SECRET_LEN {
+            bail!(
+                "is too short ({} bytes; at least {MIN_SECRET_LEN} are needed)",
+                secret.len()
+            );
+        }
+        let mut mac = <Hmac<Sha256>>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(b"livesession csrf v1");
+        Ok(SigningKey {
+            cookie: Key::derive_from(secret),
+            csrf: mac.finalize().into_bytes().into(),
+        })
+    }
+
+    fn csrf_mac(&self, id: SessionId) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256>>::new_from_slice(&self.csrf).expect("HMAC takes any key length");
+        mac.update(id.to_key().as_bytes());
+        mac
+    }
+}
+
+/// What the cookie on a request turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed with the current key.
+    Current(SessionId),
+    /// Signed with a previous key: valid, but re-issue it under the current one.
+    Previous(SessionId),
+    /// No session cookie at all.
+    Missing,
+    /// A session cookie that does not verify or does not hold an id.
+    Invalid,
+}
+
+/// The current signing key and the previous ones still accepted after a rotation.
+#[derive(Clone)]
+pub struct Keys {
+    current: SigningKey,
+    previous: Vec<SigningKey>,
+    secure: bool,
+}
+
+impl Keys {
+    /// Builds keys from secrets already in hand. `secure` marks issued cookies `Secure`.
+    pub fn new(current: &[u8], previous: &[Vec<u8>], secure: bool) -> anyhow::Result<Keys> {
+        let current = SigningKey::from_secret(current).context("the signing secret")?;
+        let previous = previous
+            .iter()
+            .enumerate()
+            .map(|(n, secret)| {
+                SigningKey::from_secret(secret).with_context(|| format!("previous key {}", n + 1))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Keys {
+            current,
+            previous,
+            secure,
+        })
+    }
+
+    /// Loads the keys named by the configuration: the secret from the environment, or from
+    /// `<data-dir>/secret.key` (created with mode 0600 on first run), and the previous keys file.
+    pub fn load(config: &crate::Config) -> anyhow::Result<Keys> {
+        let current = match &config.secret_key {
+            Some(secret) => secret.trim().as_bytes().to_vec(),
+            None => read_or_create_key_file(&config.secret_key_path())?,
+        };
+        let previous = match &config.previous_keys {
+            Some(path) => read_previous_keys(path)?,
+            None => Vec::new(),
+        };
+        Keys::new(&current, &previous, config.secure_cookies)
+    }
+
+    /// Checks the session cookie among the request's cookies.
+    pub fn verify(&self, headers: &HeaderMap) -> Verdict {
+        let mut found = false;
+        for header in headers.get_all(COOKIE) {
+            let Ok(header) = header.to_str() else {
+                continue;
+            };
+            for cookie in Cookie::split_parse(header).flatten() {
+                if cookie.name() != COOKIE_NAME {
+                    continue;
+                }
+                found = true;
+                let cookie = cookie.into_owned();
+                if let Some(id) = self.verify_with(&self.current, cookie.clone()) {
+                    return Verdict::Current(id);
+                }
+                for key in &self.previous {
+                    if let Some(id) = self.verify_with(key, cookie.clone()) {
+                        return Verdict::Previous(id);
+                    }
+                }
+            }
+        }
+        if found {
+            Verdict::Invalid
+        } else {
+            Verdict::Missing
+        }
+    }
+
+    fn verify_with(&self, key: &SigningKey, cookie: Cookie<'static>) -> Option<SessionId> {
+        let jar = CookieJar::new();
+        let verified = jar.signed(&key.cookie).verify(cookie)?;
+        verified.value().parse().ok()
+    }
+
+    /// The `Set-Cookie` value that gives the browser `id`, signed with the current key.
+    pub fn issue(&self, id: SessionId) -> HeaderValue {
+        let cookie = Cookie::build((COOKIE_NAME, id.to_key()))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .max_age(COOKIE_MAX_AGE);
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.current.cookie).add(cookie);
+        let signed = jar.get(COOKIE_NAME).expect("the cookie was just added");
+        HeaderValue::from_str(&signed.to_string()).expect("a signed cookie is a valid header")
+    }
+
+    /// The CSRF token for forms and live joins of this session: an HMAC of the id, so it needs no
+    /// storage and is worthless for any other session.
+    pub fn csrf_token(&self, id: SessionId) -> String {
+        URL_SAFE_NO_PAD.encode(self.current.csrf_mac(id).finalize().into_bytes())
+    }
+
+    /// True when `token` is this session's CSRF token under the current or a previous key (a page
+    /// rendered just before a key rotation still submits).
+    pub fn verify_csrf(&self, id: SessionId, token: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token.trim()) else {
+            return false;
+        };
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|key| key.csrf_mac(id).verify_slice(&tag).is_ok())
+    }
+}
+
+/// Middleware for the page routes: verify or mint the session, then (re-)issue the cookie when the
+/// response is an HTML page, when the id was new or rotated, or when the handler replaced it.
+pub async fn session_layer(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let verdict = state.keys.verify(request.headers());
+    let (session, must_issue) = match verdict {
+        Verdict::Current(id) => (Session { id, is_new: false }, false),
+        Verdict::Previous(id) => {
+            tracing::debug!("session cookie signed with a previous key; re-issuing it");
+            (Session { id, is_new: false }, true)
+        }
+        Verdict::Missing => (new_session(), true),
+        Verdict::Invalid => {
+            tracing::info!("session cookie failed verification; starting a fresh session");
+            (new_session(), true)
+        }
+    };
+    request.extensions_mut().insert(session);
+    let mut response = next.run(request).await;
+
+    let id = match response.extensions().get::<ReplaceSession>() {
+        Some(ReplaceSession(id)) => Some(*id),
+        None if must_issue || is_html(&response) => Some(session.id),
+        None => None,
+    };
+    if let Some(id) = id {
+        response
+            .headers_mut()
+            .append(SET_COOKIE, state.keys.issue(id));
+    }
+    response
+}
+
+fn new_session() -> Session {
+    Session {
+        id: SessionId::generate(),
+        is_new: true,
+    }
+}
+
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
+fn read_or_create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            warn_if_readable_by_others(path);
+            let secret = bytes.trim_ascii().to_vec();
+            if secret.len() < MIN_SECRET_LEN {
+                bail!(
+                    "the secret key in {} is too short ({} bytes; at least {MIN_SECRET_LEN} are needed)",
+                    path.display(),
+                    secret.len()
+                );
+            }
+            Ok(secret)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_key_file(path)
+            .with_context(|| format!("cannot create the secret key {}", path.display())),
+        Err(e) => Err(e).with_context(|| format!("cannot read the secret key {}", path.display())),
+    }
+}
+
+fn create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "created a new cookie signing key");
+    Ok(secret.into_bytes())
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "the secret key file is readable by other users; chmod 600 it");
+    }
+}
+
+fn read_previous_keys(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the previous keys file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| line.as_bytes().to_vec())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    fn request_with(cookie: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
+        headers
+    }
+
+    fn cookie_value(set_cookie: &HeaderValue) -> String {
+        let cookie = Cookie::parse(set_cookie.to_str().unwrap().to_owned()).unwrap();
+        format!("{}={}", cookie.name(), cookie.value())
+    }
+
+    #[test]
+    fn an_issued_cookie_verifies_as_the_same_session() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        let id = SessionId::generate();
+        let headers = request_with(&cookie_value(&keys.issue(id)));
+        assert_eq!(keys.verify(&headers), Verdict::Current(id));
+    }
+
+    #[test]
+    fn a_cookie_signed_with_another_key_is_invalid() {
+        let ours = Keys::new(SECRET, &[], false).unwrap();
+        let theirs = Keys::new(OTHER, &[], false).unwrap();
+        let headers = request_with(&cookie_value(&theirs.issue(SessionId::generate())));
+        assert_eq!(ours.verify(&headers), Verdict::Invalid);
+    }
+
+    #[test]
+    fn a_cookie_signed_with_a_previous_key_is_accepted_for_rotation() {
+        let old = Keys::new(OTHER, &[], false).unwrap();
+        let rotated = Keys::new(SECRET, &[OTHER.to_vec()], false).unwrap();
+        let id = SessionId::generate();
+        let headers = request_with(&cookie_value(&old.issue(id)));
+        assert_eq!(rotated.verify(&headers), Verdict::Previous(id));
+    }
+
+    #[test]
+    fn other_cookies_are_ignored() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        assert_eq!(
+            keys.verify(&request_with("theme=dark; x=1")),
+            Verdict::Missing
+        );
+    }
+
+    #[test]
+    fn a_signed_value_that_is_not_an_id_is_invalid() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&keys.current.cookie)
+            .add((COOKIE_NAME, "admin"));
+        let forged = jar.get(COOKIE_NAME).unwrap();
+        let headers = request_with(&format!("{COOKIE_NAME}={}", forged.value()));
+        assert_eq!(keys.verify(&headers), Verdict::Invalid);
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let err = Keys::new(b"short", &[], false).err().unwrap();
+        assert!(format!("{err:#}").contains("too short"), "{err:#}");
+    }
+
+    #[test]
+    fn a_csrf_token_is_bound_to_its_session() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        let (a, b) = (SessionId::generate(), SessionId::generate());
+        let token = keys.csrf_token(a);
+        assert!(keys.verify_csrf(a, &token));
+        assert!(!keys.verify_csrf(b, &token));
+        assert!(!keys.verify_csrf(a, ""));
+        assert!(!keys.verify_csrf(a, "not base64 !!"));
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_an_id_is_accepted() {
+        let id = SessionId::generate();
+        assert_eq!(id.to_key().parse::<SessionId>().unwrap(), id);
+        assert!(id.to_key().to_uppercase().parse::<SessionId>().is_err());
+        assert!(id.to_key().replace('-', "").parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn the_debug_form_of_an_id_hides_it() {
+        let id = SessionId::generate();
+        assert!(!format!("{id:?}").contains(&id.to_key()));
+    }
+}

@@ -1,0 +1,124 @@
+//! Where settings are kept: a narrow interface over the database.
+//!
+//! Handlers, the live layer and the prune task talk to [`Store`] only. It knows nothing of HTTP and
+//! takes the current time as a parameter, so tests can drive it with any clock. The SQLite backend
+//! lives in [`sqlite`]; another backend slots in as another variant of `Backend`.
+
+mod sqlite;
+
+use std::path::Path;
+
+use crate::config::Durability;
+use crate::session::SessionId;
+use crate::settings::{Settings, SettingsChange};
+
+pub use sqlite::SCHEMA_VERSION;
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub type Millis = i64;
+
+/// The wall clock in [`Millis`].
+pub fn now_millis() -> Millis {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Millis::try_from(since_epoch.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// A session's row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSettings {
+    /// The values.
+    pub settings: Settings,
+    /// Bumped by every write that changed a value; lets a live view tell newer from older.
+    pub version: i64,
+    /// The last time the row was read or written, give or take the touch window.
+    pub read_at: Millis,
+}
+
+/// Why the store could not answer. Its `Display` is for logs; users see a plain message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The settings store. Cheap to clone: every clone shares one pool.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
+    /// and refuses a database written by a newer version or one that is not a database at all.
+    pub fn open_sqlite(path: &Path, durability: Durability) -> anyhow::Result<Store> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::SqliteStore::open(path, durability)?),
+        })
+    }
+
+    /// The row of session `id`, if it ever saved anything (and was not pruned since).
+    pub async fn load(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.load(id).await,
+        }
+    }
+
+    /// Applies `change` to session `id`'s row, creating the row if needed, in one transaction,
+    /// and marks it used at `now`. Returns the row as committed.
+    pub async fn save(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+    ) -> Result<StoredSettings, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.save(id, change, now).await,
+        }
+    }
+
+    /// Marks session `id`'s row used at `now`, unless it was already marked after `not_before`.
+    /// Returns whether a row was written.
+    pub async fn touch(
+        &self,
+        id: SessionId,
+        now: Millis,
+        not_before: Millis,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.touch(id, now, not_before).await,
+        }
+    }
+
+    /// Deletes session `id`'s row. Returns whether there was one.
+    pub async fn forget(&self, id: SessionId) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.forget(id).await,
+        }
+    }
+
+    /// Deletes up to `limit` rows last used before `cutoff`, stalest first, in one short
+    /// transaction. Returns how many were deleted; fewer than `limit` means none are left.
+    pub async fn prune_batch(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.prune_batch(cutoff, limit).await,
+        }
+    }
+
+    /// Runs a trivial query: does the database answer?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.ping().await,
+        }
+    }
+}

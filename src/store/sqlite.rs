@@ -1,0 +1,280 @@
+//! The SQLite backend: one database file in WAL mode, a small r2d2 pool, and every query run on
+//! tokio's blocking threads so the async workers never wait on the disk.
+//!
+//! Writes open `BEGIN IMMEDIATE` transactions: they take the write lock up front, so two writers
+//! never deadlock upgrading a read lock, and `busy_timeout` queues them instead of failing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{Millis, StoreError, StoredSettings};
+use crate::config::Durability;
+use crate::session::SessionId;
+use crate::settings::{Settings, SettingsChange, Theme, Username};
+
+/// The whole schema, applied to a new database.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// The schema version this build writes; `schema.sql` sets `PRAGMA user_version` to it.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another connection's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in the pool. Readers run concurrently in WAL mode; writers queue on the lock.
+const POOL_SIZE: u32 = 8;
+
+#[derive(Clone)]
+pub(super) struct SqliteStore {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+}
+
+impl SqliteStore {
+    pub(super) fn open(path: &Path, durability: Durability) -> anyhow::Result<SqliteStore> {
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        configure(&mut conn, durability)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| migrate(&mut conn))
+            .with_context(|| format!("cannot use the database {}", path.display()))?;
+        drop(conn);
+
+        let manager =
+            SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, durability));
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)
+            .with_context(|| format!("cannot open a connection pool on {}", path.display()))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread.
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            Ok(work(&mut conn)?)
+        })
+        .await?
+    }
+
+    pub(super) async fn load(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "SELECT username, theme, version, read_at FROM settings WHERE session_id = ?1",
+            )?
+            .query_row([id.to_key()], stored_settings)
+            .optional()
+        })
+        .await
+    }
+
+    pub(super) async fn save(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+    ) -> Result<StoredSettings, StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // In an upsert's SET clause every column name means the value before the update, so
+            // the version check compares old and new values.
+            let saved = tx
+                .prepare_cached(
+                    "INSERT INTO settings
+                         (session_id, username, theme, version, inserted_at, updated_at, read_at)
+                     VALUES (?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4)
+                     ON CONFLICT (session_id) DO UPDATE SET
+                         version = version + (username IS NOT coalesce(?2, username)
+                                              OR theme IS NOT coalesce(?3, theme)),
+                         username = coalesce(?2, username),
+                         theme = coalesce(?3, theme),
+                         updated_at = ?4,
+                         read_at = ?4
+                     RETURNING username, theme, version, read_at",
+                )?
+                .query_row(
+                    params![
+                        id.to_key(),
+                        change.username.as_ref().map(Username::as_str),
+                        change.theme.map(Theme::as_str),
+                        now
+                    ],
+                    stored_settings,
+                )?;
+            tx.commit()?;
+            Ok(saved)
+        })
+        .await
+    }
+
+    pub(super) async fn touch(
+        &self,
+        id: SessionId,
+        now: Millis,
+        not_before: Millis,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE settings SET read_at = ?2 WHERE session_id = ?1 AND read_at < ?3",
+                )?
+                .execute(params![id.to_key(), now, not_before])?;
+            tx.commit()?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn forget(&self, id: SessionId) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
+                .execute([id.to_key()])?;
+            tx.commit()?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_batch(
+        &self,
+        cutoff: Millis,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM settings WHERE session_id IN (
+                         SELECT session_id FROM settings
+                         WHERE read_at < ?1 ORDER BY read_at LIMIT ?2)",
+                )?
+                .execute(params![cutoff, limit])?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+            .await
+    }
+}
+
+fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> {
+    let theme: String = row.get(1)?;
+    Ok(StoredSettings {
+        settings: Settings {
+            username: Username::from_trusted(row.get(0)?),
+            theme: Theme::parse(&theme).unwrap_or_default(),
+        },
+        version: row.get(2)?,
+        read_at: row.get(3)?,
+    })
+}
+
+/// The settings every connection gets, before it is used for anything.
+fn configure(conn: &mut Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "SQLite refused WAL mode; concurrent readers will block on writers");
+    }
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], or refuses a database from a newer version.
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("not a SQLite database, or a damaged one")?;
+    let found: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .context("not a SQLite database, or a damaged one")?;
+    match found {
+        SCHEMA_VERSION => return Ok(()),
+        0 => {
+            let tables: i64 = tx.query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )?;
+            if tables > 0 {
+                bail!(
+                    "it holds tables but no livesession schema version; is it another program's database?"
+                );
+            }
+            tx.execute_batch(SCHEMA).context("applying schema.sql")?;
+            tracing::info!(version = SCHEMA_VERSION, "created the database schema");
+        }
+        newer if newer > SCHEMA_VERSION => bail!(
+            "it was written by a newer livesession (schema version {newer}; this build knows up to \
+             {SCHEMA_VERSION}); run the newer version or restore a backup"
+        ),
+        older => bail!("schema version {older} is not one this build can upgrade"),
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_sql_records_the_version_this_build_expects() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn migrating_twice_changes_nothing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = format!("{:#}", migrate(&mut conn).unwrap_err());
+        assert!(err.contains("newer livesession"), "{err}");
+    }
+
+    #[test]
+    fn another_programs_database_is_left_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE accounts (id INTEGER)")
+            .unwrap();
+        let err = format!("{:#}", migrate(&mut conn).unwrap_err());
+        assert!(err.contains("another program"), "{err}");
+    }
+}
