@@ -59,9 +59,12 @@ pub struct App {
 }
 
 impl App {
-    /// Creates the data dir, loads the signing keys, opens the database and binds the listener.
+    /// Binds the listener, creates the data dir, loads the signing keys and opens the database.
     /// Any problem comes back as one readable error naming what failed.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         prepare_data_dir(&config.data_dir)?;
         let keys = Keys::load(&config)?;
         let store = {
@@ -69,9 +72,6 @@ impl App {
             let durability = config.durability;
             tokio::task::spawn_blocking(move || Store::open_sqlite(&path, durability)).await??
         };
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let state = AppState {
             store,
             keys: Arc::new(keys),

@@ -1,5 +1,6 @@
 //! The `livesession` binary: parse the configuration, set up logging, serve until SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -20,8 +21,10 @@ fn main() -> ExitCode {
                 .lines()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("invalid arguments");
-            eprintln!("livesession: {}", line.trim_start_matches("error: "));
-            eprintln!("Run `livesession --help` to see every flag.");
+            eprintln!(
+                "livesession: {} (see --help)",
+                line.trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("livesession=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let runtime = match tokio::runtime::Runtime::new() {
@@ -54,8 +58,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("livesession: {e:#}");
+            eprintln!("livesession: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause that only repeats the line so far
+/// (SQLite errors carry their message twice).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text
+            .strip_prefix("Error code ")
+            .and_then(|rest| rest.split_once(": "))
+            .map_or(text.as_str(), |(_, msg)| msg);
+        if line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
 }

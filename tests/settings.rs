@@ -1,0 +1,291 @@
+//! Settings: saved by a plain form post, shown on the very first render, kept across restarts.
+
+mod common;
+
+use common::{TestApp, html_theme, selected_theme, username_field};
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION};
+
+#[tokio::test]
+async fn a_saved_username_and_theme_are_in_the_first_static_render() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let response = browser.save_settings("Ada Lovelace", "dark").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/settings");
+
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "Ada Lovelace");
+    assert_eq!(selected_theme(&page), "dark");
+    assert_eq!(html_theme(&page), "dark");
+    assert!(page.contains(r#"<strong id="current-username">Ada Lovelace</strong>"#));
+    // Other pages carry the theme too.
+    assert_eq!(html_theme(&browser.page("/").await), "dark");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_browser_sees_the_defaults() {
+    let app = TestApp::spawn(&[]).await;
+    let page = app.browser().page("/settings").await;
+    assert_eq!(username_field(&page), "");
+    assert_eq!(selected_theme(&page), "system");
+    assert_eq!(html_theme(&page), "system");
+    assert!(page.contains("anonymous"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn settings_survive_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestApp::spawn_in(dir.path(), &[]).await;
+    let mut browser = first.browser();
+    browser.save_settings("grace", "light").await;
+    first.stop().await;
+
+    let second = TestApp::spawn_in(dir.path(), &[]).await;
+    browser.addr = second.addr;
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "grace");
+    assert_eq!(html_theme(&page), "light");
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn looking_without_saving_writes_no_row() {
+    let app = TestApp::spawn(&[]).await;
+    for _ in 0..5 {
+        let mut browser = app.browser();
+        browser.page("/settings").await;
+        browser.page("/").await;
+        browser.page("/settings").await;
+    }
+    assert_eq!(app.settings_rows(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "dark").await;
+
+    let missing = browser
+        .post("/settings", &[("username", "mallory"), ("theme", "light")])
+        .await;
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+
+    // A token from another session is worthless here.
+    let mut other = app.browser();
+    let foreign = other.csrf_token().await;
+    let forged = browser
+        .post(
+            "/settings",
+            &[
+                ("_csrf", &foreign),
+                ("username", "mallory"),
+                ("theme", "light"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("nothing was changed"));
+
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "ada");
+    assert_eq!(html_theme(&page), "dark");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_too_long_username_is_shown_with_its_message_and_the_saved_one_is_kept() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "system").await;
+
+    let typed = "x".repeat(41);
+    let response = browser.save_settings(&typed, "dark").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert_eq!(
+        username_field(&page),
+        typed,
+        "what was typed is kept in the field"
+    );
+    assert!(page.contains("Username is 41 characters long; at most 40 are allowed."));
+    assert!(page.contains(r#"aria-invalid="true""#));
+    // The valid field was saved; the invalid one kept its old value.
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "ada");
+    assert_eq!(selected_theme(&page), "dark");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn control_characters_and_unknown_themes_are_refused() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "light").await;
+
+    let response = browser.save_settings("line\nbreak", "purple").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Username may not contain control characters"));
+    assert!(page.contains("Theme must be one of system, light or dark."));
+    assert_eq!(html_theme(&page), "light");
+
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "ada");
+    assert_eq!(selected_theme(&page), "light");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn surrounding_spaces_are_trimmed_and_empty_means_anonymous() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("   ada  ", "system").await;
+    assert_eq!(username_field(&browser.page("/settings").await), "ada");
+    browser.save_settings("   ", "system").await;
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "");
+    assert!(page.contains(r#"<strong id="current-username">anonymous</strong>"#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn markup_in_a_username_is_escaped() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser
+        .save_settings("<img src=x onerror=alert(1)>", "system")
+        .await;
+    let page = browser.page("/settings").await;
+    assert!(!page.contains("<img"));
+    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_gets_413_and_changes_nothing() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "system").await;
+    let token = browser.csrf_token().await;
+    let huge = "y".repeat(64 * 1024);
+    let response = browser
+        .post(
+            "/settings",
+            &[("_csrf", &token), ("username", &huge), ("theme", "dark")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "ada");
+    assert_eq!(selected_theme(&page), "system");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_saves_for_one_session_leave_one_row() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let token = browser.csrf_token().await;
+    let posts = (0..24).map(|n| {
+        let mut tab = browser.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let name = format!("tab {n}");
+            tab.post(
+                "/settings",
+                &[("_csrf", &token), ("username", &name), ("theme", "dark")],
+            )
+            .await
+            .status()
+        })
+    });
+    for post in posts.collect::<Vec<_>>() {
+        assert_eq!(post.await.unwrap(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(app.settings_rows(), 1);
+    let name = username_field(&browser.page("/settings").await).to_owned();
+    assert!(name.starts_with("tab "), "{name}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_are_not_cached() {
+    let app = TestApp::spawn(&[]).await;
+    let response = app.browser().get("/settings").await;
+    let csp = response.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_stylesheet_is_served_with_a_hashed_name_and_cached_for_long() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let page = browser.page("/settings").await;
+    let href = common::attribute_after(&page, r#"rel="stylesheet" href=""#).to_owned();
+    assert!(
+        href.starts_with("/assets/app.") && href.ends_with(".css"),
+        "{href}"
+    );
+    let response = browser.get(&href).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(
+        browser.get("/assets/app.000000000000.css").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_ok_while_the_database_answers() {
+    let app = TestApp::spawn(&[]).await;
+    let response = app.browser().get("/healthz").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_503_when_the_database_is_gone() {
+    let app = TestApp::spawn(&[]).await;
+    // Replace the database file with something that is not a database: new connections and
+    // queries then fail, which is what an operator breaking the data dir looks like.
+    let db = app.data_dir.join("livesession.db");
+    std::fs::write(
+        &db,
+        b"this is not a database at all, not even close. ".repeat(100),
+    )
+    .unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(app.data_dir.join(format!("livesession.db{suffix}")));
+    }
+    let response = app.browser().get("/healthz").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    app.stop().await;
+}

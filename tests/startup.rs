@@ -1,0 +1,242 @@
+//! The real binary: flags, startup errors, the URL it prints, and a clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_livesession");
+
+fn command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    if !args.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("RUST_LOG", "livesession=info")
+        .stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("LIVESESSION_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs the binary expecting it to stop by itself (a startup failure), within 10 s.
+fn run_to_exit(data_dir: &Path, args: &[&str]) -> Output {
+    let mut child = command(data_dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("livesession {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a failed start: non-zero exit, and one line saying `expected`.
+fn assert_refused(output: &Output, expected: &str) {
+    assert!(!output.status.success(), "it started: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("livesession: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "want one error line, got:\n{stderr}");
+    assert!(
+        errors[0].contains(expected),
+        "{expected:?} not in {:?}",
+        errors[0]
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_unparsable_duration_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_to_exit(dir.path(), &["--stale-after", "forever"]);
+    assert_refused(&output, "--stale-after");
+}
+
+#[test]
+fn a_zero_prune_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_to_exit(dir.path(), &["--prune-every", "0s"]);
+    assert_refused(&output, "longer than zero");
+}
+
+#[test]
+fn a_bad_durability_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_to_exit(dir.path(), &["--durability", "maybe"]);
+    assert_refused(&output, "--durability");
+}
+
+#[test]
+fn an_unusable_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_to_exit(dir.path(), &["--listen", "not an address"]);
+    assert_refused(&output, "cannot listen on not an address");
+}
+
+#[test]
+fn an_address_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run_to_exit(dir.path(), &["--listen", &addr]);
+    assert_refused(&output, &format!("cannot listen on {addr}"));
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_created_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let output = run_to_exit(&file.join("data"), &[]);
+    assert_refused(&output, "cannot create the data dir");
+}
+
+#[test]
+fn a_corrupt_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("livesession.db");
+    let garbage = b"definitely not a SQLite file ".repeat(200);
+    std::fs::write(&db, &garbage).unwrap();
+    let output = run_to_exit(dir.path(), &[]);
+    assert_refused(&output, "livesession.db");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a database"));
+    assert_eq!(std::fs::read(&db).unwrap(), garbage);
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("livesession.db")).unwrap();
+    conn.pragma_update(None, "user_version", livesession::store::SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let output = run_to_exit(dir.path(), &[]);
+    assert_refused(&output, "newer livesession");
+}
+
+#[test]
+fn a_key_file_that_is_too_short_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.key"), "short\n").unwrap();
+    let output = run_to_exit(dir.path(), &[]);
+    assert_refused(&output, "too short");
+}
+
+#[test]
+fn an_unreadable_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secret.key")).unwrap();
+    let output = run_to_exit(dir.path(), &[]);
+    assert_refused(&output, "cannot read the secret key");
+}
+
+#[test]
+fn a_short_secret_in_the_environment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path(), &[]);
+    child.env("LIVESESSION_SECRET_KEY", "tiny");
+    let output = child.output().unwrap();
+    assert_refused(&output, "too short");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--stale-after",
+        "--prune-every",
+        "--durability",
+        "--secure-cookies",
+        "--previous-keys",
+        "LIVESESSION_LISTEN",
+        "LIVESESSION_SECRET_KEY",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn start(data_dir: &Path) -> Server {
+    let mut child = command(data_dir, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server never printed its URL");
+    Server { child, url }
+}
+
+#[test]
+fn it_prints_its_url_creates_a_private_key_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let health = http_status(&format!("{}/healthz", server.url));
+    assert_eq!(health, 200);
+
+    let mode = std::fs::metadata(dir.path().join("secret.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The status of `GET url`, from a synchronous test.
+fn http_status(url: &str) -> u16 {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { reqwest::get(url).await.unwrap().status().as_u16() })
+}
