@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use crate::live::{self, Live};
 use crate::prune::Retention;
 use crate::routes;
 use crate::session::{Keys, Session, session_layer};
@@ -28,24 +29,27 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// When rows go stale, and how often reads may write.
     pub retention: Retention,
+    /// The live sockets and what they share.
+    pub live: Arc<Live>,
 }
 
 impl AppState {
-    /// The settings to show to `session`: one lookup, and a write only when `read_at` is older
-    /// than the touch window. A new session has no row, so it costs nothing at all.
-    pub async fn settings_for(&self, session: Session) -> Result<Settings, StoreError> {
+    /// The settings to show to `session` and their version (defaults and 0 without a row): one
+    /// lookup, and a write only when `read_at` is older than the touch window. A new session has
+    /// no row, so it costs nothing at all.
+    pub async fn settings_for(&self, session: Session) -> Result<(Settings, i64), StoreError> {
         if session.is_new {
-            return Ok(Settings::default());
+            return Ok((Settings::default(), 0));
         }
         let Some(stored) = self.store.load(session.id).await? else {
-            return Ok(Settings::default());
+            return Ok((Settings::default(), 0));
         };
         let now = now_millis();
         let touch_before = self.retention.touch_before(now);
         if stored.read_at < touch_before {
             self.store.touch(session.id, now, touch_before).await?;
         }
-        Ok(stored.settings)
+        Ok((stored.settings, stored.version))
     }
 }
 
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(pages)
+        .route("/live", get(live::endpoint))
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
         .fallback(routes::not_found)

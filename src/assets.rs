@@ -40,8 +40,29 @@ pub static STYLESHEET: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
-fn all() -> [&'static Asset; 1] {
-    [&STYLESHEET]
+/// The live client. Its hash doubles as the build id of the live protocol: a page whose script
+/// hash is not the server's is told to reload.
+pub static LIVE_SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "live",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/live.js"),
+    )
+});
+
+impl Asset {
+    /// The content hash in the file name.
+    pub fn hash(&self) -> &str {
+        let (_, rest) = self.url.rsplit_once('/').expect("asset URLs have a path");
+        rest.split('.')
+            .nth(1)
+            .expect("asset names are stem.hash.ext")
+    }
+}
+
+fn all() -> [&'static Asset; 2] {
+    [&STYLESHEET, &LIVE_SCRIPT]
 }
 
 /// `GET /assets/{file}`: the embedded file of that exact hashed name, cached for a year.

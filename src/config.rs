@@ -78,6 +78,27 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_PREVIOUS_KEYS", value_name = "FILE")]
     pub previous_keys: Option<PathBuf>,
 
+    /// Also accept live WebSocket connections from this origin (`https://chat.example.com`), for
+    /// example behind a reverse proxy that changes the Host header. Repeatable; the environment
+    /// variable takes a comma-separated list.
+    #[arg(
+        long = "allowed-origin",
+        env = "LIVESESSION_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Close a live socket that sends nothing, not even a pong to our pings, for this long.
+    #[arg(long, env = "LIVESESSION_LIVE_IDLE_TIMEOUT", default_value = "60s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub live_idle_timeout: Duration,
+
+    /// Drop a live socket whose peer does not take a message within this long (it stopped reading).
+    #[arg(long, env = "LIVESESSION_LIVE_SEND_TIMEOUT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub live_send_timeout: Duration,
+
     /// How long shutdown waits for in-flight requests before it stops anyway.
     #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]

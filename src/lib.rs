@@ -11,6 +11,7 @@
 //! - [`config`]: flags and `LIVESESSION_*` environment variables.
 //! - [`app`]: the shared [`AppState`] and the router.
 //! - [`routes`]: the HTTP handlers.
+//! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
 //! - [`store`]: the database behind a narrow interface (SQLite).
@@ -27,6 +28,7 @@ pub mod app;
 pub mod assets;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod prune;
 pub mod routes;
 pub mod session;
@@ -47,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub use app::AppState;
 pub use config::Config;
 
+use live::Live;
 use prune::Retention;
 use session::Keys;
 use store::Store;
@@ -56,12 +59,14 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     config: Config,
+    shutdown: CancellationToken,
 }
 
 impl App {
     /// Binds the listener, creates the data dir, loads the signing keys and opens the database.
     /// Any problem comes back as one readable error naming what failed.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let shutdown = CancellationToken::new();
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -79,11 +84,18 @@ impl App {
                 stale_after: config.stale_after,
                 touch_window: config.touch_window(),
             },
+            live: Arc::new(Live::new(
+                config.allowed_origins.clone(),
+                config.live_idle_timeout,
+                config.live_send_timeout,
+                shutdown.clone(),
+            )),
         };
         Ok(App {
             listener,
             state,
             config,
+            shutdown,
         })
     }
 
@@ -99,13 +111,20 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
-    /// (for at most `--shutdown-grace`) and stops the prune task.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// The token that stops this app: cancel it to shut down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting, closes live sockets
+    /// with 1001, lets in-flight requests finish (all within `--shutdown-grace`) and stops the
+    /// prune task.
+    pub async fn run(self) -> anyhow::Result<()> {
         let App {
             listener,
             state,
             config,
+            shutdown,
         } = self;
         tracing::info!(
             "listening on http://{}",
@@ -117,17 +136,24 @@ impl App {
             config.prune_every,
             shutdown.clone(),
         );
+        let live = Arc::clone(&state.live);
 
         let server = axum::serve(listener, app::router(state))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let stopped = async {
+            server.await.context("the server failed")?;
+            live.tracker.close();
+            live.tracker.wait().await;
+            anyhow::Ok(())
+        };
         let grace = config.shutdown_grace;
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result.context("the server failed")?,
-            () = deadline => tracing::warn!(?grace, "in-flight requests did not finish in time; stopping anyway"),
+            result = stopped => result?,
+            () = deadline => tracing::warn!(?grace, "connections did not finish in time; stopping anyway"),
         }
         shutdown.cancel();
         prune.await.context("the prune task panicked")?;

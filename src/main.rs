@@ -47,13 +47,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let app = App::build(config).await?;
-        let token = shutdown::CancellationToken::new();
-        let on_signal = token.clone();
+        let token = app.shutdown_token();
         tokio::spawn(async move {
             shutdown::signal().await;
-            on_signal.cancel();
+            token.cancel();
         });
-        app.run(token).await
+        app.run().await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

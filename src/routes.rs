@@ -1,25 +1,24 @@
 //! The HTTP handlers. Each one is thin: it reads the session and the input, asks the store, and
 //! renders a view.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::{Extension, Form, Json};
 use maud::Markup;
 use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::error::AppError;
+use crate::live::pubsub::SessionEvent;
 use crate::session::{ReplaceSession, Session, SessionId};
-use crate::settings::{SettingsChange, SettingsErrors, SettingsInput};
+use crate::settings::{SettingsChange, SettingsInput};
 use crate::store::now_millis;
-use crate::views::{self, SettingsView};
+use crate::views::{self, FormState, Screen, View};
 
 /// `GET /`.
 pub async fn home(State(app): State<AppState>, session: Session) -> Result<Markup, AppError> {
-    let saved = app.settings_for(session).await?;
-    Ok(views::home_page(&saved))
+    page(&app, session, View::Home).await
 }
 
 /// `GET /settings`: the form, filled from the database on this very first render.
@@ -27,15 +26,19 @@ pub async fn show_settings(
     State(app): State<AppState>,
     session: Session,
 ) -> Result<Markup, AppError> {
-    let saved = app.settings_for(session).await?;
+    page(&app, session, View::Settings).await
+}
+
+async fn page(app: &AppState, session: Session, view: View) -> Result<Markup, AppError> {
+    let (saved, version) = app.settings_for(session).await?;
     let csrf_token = app.keys.csrf_token(session.id);
-    let view = SettingsView {
-        username: saved.username.as_str(),
-        theme: saved.theme,
-        errors: &SettingsErrors::default(),
+    Ok(views::document(&Screen {
+        view,
+        saved: &saved,
+        version,
         csrf_token: &csrf_token,
-    };
-    Ok(views::settings_page(&saved, &view))
+        form: FormState::default(),
+    }))
 }
 
 /// The settings form as posted.
@@ -48,7 +51,8 @@ pub struct SettingsForm {
 }
 
 /// `POST /settings`: saves every valid field, then `303` back to the form; when a field was
-/// refused, `422` with the form showing what was typed and why it was refused.
+/// refused, `422` with the form showing what was typed and why it was refused. Live tabs of the
+/// session are told, so they show the change too.
 pub async fn save_settings(
     State(app): State<AppState>,
     session: Session,
@@ -62,34 +66,35 @@ pub async fn save_settings(
         theme: form.theme,
     };
     let (change, errors) = SettingsChange::parse(&input);
-    let saved = if change.is_empty() {
+    let (saved, version) = if change.is_empty() {
         app.settings_for(session).await?
     } else {
-        app.store
-            .save(session.id, change, now_millis())
-            .await?
-            .settings
+        let saved = app.store.save(session.id, change, now_millis()).await?;
+        app.live.hub.publish(
+            session.id,
+            SessionEvent::SettingsChanged {
+                version: saved.version,
+                origin: 0,
+            },
+        );
+        (saved.settings, saved.version)
     };
     if errors.is_empty() {
         return Ok(Redirect::to("/settings").into_response());
     }
 
     let csrf_token = app.keys.csrf_token(session.id);
-    let typed_username = input.username.as_deref();
-    let view = SettingsView {
-        username: match &errors.username {
-            Some(_) => typed_username.unwrap_or_default(),
-            None => saved.username.as_str(),
-        },
-        theme: saved.theme,
-        errors: &errors,
+    let screen = Screen {
+        view: View::Settings,
+        saved: &saved,
+        version,
         csrf_token: &csrf_token,
+        form: FormState {
+            typed_username: errors.username.as_ref().and(input.username.as_deref()),
+            errors: Some(&errors),
+        },
     };
-    Ok((
-        StatusCode::UNPROCESSABLE_ENTITY,
-        views::settings_page(&saved, &view),
-    )
-        .into_response())
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, views::document(&screen)).into_response())
 }
 
 /// The "forget me" form as posted.
@@ -100,7 +105,8 @@ pub struct ForgetForm {
 }
 
 /// `POST /settings/forget`: deletes this browser's row and moves it to a new, empty session. The
-/// old cookie is worthless afterwards: its id has no row and is never issued again.
+/// old cookie is worthless afterwards: its id has no row and is never issued again, and the old
+/// session's live tabs are told to reload.
 pub async fn forget(
     State(app): State<AppState>,
     session: Session,
@@ -110,6 +116,7 @@ pub async fn forget(
         return Err(AppError::BadCsrfToken);
     }
     app.store.forget(session.id).await?;
+    app.live.hub.publish(session.id, SessionEvent::Forgotten);
     tracing::info!("a browser asked to be forgotten; its settings were deleted");
     Ok((
         Extension(ReplaceSession(SessionId::generate())),

@@ -1,56 +1,117 @@
-//! HTML, rendered with maud. Each view is one function of plain data, used by the first static
-//! render and (through the live layer) by every later update, so the two can never disagree.
+//! HTML, rendered with maud. A page is a [`Screen`]: plain data about one session at one moment.
+//! [`document`] renders the whole page for the first, static response; [`body`] renders the part
+//! the live layer sends after a change. `document` is `body` inside the `<html>` frame, so the
+//! static and live paths can never disagree.
 
 mod home;
 mod settings;
 
-pub use home::home_page;
-pub use settings::{SettingsView, settings_form, settings_page};
-
 use maud::{DOCTYPE, Markup, html};
 
-use crate::assets::STYLESHEET;
-use crate::settings::{Settings, Theme};
+use crate::assets::{LIVE_SCRIPT, STYLESHEET};
+use crate::settings::{Settings, SettingsErrors, Theme};
 
-/// Which page of the navigation is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nav {
-    Chat,
+/// The pages that have a live view. The name travels in the join message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// `/`.
+    Home,
+    /// `/settings`.
     Settings,
 }
 
-/// The frame of every page. `<html data-theme>` comes from the database, so the first paint
-/// already has the right colours.
-pub fn layout(title: &str, nav: Nav, saved: &Settings, main: Markup) -> Markup {
+impl View {
+    /// The name used in `data-live-view` and in the join message.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Home => "home",
+            View::Settings => "settings",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            View::Home => "Chat",
+            View::Settings => "Settings",
+        }
+    }
+}
+
+/// The settings form's own state, when it differs from what is saved: what was typed into a field
+/// that was refused, and why.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FormState<'a> {
+    /// The refused username, shown back in its field instead of the saved one.
+    pub typed_username: Option<&'a str>,
+    /// Messages shown next to their fields.
+    pub errors: Option<&'a SettingsErrors>,
+}
+
+/// Everything one page shows to one session.
+#[derive(Debug, Clone, Copy)]
+pub struct Screen<'a> {
+    pub view: View,
+    /// The saved settings (or the defaults).
+    pub saved: &'a Settings,
+    /// The saved row's version (0 when there is no row); lets the live client skip a redundant
+    /// first render.
+    pub version: i64,
+    /// This session's CSRF token, for forms and the live join.
+    pub csrf_token: &'a str,
+    /// The settings form's unsaved state.
+    pub form: FormState<'a>,
+}
+
+/// The whole page: the first, static render.
+pub fn document(screen: &Screen<'_>) -> Markup {
+    let theme = screen.saved.theme;
     html! {
         (DOCTYPE)
-        html lang="en" data-theme=(saved.theme.as_str()) {
+        html lang="en" data-theme=(theme.as_str()) class="live-static" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content=(color_scheme(saved.theme));
-                title { (title) " · livesession" }
+                meta name="color-scheme" content=(color_scheme(theme));
+                title { (screen.view.title()) " · livesession" }
                 link rel="stylesheet" href=(STYLESHEET.url);
+                script src=(LIVE_SCRIPT.url) defer {}
             }
-            body {
-                a.skip-link href="#main" { "Skip to content" }
-                header.site {
-                    a.brand href="/" { "livesession" }
-                    nav aria-label="Main" {
-                        ul {
-                            li { a href="/" aria-current=[(nav == Nav::Chat).then_some("page")] { "Chat" } }
-                            li { a href="/settings" aria-current=[(nav == Nav::Settings).then_some("page")] { "Settings" } }
-                        }
-                    }
-                    p.who { "You are " strong #current-username { (saved.username.display()) } }
-                }
-                main #main { (main) }
+            body data-live-view=(screen.view.as_str()) data-live-csrf=(screen.csrf_token)
+                data-live-version=(screen.version) {
+                (body(screen))
             }
         }
     }
 }
 
-fn color_scheme(theme: Theme) -> &'static str {
+/// The contents of `<body>`: what the live layer re-renders and the client morphs into place.
+pub fn body(screen: &Screen<'_>) -> Markup {
+    let main = match screen.view {
+        View::Home => home::main(screen),
+        View::Settings => settings::main(screen),
+    };
+    let nav = screen.view;
+    html! {
+        a.skip-link href="#main" { "Skip to content" }
+        header.site {
+            a.brand href="/" { "livesession" }
+            nav aria-label="Main" {
+                ul {
+                    li { a href="/" aria-current=[(nav == View::Home).then_some("page")] { "Chat" } }
+                    li { a href="/settings" aria-current=[(nav == View::Settings).then_some("page")] { "Settings" } }
+                }
+            }
+            p.who { "You are " strong #current-username { (screen.saved.username.display()) } }
+            // Owned by the client script (it shows the connection state); never patched.
+            p #live-status data-live-client role="status" aria-live="polite" {}
+        }
+        main #main { (main) }
+    }
+}
+
+/// The `color-scheme` for a theme, so form controls and scrollbars match on the first paint.
+pub fn color_scheme(theme: Theme) -> &'static str {
     match theme {
         Theme::System => "light dark",
         Theme::Light => "light",

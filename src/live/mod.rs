@@ -1,0 +1,181 @@
+//! The live layer: `GET /live`, the WebSocket that keeps a page in step with the database.
+//!
+//! The upgrade request is checked before anything else: its `Origin` must be this server's own
+//! (or one given with `--allowed-origin`), which stops other sites from opening sockets with the
+//! browser's cookie. The session comes from the signed cookie on the upgrade request, never from
+//! the page, and the page's CSRF token must come with the join message.
+//!
+//! - [`protocol`]: the JSON messages.
+//! - [`pubsub`]: the per-session hub that carries one tab's change to the others.
+//! - [`socket`]: one socket's loop.
+
+pub mod protocol;
+pub mod pubsub;
+pub mod socket;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::header::{HOST, ORIGIN};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::AppState;
+use crate::session::Verdict;
+use pubsub::Hub;
+use socket::MAX_MESSAGE_BYTES;
+
+/// What the live layer shares between sockets.
+pub struct Live {
+    /// Carries changes between the sockets of a session.
+    pub hub: Arc<Hub>,
+    /// Origins accepted besides the server's own (`--allowed-origin`), e.g. behind a proxy.
+    pub allowed_origins: Vec<String>,
+    /// A socket that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+    /// A send that does not complete in this long means the peer is not reading: drop it.
+    pub send_timeout: Duration,
+    /// Every socket task, so shutdown can wait for them to close.
+    pub tracker: TaskTracker,
+    /// Cancelled on shutdown: sockets close with 1001.
+    pub shutdown: CancellationToken,
+    next_socket_id: AtomicU64,
+}
+
+impl Live {
+    /// A live layer with no sockets yet.
+    pub fn new(
+        allowed_origins: Vec<String>,
+        idle_timeout: Duration,
+        send_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Live {
+        Live {
+            hub: Arc::new(Hub::default()),
+            allowed_origins,
+            idle_timeout,
+            send_timeout,
+            tracker: TaskTracker::new(),
+            shutdown,
+            next_socket_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A number no other socket of this process has; 0 is never handed out.
+    pub fn next_socket_id(&self) -> u64 {
+        self.next_socket_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// `GET /live`: checks the origin, then upgrades. Sockets are tracked so shutdown can close them.
+pub async fn endpoint(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &app.live.allowed_origins) {
+        tracing::info!(
+            origin = headers
+                .get(ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .unwrap_or("(none)"),
+            "refused a live socket from a foreign origin"
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            "WebSocket connections are accepted from this site's own pages only.",
+        )
+            .into_response();
+    }
+    let session = match app.keys.verify(&headers) {
+        Verdict::Current(id) | Verdict::Previous(id) => Some(id),
+        Verdict::Missing | Verdict::Invalid => None,
+    };
+    let tracker = app.live.tracker.clone();
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, app, session)))
+}
+
+/// True when `Origin` names this server (as the browser reached it, per `Host`) or an allowed
+/// origin. A request without `Origin` is refused: every browser sends one on a WebSocket upgrade,
+/// so its absence means a non-browser client, which has no page and no CSRF token to offer.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let same = |scheme: &str| {
+        origin
+            .strip_prefix(scheme)
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+    };
+    same("http://") || same("https://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(origin) = origin {
+            headers.insert(ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_servers_own_origin_is_accepted() {
+        assert!(origin_allowed(
+            &headers(Some("http://127.0.0.1:4000"), "127.0.0.1:4000"),
+            &[]
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example"), "chat.example"),
+            &[]
+        ));
+    }
+
+    #[test]
+    fn another_origin_a_missing_one_and_a_lookalike_are_refused() {
+        assert!(!origin_allowed(
+            &headers(Some("http://evil.example"), "127.0.0.1:4000"),
+            &[]
+        ));
+        assert!(!origin_allowed(&headers(None, "127.0.0.1:4000"), &[]));
+        assert!(!origin_allowed(
+            &headers(Some("http://127.0.0.1:4000.evil"), "127.0.0.1:4000"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("null"), "127.0.0.1:4000"),
+            &[]
+        ));
+    }
+
+    #[test]
+    fn a_configured_origin_is_accepted() {
+        let allowed = vec!["https://chat.example".to_owned()];
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example"), "10.0.0.5:4000"),
+            &allowed
+        ));
+    }
+}

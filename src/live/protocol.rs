@@ -1,0 +1,117 @@
+//! The messages of `/live`: JSON text frames, tagged by `"t"`. See `docs/protocol.md`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::SettingsErrors;
+use crate::views::View;
+
+/// The longest page id a client may choose (it picks 24 hex digits).
+pub const MAX_PAGE_ID_LEN: usize = 64;
+
+/// What a browser sends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// The first message on every socket: which view, proof the page came from us, which build
+    /// of the client, which page (stable across reconnects), and the version the page shows.
+    Join {
+        view: View,
+        csrf: String,
+        build: String,
+        page: String,
+        #[serde(default)]
+        version: i64,
+    },
+    /// The full state of one form. `seq` grows by one per change on a page; the server saves
+    /// only a `seq` above the last one it acknowledged for that page, so replays change nothing.
+    Change {
+        form: String,
+        seq: u64,
+        fields: HashMap<String, String>,
+    },
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ServerMessage<'a> {
+    /// The join was accepted; changes may follow.
+    Joined,
+    /// Change `seq` of `form` (and every earlier one) is committed. `errors` lists the fields
+    /// that were refused and kept their saved value.
+    Ack {
+        form: &'a str,
+        seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        errors: Option<&'a SettingsErrors>,
+    },
+    /// New contents for `<body>`, and the theme for `<html data-theme>`.
+    Render {
+        version: i64,
+        theme: &'a str,
+        color_scheme: &'a str,
+        html: &'a str,
+    },
+    /// The page cannot be brought back to life (for example, the server runs a newer build):
+    /// load it again.
+    Reload { reason: &'a str },
+    /// A message was not understood; the socket stays open.
+    Error { message: &'a str },
+}
+
+impl ServerMessage<'_> {
+    /// The JSON text of the message.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_is_read_with_its_fields() {
+        let json =
+            r#"{"t":"join","view":"settings","csrf":"c","build":"b","page":"p","version":3}"#;
+        let message: ClientMessage = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            message,
+            ClientMessage::Join {
+                view: View::Settings,
+                csrf: "c".into(),
+                build: "b".into(),
+                page: "p".into(),
+                version: 3
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_refused() {
+        for json in [
+            r#"{"t":"explode"}"#,
+            r#"{"t":"join","view":"settings","csrf":"c","build":"b","page":"p","admin":true}"#,
+            r#"{"t":"change","form":"settings","seq":-1,"fields":{}}"#,
+            r#"{"t":"change","form":"settings","seq":1,"fields":{"username":7}}"#,
+            r#"[]"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ClientMessage>(json).is_err(),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_ack_without_errors_has_no_errors_field() {
+        let ack = ServerMessage::Ack {
+            form: "settings",
+            seq: 4,
+            errors: None,
+        };
+        assert_eq!(ack.to_json(), r#"{"t":"ack","form":"settings","seq":4}"#);
+    }
+}

@@ -1,0 +1,182 @@
+//! In-process publish/subscribe keyed by session id: how one tab's change reaches the session's
+//! other tabs.
+//!
+//! Events carry versions, not data: a subscriber that cares reads the current state from the
+//! store. That keeps events tiny, makes a lagging subscriber harmless (it reads the newest state
+//! anyway), and is the same shape a PostgreSQL `LISTEN`/`NOTIFY` backend would have.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::session::SessionId;
+
+/// Events buffered per session before a slow subscriber starts skipping (and re-reads instead).
+const EVENT_BUFFER: usize = 16;
+
+/// Something happened to a session's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The settings row now has `version`; `origin` is the socket that made the change (it has
+    /// rendered it already), or 0 for a change made outside any socket.
+    SettingsChanged { version: i64, origin: u64 },
+    /// The session was deleted ("forget me"): its pages must reload to get a new one.
+    Forgotten,
+}
+
+/// The registry of live sessions.
+#[derive(Default)]
+pub struct Hub {
+    sessions: Mutex<HashMap<SessionId, broadcast::Sender<SessionEvent>>>,
+    pages: Mutex<PageSeqs>,
+}
+
+impl Hub {
+    /// Starts receiving `id`'s events; they stop when the subscription is dropped.
+    pub fn subscribe(self: &Arc<Self>, id: SessionId) -> Subscription {
+        let mut sessions = self.sessions.lock().expect("hub lock");
+        let receiver = sessions
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(EVENT_BUFFER).0)
+            .subscribe();
+        Subscription {
+            hub: Arc::clone(self),
+            id,
+            receiver,
+        }
+    }
+
+    /// Tells every live socket of `id` about `event`. A session with no socket costs a map lookup.
+    pub fn publish(&self, id: SessionId, event: SessionEvent) {
+        if let Some(sender) = self.sessions.lock().expect("hub lock").get(&id) {
+            let _ = sender.send(event);
+        }
+    }
+
+    /// How many sessions have at least one live socket.
+    pub fn live_sessions(&self) -> usize {
+        self.sessions.lock().expect("hub lock").len()
+    }
+
+    /// The last change number acknowledged for a page, surviving the page's reconnects.
+    pub fn acked_seq(&self, id: SessionId, page: &str) -> u64 {
+        self.pages.lock().expect("pages lock").get(id, page)
+    }
+
+    /// Records that a page's change `seq` was committed and acknowledged.
+    pub fn record_ack(&self, id: SessionId, page: &str, seq: u64) {
+        self.pages.lock().expect("pages lock").set(id, page, seq);
+    }
+}
+
+/// A live socket's view of its session's events.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: SessionId,
+    receiver: broadcast::Receiver<SessionEvent>,
+}
+
+impl Subscription {
+    /// The next event. A subscriber that fell behind gets the newest state instead of the ones it
+    /// missed: `Lagged` is reported as a change of unknown version, which makes it re-read.
+    pub async fn recv(&mut self) -> SessionEvent {
+        match self.receiver.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(_)) => SessionEvent::SettingsChanged {
+                version: i64::MAX,
+                origin: 0,
+            },
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut sessions = self.hub.sessions.lock().expect("hub lock");
+        if let Some(sender) = sessions.get(&self.id)
+            && sender.receiver_count() <= 1
+        {
+            sessions.remove(&self.id);
+        }
+    }
+}
+
+/// Page ids are forgotten after this long without a change, so the map stays small.
+const PAGE_MEMORY: Duration = Duration::from_secs(60 * 60);
+
+/// Sweep for forgotten pages every this many records.
+const PAGE_SWEEP_EVERY: usize = 1024;
+
+/// The last acknowledged `seq` per (session, page).
+#[derive(Default)]
+struct PageSeqs {
+    seqs: HashMap<(SessionId, String), (u64, Instant)>,
+    records: usize,
+}
+
+impl PageSeqs {
+    fn get(&self, id: SessionId, page: &str) -> u64 {
+        self.seqs
+            .get(&(id, page.to_owned()))
+            .map_or(0, |(seq, _)| *seq)
+    }
+
+    fn set(&mut self, id: SessionId, page: &str, seq: u64) {
+        let now = Instant::now();
+        let entry = self.seqs.entry((id, page.to_owned())).or_insert((0, now));
+        *entry = (entry.0.max(seq), now);
+        self.records += 1;
+        if self.records.is_multiple_of(PAGE_SWEEP_EVERY) {
+            self.seqs
+                .retain(|_, (_, at)| now.duration_since(*at) < PAGE_MEMORY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_published_event_reaches_every_subscriber_of_that_session_only() {
+        let hub = Arc::new(Hub::default());
+        let (a, b) = (SessionId::generate(), SessionId::generate());
+        let mut tab1 = hub.subscribe(a);
+        let mut tab2 = hub.subscribe(a);
+        let mut other = hub.subscribe(b);
+        let event = SessionEvent::SettingsChanged {
+            version: 2,
+            origin: 7,
+        };
+        hub.publish(a, event);
+        assert_eq!(tab1.recv().await, event);
+        assert_eq!(tab2.recv().await, event);
+        let nothing = tokio::time::timeout(Duration::from_millis(20), other.recv()).await;
+        assert!(nothing.is_err());
+    }
+
+    #[test]
+    fn a_session_leaves_the_hub_with_its_last_socket() {
+        let hub = Arc::new(Hub::default());
+        let id = SessionId::generate();
+        let first = hub.subscribe(id);
+        let second = hub.subscribe(id);
+        drop(first);
+        assert_eq!(hub.live_sessions(), 1);
+        drop(second);
+        assert_eq!(hub.live_sessions(), 0);
+    }
+
+    #[test]
+    fn acknowledged_seqs_only_grow() {
+        let hub = Hub::default();
+        let id = SessionId::generate();
+        hub.record_ack(id, "page", 5);
+        hub.record_ack(id, "page", 3);
+        assert_eq!(hub.acked_seq(id, "page"), 5);
+        assert_eq!(hub.acked_seq(id, "other"), 0);
+    }
+}
