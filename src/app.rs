@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/live", get(live::endpoint))
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
+        .route("/favicon.ico", get(crate::assets::favicon))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(security_headers))

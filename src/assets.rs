@@ -61,28 +61,44 @@ impl Asset {
     }
 }
 
-fn all() -> [&'static Asset; 2] {
-    [&STYLESHEET, &LIVE_SCRIPT]
+/// The page icon (also answered at `/favicon.ico`, where browsers look without being told).
+pub static ICON: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "icon",
+        "svg",
+        "image/svg+xml",
+        include_str!("assets/icon.svg"),
+    )
+});
+
+fn all() -> [&'static Asset; 3] {
+    [&STYLESHEET, &LIVE_SCRIPT, &ICON]
+}
+
+/// `GET /favicon.ico`: the icon, for browsers and tools that ask for it by its old name.
+pub async fn favicon() -> Response {
+    respond(&ICON)
 }
 
 /// `GET /assets/{file}`: the embedded file of that exact hashed name, cached for a year.
 pub async fn serve(Path(file): Path<String>) -> Response {
     let wanted = format!("/assets/{file}");
     match all().into_iter().find(|asset| asset.url == wanted) {
-        Some(asset) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(asset.content_type),
-                ),
-                (
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
-                ),
-            ],
-            asset.body,
-        )
-            .into_response(),
+        Some(asset) => respond(asset),
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
+}
+
+fn respond(asset: &Asset) -> Response {
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ),
+    ];
+    (headers, asset.body).into_response()
 }

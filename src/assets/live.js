@@ -131,6 +131,7 @@
     var delay = Number(input.getAttribute("data-debounce") || form.getAttribute("data-debounce") || DEFAULT_DEBOUNCE);
     clearTimeout(timers[form.id]);
     timers[form.id] = setTimeout(function () { flush(form); }, delay);
+    showStatus(form, "", false); // an earlier "Saved" no longer describes the form
   }
 
   function flush(form) {
@@ -169,11 +170,22 @@
       if (el.name) known[el.name] = el.value;
     });
     form.addEventListener("input", function (event) { schedule(form, event.target); });
-    form.addEventListener("change", function (event) { schedule(form, event.target); });
+    // A text field also fires `change` on blur, which would re-send a value another tab has
+    // replaced since; only choices (selects, boxes) are taken from it.
+    form.addEventListener("change", function (event) {
+      var el = event.target;
+      if (el.tagName === "SELECT" || el.type === "checkbox" || el.type === "radio") schedule(form, el);
+    });
     form.addEventListener("focusout", function (event) {
+      var field = event.target;
       if (timers[form.id]) flush(form);
-      var hint = document.getElementById(event.target.name + "-remote");
-      if (hint) hint.textContent = "";
+      // Leaving a field that another tab changed: it now shows what is saved (which is this
+      // tab's own text, if it was still unsent above).
+      var hint = document.getElementById(field.name + "-remote");
+      if (hint && hint.textContent) {
+        hint.textContent = "";
+        if (field.name in known) field.value = known[field.name];
+      }
     });
     form.addEventListener("submit", function (event) {
       if (!ws || ws.readyState !== WebSocket.OPEN) return; // no connection: a plain form post

@@ -8,7 +8,7 @@ mod settings;
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::assets::{LIVE_SCRIPT, STYLESHEET};
+use crate::assets::{ICON, LIVE_SCRIPT, STYLESHEET};
 use crate::settings::{Settings, SettingsErrors, Theme};
 
 /// The pages that have a live view. The name travels in the join message.
@@ -74,6 +74,7 @@ pub fn document(screen: &Screen<'_>) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content=(color_scheme(theme));
                 title { (screen.view.title()) " · livesession" }
+                link rel="icon" href=(ICON.url) type="image/svg+xml";
                 link rel="stylesheet" href=(STYLESHEET.url);
                 script src=(LIVE_SCRIPT.url) defer {}
             }

@@ -38,7 +38,10 @@ impl TestApp {
     /// Starts an app on an existing data dir (to test restarts).
     pub async fn spawn_in(data_dir: &Path, args: &[&str]) -> TestApp {
         let data = data_dir.to_str().unwrap();
-        let mut argv = vec!["livesession", "--listen", "127.0.0.1:0", "--data-dir", data];
+        let mut argv = vec!["livesession", "--data-dir", data];
+        if !args.contains(&"--listen") {
+            argv.extend(["--listen", "127.0.0.1:0"]);
+        }
         argv.extend_from_slice(args);
         let config = Config::from_args(argv).unwrap();
         let app = App::build(config).await.unwrap();

@@ -1,0 +1,280 @@
+//! The live layer in a real browser: headless Chromium, driven over WebDriver.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+use std::time::Duration;
+
+use common::{Browser, TestApp, username_field};
+use fantoccini::Locator;
+use harness::Chrome;
+
+/// The static HTML of `/settings` for the browser's session, fetched without JavaScript.
+async fn static_settings(app_addr: std::net::SocketAddr, cookie: String) -> String {
+    let mut plain = Browser::new(app_addr);
+    plain.cookie = Some(cookie);
+    plain.page("/settings").await
+}
+
+const CONNECTED: &str = "return document.documentElement.classList.contains('live-connected')";
+
+#[tokio::test]
+async fn a_typed_username_is_saved_live_and_is_in_the_static_html_after_a_reload() {
+    let Some(chrome) = Chrome::start("a_typed_username_is_saved_live").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+
+    chrome.type_into("#username", "Ada").await;
+    chrome
+        .until(
+            "the change is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    chrome
+        .until(
+            "the header shows the name",
+            "return document.getElementById('current-username').textContent === 'Ada'",
+        )
+        .await;
+
+    // A theme change applies to the page at once, without a reload.
+    let select = chrome.client.find(Locator::Css("#theme")).await.unwrap();
+    select.select_by_value("dark").await.unwrap();
+    chrome
+        .until(
+            "the page turns dark",
+            "return document.documentElement.dataset.theme === 'dark'",
+        )
+        .await;
+    chrome
+        .until(
+            "the theme is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+
+    chrome.client.refresh().await.unwrap();
+    assert_eq!(chrome.value("#username").await, "Ada");
+    assert_eq!(chrome.value("#theme").await, "dark");
+    let html = static_settings(app.addr, chrome.session_cookie().await).await;
+    assert_eq!(username_field(&html), "Ada");
+    assert!(html.contains(r#"data-theme="dark""#));
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_tabs_of_one_browser_stay_in_sync() {
+    let Some(chrome) = Chrome::start("two_tabs_of_one_browser_stay_in_sync").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("tab 1 is live", CONNECTED).await;
+    let first = chrome.client.window().await.unwrap();
+    let second = chrome.client.new_window(true).await.unwrap().handle;
+    chrome
+        .client
+        .switch_to_window(second.clone())
+        .await
+        .unwrap();
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("tab 2 is live", CONNECTED).await;
+
+    chrome.client.switch_to_window(first.clone()).await.unwrap();
+    chrome.type_into("#username", "Grace").await;
+    chrome
+        .until(
+            "tab 1 saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+
+    chrome.client.switch_to_window(second).await.unwrap();
+    chrome
+        .until(
+            "tab 2 shows the new name",
+            "return document.getElementById('username').value === 'Grace'",
+        )
+        .await;
+    chrome
+        .until(
+            "tab 2's header too",
+            "return document.getElementById('current-username').textContent === 'Grace'",
+        )
+        .await;
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn typing_slowly_is_never_clobbered_mid_word() {
+    let Some(chrome) = Chrome::start("typing_slowly_is_never_clobbered_mid_word").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+
+    // Pauses around the debounce time, so saves and re-renders land while typing goes on.
+    let word = "Slowly typed name";
+    for (n, ch) in word.chars().enumerate() {
+        chrome.type_into("#username", &ch.to_string()).await;
+        let pause = [60, 110, 140, 90][n % 4];
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    assert_eq!(chrome.value("#username").await, word);
+    chrome
+        .until(
+            "the whole word is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    assert_eq!(chrome.value("#username").await, word);
+    // The caret is still at the end, where the person left it.
+    let caret = chrome
+        .js("const el = document.getElementById('username'); return [el.selectionStart, el.value.length, document.activeElement === el];")
+        .await;
+    assert_eq!(caret, serde_json::json!([word.len(), word.len(), true]));
+    let html = static_settings(app.addr, chrome.session_cookie().await).await;
+    assert_eq!(username_field(&html), word);
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_typed_while_the_server_restarts_is_saved_once_it_is_back() {
+    let Some(chrome) = Chrome::start("a_change_typed_while_the_server_restarts").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let addr = app.addr.to_string();
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+
+    app.stop().await;
+    chrome
+        .until(
+            "the page shows it is offline",
+            "return document.documentElement.classList.contains('live-disconnected') \
+             && document.getElementById('live-status').textContent.startsWith('Offline')",
+        )
+        .await;
+    chrome.type_into("#username", "typed offline").await;
+    // Leave the field, as a person would, so the change is flushed (and kept) right away.
+    chrome
+        .js("document.getElementById('username').blur(); return true;")
+        .await;
+
+    let app = TestApp::spawn_in(dir.path(), &["--listen", &addr]).await;
+    chrome.until("the socket is back", CONNECTED).await;
+    chrome
+        .until(
+            "the change is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    let html = static_settings(app.addr, chrome.session_cookie().await).await;
+    assert_eq!(username_field(&html), "typed offline");
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_injected_img_onerror_username_is_inert() {
+    let Some(chrome) = Chrome::start("an_injected_img_onerror_username_is_inert").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+    let payload = r#"<img src=x onerror="document.title=1">"#;
+    chrome.type_into("#username", payload).await;
+    chrome
+        .until(
+            "the change is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    chrome.client.refresh().await.unwrap();
+    chrome.until("the socket is live", CONNECTED).await;
+    let check = "return [document.title, document.querySelectorAll('img').length, \
+                 document.getElementById('current-username').textContent];";
+    let seen = chrome.js(check).await;
+    assert_eq!(
+        seen,
+        serde_json::json!(["Settings · livesession", 0, payload])
+    );
+    chrome.goto(&app.url("/")).await;
+    let seen = chrome
+        .js("return [document.title, document.querySelectorAll('img').length];")
+        .await;
+    assert_eq!(seen, serde_json::json!(["Chat · livesession", 0]));
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_field_changed_in_another_tab_while_typing_keeps_the_typing_and_says_so() {
+    let Some(chrome) = Chrome::start("a_field_changed_in_another_tab_while_typing").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+    chrome.type_into("#username", "mine").await;
+    chrome
+        .until(
+            "the typing is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+
+    // Another tab of the same browser (same cookie) renames the user while the field has focus.
+    let mut other_tab = Browser::new(app.addr);
+    other_tab.cookie = Some(chrome.session_cookie().await);
+    let mut socket = common::live::join_settings(&mut other_tab, "other-tab").await;
+    common::live::change(&mut socket, 1, "theirs", "system").await;
+    assert_eq!(common::live::recv(&mut socket).await["t"], "ack");
+
+    chrome
+        .until(
+            "the hint appears",
+            "return document.getElementById('username-remote').textContent.includes('Changed in another tab')",
+        )
+        .await;
+    assert_eq!(
+        chrome.value("#username").await,
+        "mine",
+        "the focused field was overwritten"
+    );
+    chrome
+        .until(
+            "the header follows the saved name",
+            "return document.getElementById('current-username').textContent === 'theirs'",
+        )
+        .await;
+
+    // Leaving the field shows what is saved now, and the hint goes away.
+    chrome
+        .js("document.getElementById('username').blur(); return true;")
+        .await;
+    assert_eq!(chrome.value("#username").await, "theirs");
+    let hint = chrome
+        .js("return document.getElementById('username-remote').textContent")
+        .await;
+    assert_eq!(hint, "");
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
