@@ -405,3 +405,25 @@ async fn a_silent_peer_is_closed_after_the_idle_timeout_and_a_responsive_one_is_
     assert_eq!(recv(&mut responsive).await["t"], "ack");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_live_socket_keeps_its_session_from_being_pruned() {
+    let app = TestApp::spawn(&["--stale-after", "1s", "--prune-every", "100ms"]).await;
+    let mut connected = app.browser();
+    connected.save_settings("connected", "dark").await;
+    let mut socket = join_settings(&mut connected, "p").await;
+    let mut gone = app.browser();
+    gone.save_settings("gone", "dark").await;
+
+    // Nobody loads a page or saves for longer than stale-after; one browser keeps a socket open.
+    assert_eq!(
+        try_recv(&mut socket, Duration::from_millis(1600)).await,
+        None
+    );
+    assert_eq!(app.settings_rows(), 1);
+    assert_eq!(
+        username_field(&connected.page("/settings").await),
+        "connected"
+    );
+    app.stop().await;
+}
