@@ -1,6 +1,7 @@
--- The whole livesession schema. Applied in one transaction to a new database at startup; the
--- version below is what `PRAGMA user_version` records, and a database that records a newer one is
--- refused. Times are Unix milliseconds (UTC).
+-- The whole livesession schema, at its newest version. Applied in one transaction to a new
+-- database at startup; an older database is brought here by the files in migrations/, in order.
+-- The version below is what `PRAGMA user_version` records, and a database that records a newer
+-- one is refused. Times are Unix milliseconds (UTC).
 
 -- One row per browser that has saved something. A browser that only looks has no row: its
 -- settings are the defaults. The primary key means two tabs racing to create the row end with one.
@@ -17,4 +18,17 @@ CREATE TABLE settings (
 -- Pruning walks the stalest rows first, a batch at a time.
 CREATE INDEX settings_read_at ON settings (read_at);
 
-PRAGMA user_version = 1;
+-- The chat log. Ids only grow (AUTOINCREMENT never reuses one, even after pruning), so a page
+-- can ask for "everything after id N" and skip ids it already shows.
+CREATE TABLE messages (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    author_session TEXT NOT NULL,   -- who sent it; used for "your message" and rate limits, never shown
+    author_name    TEXT NOT NULL,   -- the username at the time it was sent ('' is anonymous)
+    body           TEXT NOT NULL,
+    nonce          TEXT NOT NULL,   -- chosen by the sending page: a resent message is stored once
+    created_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX messages_author_nonce ON messages (author_session, nonce);
+CREATE INDEX messages_created_at ON messages (created_at);
+
+PRAGMA user_version = 2;

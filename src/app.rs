@@ -10,10 +10,15 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use std::time::Instant;
+
+use crate::chat::{Message, MessageBody, RateLimiter, rate_limited_message};
 use crate::live::{self, Live};
 use crate::prune::Retention;
 use crate::routes;
+use crate::session::SessionId;
 use crate::session::{Keys, Session, session_layer};
+use crate::settings::FieldError;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError, now_millis};
 
@@ -31,26 +36,97 @@ pub struct AppState {
     pub retention: Retention,
     /// The live sockets and what they share.
     pub live: Arc<Live>,
+    /// How fast each browser may send chat messages.
+    pub chat_limit: Arc<RateLimiter>,
 }
 
 impl AppState {
     /// The settings to show to `session` and their version (defaults and 0 without a row): one
     /// lookup, and a write only when `read_at` is older than the touch window. A new session has
     /// no row, so it costs nothing at all.
+    ///
+    /// When a touch is due, what is shown is what the touch returned: a row pruned between the
+    /// lookup and the touch is shown as gone, never as data that no longer exists.
     pub async fn settings_for(&self, session: Session) -> Result<(Settings, i64), StoreError> {
         if session.is_new {
             return Ok((Settings::default(), 0));
         }
-        let Some(stored) = self.store.load(session.id).await? else {
+        let Some(mut stored) = self.store.load(session.id).await? else {
             return Ok((Settings::default(), 0));
         };
         let now = now_millis();
-        let touch_before = self.retention.touch_before(now);
-        if stored.read_at < touch_before {
-            self.store.touch(session.id, now, touch_before).await?;
+        if stored.read_at < self.retention.touch_before(now) {
+            match self.store.touch(session.id, now).await? {
+                Some(touched) => stored = touched,
+                None => return Ok((Settings::default(), 0)),
+            }
         }
         Ok((stored.settings, stored.version))
     }
+
+    /// Posts a chat message for `author`, once per `nonce`, and tells every chat page. The inner
+    /// `Err` is a refusal the author should see: an invalid body, or too many messages too fast.
+    pub async fn post_message(
+        &self,
+        author: SessionId,
+        body: &str,
+        nonce: &str,
+    ) -> Result<Result<Message, Refusal>, StoreError> {
+        let body = match MessageBody::parse(body) {
+            Ok(body) => body,
+            Err(error) => return Ok(Err(Refusal::Invalid(error))),
+        };
+        let nonce = if (1..=64).contains(&nonce.len()) {
+            nonce.to_owned()
+        } else {
+            new_nonce()
+        };
+        if let Err(wait) = self.chat_limit.try_acquire(author, Instant::now()) {
+            tracing::info!("chat rate limit reached by a session");
+            let error = rate_limited_message(wait, self.chat_limit.limit());
+            return Ok(Err(Refusal::TooFast(error)));
+        }
+        let posted = match self
+            .store
+            .post_message(author, body, nonce, now_millis())
+            .await
+        {
+            Ok(posted) => posted,
+            Err(e) => {
+                self.chat_limit.refund(author);
+                return Err(e);
+            }
+        };
+        if posted.duplicate {
+            self.chat_limit.refund(author);
+        } else {
+            self.live.hub.publish_message(posted.message.id);
+        }
+        Ok(Ok(posted.message))
+    }
+}
+
+/// Why a chat message was not posted, in words for its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The body is empty, too long or has control characters.
+    Invalid(FieldError),
+    /// The author is over the rate limit.
+    TooFast(FieldError),
+}
+
+impl Refusal {
+    /// The message to show next to the composer.
+    pub fn error(&self) -> &FieldError {
+        match self {
+            Refusal::Invalid(e) | Refusal::TooFast(e) => e,
+        }
+    }
+}
+
+/// A fresh random nonce for a chat form.
+pub fn new_nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Every route of the app.
@@ -62,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             get(routes::show_settings).post(routes::save_settings),
         )
         .route("/settings/forget", post(routes::forget))
+        .route("/messages", post(routes::post_message))
         .route_layer(middleware::from_fn_with_state(state.clone(), session_layer));
 
     Router::new()
@@ -83,7 +160,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
         (
             header::CONTENT_SECURITY_POLICY,
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+             connect-src 'self'; object-src 'none'; base-uri 'none'; \
              frame-ancestors 'none'; form-action 'self'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

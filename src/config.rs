@@ -78,6 +78,26 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_PREVIOUS_KEYS", value_name = "FILE")]
     pub previous_keys: Option<PathBuf>,
 
+    /// Delete chat messages older than this.
+    #[arg(long, env = "LIVESESSION_MESSAGE_RETENTION", default_value = "30d", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub message_retention: Duration,
+
+    /// Keep at most this many chat messages (the newest); older ones are deleted.
+    #[arg(long, env = "LIVESESSION_MESSAGE_LIMIT", default_value_t = 10_000, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_limit: u32,
+
+    /// How many chat messages one browser may send in a burst (see --message-window).
+    #[arg(long, env = "LIVESESSION_MESSAGE_BURST", default_value_t = 5, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// The window of the chat rate limit: at most --message-burst messages per window, per browser.
+    #[arg(long, env = "LIVESESSION_MESSAGE_WINDOW", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub message_window: Duration,
+
     /// Also accept live WebSocket connections from this origin (`https://chat.example.com`), for
     /// example behind a reverse proxy that changes the Host header. Repeatable; the environment
     /// variable takes a comma-separated list.
@@ -133,6 +153,14 @@ impl Config {
         (self.stale_after / 100).min(TOUCH_WINDOW_CAP)
     }
 
+    /// The chat's rate limit.
+    pub fn rate_limit(&self) -> crate::chat::RateLimit {
+        crate::chat::RateLimit {
+            burst: self.message_burst,
+            window: self.message_window,
+        }
+    }
+
     /// Where the database lives.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("livesession.db")
@@ -174,6 +202,21 @@ mod tests {
         assert_eq!(config.prune_every, Duration::from_secs(3600));
         assert_eq!(config.durability, Durability::Normal);
         assert!(!config.secure_cookies);
+        assert_eq!(
+            config.message_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(config.message_limit, 10_000);
+        assert_eq!(
+            (config.message_burst, config.message_window),
+            (5, Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn a_zero_message_limit_is_refused() {
+        assert!(parse(&["--message-limit", "0"]).is_err());
+        assert!(parse(&["--message-burst", "0"]).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
+//! - [`chat`]: chat messages: validation, the stored form, the rate limit.
 //! - [`store`]: the database behind a narrow interface (SQLite).
 //! - [`prune`]: the background task that deletes stale rows.
 //! - [`views`]: the maud pages.
@@ -26,6 +27,7 @@
 
 pub mod app;
 pub mod assets;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod live;
@@ -49,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 pub use app::AppState;
 pub use config::Config;
 
+use chat::RateLimiter;
 use live::Live;
 use prune::Retention;
 use session::Keys;
@@ -83,7 +86,10 @@ impl App {
             retention: Retention {
                 stale_after: config.stale_after,
                 touch_window: config.touch_window(),
+                message_retention: config.message_retention,
+                message_limit: config.message_limit as usize,
             },
+            chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
             live: Arc::new(Live::new(
                 config.allowed_origins.clone(),
                 config.live_idle_timeout,

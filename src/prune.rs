@@ -1,8 +1,9 @@
-//! The background task that deletes settings nobody has used for `--stale-after`.
+//! The background task that deletes settings nobody has used for `--stale-after`, and chat
+//! messages past `--message-retention` or beyond the newest `--message-limit`.
 //!
-//! It wakes every `--prune-every` (and once at startup), deletes stale rows in small batches
-//! through the `read_at` index, each batch its own short transaction so live writes never wait
-//! long, and stops when shutdown is signalled.
+//! It wakes every `--prune-every` (and once at startup), deletes in small batches through an
+//! index, each batch its own short transaction so live writes never wait long, and stops when
+//! shutdown is signalled.
 
 use std::time::Duration;
 
@@ -14,14 +15,25 @@ use crate::store::{Millis, Store, StoreError, now_millis};
 /// Rows deleted per transaction.
 pub const BATCH_SIZE: usize = 1000;
 
-/// When a row counts as stale.
+/// What is kept, and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    /// A row unused for this long is deleted.
+    /// A settings row unused for this long is deleted.
     pub stale_after: Duration,
     /// Reads bump `read_at` at most once per window, so `read_at` may lag the last read by this
     /// much; the cutoff allows for it, so a row read within `stale_after` is never deleted.
     pub touch_window: Duration,
+    /// Chat messages older than this are deleted.
+    pub message_retention: Duration,
+    /// At most this many chat messages are kept, the newest.
+    pub message_limit: usize,
+}
+
+/// What one prune pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: usize,
+    pub messages: usize,
 }
 
 impl Retention {
@@ -41,18 +53,33 @@ fn millis(duration: Duration) -> Millis {
     Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// Deletes every row that is stale at `now`, a batch at a time, stopping early on shutdown.
-/// Returns how many rows were deleted.
+/// Deletes every settings row and message that is stale at `now`, a batch at a time, stopping
+/// early on shutdown.
 pub async fn prune_once(
     store: &Store,
     retention: Retention,
     now: Millis,
     shutdown: &CancellationToken,
-) -> Result<usize, StoreError> {
+) -> Result<Pruned, StoreError> {
     let cutoff = retention.cutoff(now);
+    let sessions = in_batches(shutdown, || store.prune_batch(cutoff, BATCH_SIZE)).await?;
+    let created_before = now.saturating_sub(millis(retention.message_retention));
+    let messages = in_batches(shutdown, || {
+        store.prune_messages_batch(created_before, retention.message_limit, BATCH_SIZE)
+    })
+    .await?;
+    Ok(Pruned { sessions, messages })
+}
+
+/// Runs `batch` until it deletes fewer than a full batch (or shutdown); returns the total.
+async fn in_batches<F, Fut>(shutdown: &CancellationToken, mut batch: F) -> Result<usize, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, StoreError>>,
+{
     let mut total = 0;
     loop {
-        let deleted = store.prune_batch(cutoff, BATCH_SIZE).await?;
+        let deleted = batch().await?;
         total += deleted;
         if deleted < BATCH_SIZE || shutdown.is_cancelled() {
             return Ok(total);
@@ -77,8 +104,17 @@ pub fn spawn(
                 _ = shutdown.cancelled() => break,
             }
             match prune_once(&store, retention, now_millis(), &shutdown).await {
-                Ok(0) => tracing::debug!("prune: no stale sessions"),
-                Ok(n) => tracing::info!(removed = n, "prune: removed stale sessions"),
+                Ok(Pruned {
+                    sessions: 0,
+                    messages: 0,
+                }) => tracing::debug!("prune: nothing to remove"),
+                Ok(Pruned { sessions, messages }) => {
+                    tracing::info!(
+                        sessions,
+                        messages,
+                        "prune: removed stale sessions and old messages"
+                    )
+                }
                 Err(e) => tracing::error!(error = %e, "prune failed; will retry on the next run"),
             }
         }
@@ -95,6 +131,8 @@ mod tests {
         let retention = Retention {
             stale_after: Duration::from_secs(100),
             touch_window: Duration::from_secs(1),
+            message_retention: Duration::from_secs(1000),
+            message_limit: 10,
         };
         assert_eq!(retention.cutoff(1_000_000), 1_000_000 - 101_000);
         assert_eq!(retention.touch_before(1_000_000), 999_000);

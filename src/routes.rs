@@ -8,17 +8,18 @@ use axum::{Extension, Form, Json};
 use maud::Markup;
 use serde::Deserialize;
 
-use crate::app::AppState;
+use crate::app::{AppState, Refusal, new_nonce};
+use crate::chat::RECENT_MESSAGES;
 use crate::error::AppError;
 use crate::live::pubsub::SessionEvent;
 use crate::session::{ReplaceSession, Session, SessionId};
-use crate::settings::{SettingsChange, SettingsInput};
+use crate::settings::{FieldError, SettingsChange, SettingsInput};
 use crate::store::now_millis;
-use crate::views::{self, FormState, Screen, View};
+use crate::views::{self, ChatScreen, FormState, Screen, View};
 
-/// `GET /`.
+/// `GET /`: the chat room, with the last messages and the composer on the first render.
 pub async fn home(State(app): State<AppState>, session: Session) -> Result<Markup, AppError> {
-    page(&app, session, View::Home).await
+    page(&app, session, View::Chat).await
 }
 
 /// `GET /settings`: the form, filled from the database on this very first render.
@@ -30,15 +31,76 @@ pub async fn show_settings(
 }
 
 async fn page(app: &AppState, session: Session, view: View) -> Result<Markup, AppError> {
+    chat_page(app, session, view, "", None).await
+}
+
+/// A page; on the chat view, with `draft` in the composer and `error` next to it.
+async fn chat_page(
+    app: &AppState,
+    session: Session,
+    view: View,
+    draft: &str,
+    error: Option<&FieldError>,
+) -> Result<Markup, AppError> {
     let (saved, version) = app.settings_for(session).await?;
+    let messages = match view {
+        View::Chat => app.store.recent_messages(RECENT_MESSAGES).await?,
+        View::Settings => Vec::new(),
+    };
     let csrf_token = app.keys.csrf_token(session.id);
+    let nonce = new_nonce();
     Ok(views::document(&Screen {
         view,
         saved: &saved,
         version,
         csrf_token: &csrf_token,
         form: FormState::default(),
+        chat: (view == View::Chat).then_some(ChatScreen {
+            messages: &messages,
+            viewer: session.id,
+            draft,
+            error,
+            nonce: &nonce,
+        }),
     }))
+}
+
+/// The chat composer as posted.
+#[derive(Debug, Deserialize)]
+pub struct MessageForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    nonce: String,
+}
+
+/// `POST /messages`: posts a chat message, then `303` back to the chat. A refused message comes
+/// back in the composer with the reason: `422` when it is invalid, `429` when too many were sent.
+pub async fn post_message(
+    State(app): State<AppState>,
+    session: Session,
+    Form(form): Form<MessageForm>,
+) -> Result<Response, AppError> {
+    if !app.keys.verify_csrf(session.id, &form.csrf) {
+        return Err(AppError::BadCsrfToken);
+    }
+    match app
+        .post_message(session.id, &form.body, &form.nonce)
+        .await?
+    {
+        Ok(_) => Ok(Redirect::to("/").into_response()),
+        Err(refusal) => {
+            let status = match refusal {
+                Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                Refusal::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
+            };
+            let page =
+                chat_page(&app, session, View::Chat, &form.body, Some(refusal.error())).await?;
+            Ok((status, page).into_response())
+        }
+    }
 }
 
 /// The settings form as posted.
@@ -93,6 +155,7 @@ pub async fn save_settings(
             typed_username: errors.username.as_ref().and(input.username.as_deref()),
             errors: Some(&errors),
         },
+        chat: None,
     };
     Ok((StatusCode::UNPROCESSABLE_ENTITY, views::document(&screen)).into_response())
 }

@@ -191,7 +191,7 @@ impl SettingsChange {
 pub struct FieldError(String);
 
 impl FieldError {
-    fn new(field: &str, problem: impl fmt::Display) -> FieldError {
+    pub(crate) fn new(field: &str, problem: impl fmt::Display) -> FieldError {
         FieldError(format!("{field} {problem}."))
     }
 

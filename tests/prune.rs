@@ -88,6 +88,8 @@ async fn prune_deletes_only_stale_rows_in_batches() {
     let retention = Retention {
         stale_after: Duration::from_secs(100),
         touch_window: Duration::from_secs(1),
+        message_retention: Duration::from_secs(30 * 86400),
+        message_limit: 10_000,
     };
     let now = livesession::store::now_millis();
     let change = SettingsChange {
@@ -117,7 +119,7 @@ async fn prune_deletes_only_stale_rows_in_batches() {
     let removed = prune_once(store, retention, now, &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(removed, 2500);
+    assert_eq!(removed.sessions, 2500);
     assert_eq!(app.settings_rows(), 11);
     for id in fresh.into_iter().chain([edge]) {
         assert!(store.load(id).await.unwrap().is_some());
@@ -138,11 +140,14 @@ async fn a_save_after_a_prune_starts_a_fresh_row() {
     let retention = Retention {
         stale_after: Duration::from_secs(1),
         touch_window: Duration::ZERO,
+        message_retention: Duration::from_secs(30 * 86400),
+        message_limit: 10_000,
     };
     assert_eq!(
         prune_once(store, retention, 1_000_000, &CancellationToken::new())
             .await
-            .unwrap(),
+            .unwrap()
+            .sessions,
         1
     );
     let saved = store.save(id, change, 1_000_001).await.unwrap();

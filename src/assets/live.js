@@ -1,7 +1,7 @@
 // livesession's live client: join the page's live view over /live, send form changes (debounced,
-// full state, numbered), morph the page with the HTML the server renders, show the connection
-// state, reconnect with backoff and re-send whatever was not acknowledged. No dependencies, no
-// inline script: the page passes what it needs in data attributes on <body>.
+// full state, numbered) and chat messages, morph the page with the HTML the server renders, show
+// the connection state, reconnect with backoff and re-send whatever was not acknowledged. No
+// dependencies, no inline script: the page passes what it needs in data attributes on <body>.
 (function () {
   "use strict";
 
@@ -16,14 +16,18 @@
   var page = randomId();
   var DEFAULT_DEBOUNCE = 100;
   var MAX_BACKOFF = 10000;
+  var MAX_MESSAGES = 200;
 
   var ws = null;
   var attempt = 0;
+  var refusals = 0; // policy closes in a row
   var reconnectTimer = null;
   var seq = 0;
   var pending = {}; // form id -> the newest change of that form not yet acknowledged
+  var posts = []; // chat messages sent and not yet acknowledged, oldest first
   var timers = {}; // form id -> debounce timer
-  var known = {}; // field name -> the last value confirmed by the server or sent by us
+  var known = {}; // field name -> the value the server last confirmed for it
+  var sent = {}; // field name -> values this page sent that the server may still echo
 
   function randomId() {
     var bytes = new Uint8Array(12);
@@ -31,18 +35,26 @@
     return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
 
+  function byId(id) { return document.getElementById(id); }
+
   // ---- connection -------------------------------------------------------------------------
 
-  function setState(state) {
+  function setState(state, text) {
     root.classList.remove("live-static", "live-connecting", "live-connected", "live-disconnected");
     root.classList.add("live-" + state);
-    var indicator = document.getElementById("live-status");
+    var indicator = byId("live-status");
     if (!indicator) return;
-    indicator.textContent = {
+    indicator.textContent = text || {
       connecting: "Connecting…",
       connected: "Live",
       disconnected: "Offline: your changes are kept and saved when the connection is back"
     }[state];
+  }
+
+  function lastMessageId() {
+    var list = byId("messages");
+    var last = list && list.lastElementChild;
+    return last ? Number(last.getAttribute("data-id") || 0) : 0;
   }
 
   function connect() {
@@ -53,8 +65,11 @@
     var socket = new WebSocket(scheme + location.host + "/live");
     ws = socket;
     socket.onopen = function () {
-      send({ t: "join", view: view, csrf: csrf, build: build, page: page, version: version });
-      Object.keys(pending).forEach(function (form) { send(pending[form]); });
+      send({ t: "join", view: view, csrf: csrf, build: build, page: page, version: version, last_message: lastMessageId() });
+      // Everything not acknowledged, in the order it was first sent.
+      var unacked = posts.slice();
+      Object.keys(pending).forEach(function (form) { unacked.push(pending[form]); });
+      unacked.sort(function (a, b) { return a.seq - b.seq; }).forEach(send);
     };
     socket.onmessage = function (event) {
       var message;
@@ -65,18 +80,27 @@
       if (ws !== socket) return;
       ws = null;
       setState("disconnected");
-      if (event.code === 1008) {
-        // The session or token is no longer valid (for example the browser was forgotten in
-        // another tab): a reload gets fresh ones. Guarded so a broken setup cannot loop.
-        var last = Number(sessionStorage.getItem("livesession-reloaded") || 0);
-        if (Date.now() - last > 30000) {
-          sessionStorage.setItem("livesession-reloaded", String(Date.now()));
-          location.reload();
-          return;
-        }
-      }
+      if (event.code === 1008 && refused()) return;
       scheduleReconnect();
     };
+  }
+
+  // The session or token is no longer valid (for example the browser was forgotten in another
+  // tab): a reload gets fresh ones. Once, not in a loop: a second refusal soon after stops here.
+  function refused() {
+    refusals += 1;
+    var last = 0;
+    try { last = Number(sessionStorage.getItem("livesession-reloaded") || 0); } catch (e) { /* storage blocked */ }
+    if (refusals === 1 && Date.now() - last > 30000) {
+      try { sessionStorage.setItem("livesession-reloaded", String(Date.now())); } catch (e) { /* storage blocked */ }
+      location.reload();
+      return true;
+    }
+    if (refusals >= 3) {
+      setState("disconnected", "This page has expired: reload it to continue");
+      return true;
+    }
+    return false;
   }
 
   function scheduleReconnect() {
@@ -95,6 +119,7 @@
     switch (message.t) {
       case "joined":
         attempt = 0;
+        refusals = 0;
         setState("connected");
         break;
       case "ack":
@@ -107,11 +132,14 @@
         if (scheme) scheme.setAttribute("content", message.color_scheme);
         morphBody(message.html);
         break;
+      case "messages":
+        appendMessages(message.html);
+        break;
       case "reload":
         location.reload();
         break;
       case "error":
-        showStatus(null, message.message, false);
+        setState("connected", "The server did not understand this page: " + message.message);
         break;
     }
   }
@@ -138,18 +166,46 @@
     clearTimeout(timers[form.id]);
     delete timers[form.id];
     var values = fields(form);
-    Object.keys(values).forEach(function (name) { known[name] = values[name]; });
     seq += 1;
+    Object.keys(values).forEach(function (name) {
+      (sent[name] = sent[name] || []).push({ seq: seq, value: values[name] });
+    });
     pending[form.id] = { t: "change", form: form.id, seq: seq, fields: values };
     showStatus(form, "Saving…", false);
     send(pending[form.id]);
   }
 
+  function post(form) {
+    var field = form.elements.body;
+    seq += 1;
+    var message = { t: "post", form: form.id, seq: seq, nonce: randomId(), body: field.value };
+    posts.push(message);
+    showStatus(form, "Sending…", false);
+    send(message);
+  }
+
   function acknowledged(message) {
+    var form = byId(message.form);
+    var errors = message.errors || {};
+    var refused = Object.keys(errors).length > 0;
+    if (message.form === "composer") {
+      var index = posts.findIndex(function (p) { return p.seq === message.seq; });
+      var sentPost = index >= 0 ? posts.splice(index, 1)[0] : null;
+      var field = byId("body");
+      var error = byId("body-error");
+      if (error) error.textContent = errors.body || "";
+      if (field) field.setAttribute("aria-invalid", refused ? "true" : "false");
+      if (!refused && sentPost && field && field.value === sentPost.body) field.value = "";
+      showStatus(form, refused ? "Not sent" : "", false);
+      return;
+    }
     var change = pending[message.form];
     if (change && change.seq <= message.seq) delete pending[message.form];
-    var form = document.getElementById(message.form);
-    if (message.errors && Object.keys(message.errors).length) {
+    Object.keys(sent).forEach(function (name) {
+      // Keep the acknowledged value itself: its render may still be on its way.
+      sent[name] = sent[name].filter(function (s) { return s.seq >= message.seq; });
+    });
+    if (refused) {
       showStatus(form, "Not saved: see the message above.", false);
     } else if (!pending[message.form] && !timers[message.form]) {
       showStatus(form, "Saved", true);
@@ -157,7 +213,7 @@
   }
 
   function showStatus(form, text, saved) {
-    var status = form ? form.querySelector(".status") : document.getElementById("live-status");
+    var status = form && form.querySelector(".status");
     if (!status) return;
     status.textContent = text;
     status.classList.toggle("saved", saved);
@@ -166,6 +222,7 @@
   function bind(form) {
     if (form.__live) return;
     form.__live = true;
+    if (form.hasAttribute("data-live-submit")) return bindComposer(form);
     Array.prototype.forEach.call(form.elements, function (el) {
       if (el.name) known[el.name] = el.value;
     });
@@ -181,10 +238,11 @@
       if (timers[form.id]) flush(form);
       // Leaving a field that another tab changed: it now shows what is saved (which is this
       // tab's own text, if it was still unsent above).
-      var hint = document.getElementById(field.name + "-remote");
+      var hint = byId(field.name + "-remote");
       if (hint && hint.textContent) {
         hint.textContent = "";
-        if (field.name in known) field.value = known[field.name];
+        var mine = sent[field.name] && sent[field.name][sent[field.name].length - 1];
+        field.value = mine && pending[form.id] ? mine.value : known[field.name];
       }
     });
     form.addEventListener("submit", function (event) {
@@ -194,19 +252,43 @@
     });
   }
 
+  function bindComposer(form) {
+    form.addEventListener("submit", function (event) {
+      if (!ws || ws.readyState !== WebSocket.OPEN) return; // no connection: a plain form post
+      event.preventDefault();
+      if (form.elements.body.value.trim() === "") return;
+      post(form);
+    });
+    form.elements.body.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        if (form.requestSubmit) form.requestSubmit(); else form.submit();
+      }
+    });
+  }
+
   function bindAll() {
-    Array.prototype.forEach.call(document.querySelectorAll("form[data-live-change]"), bind);
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-live-change], form[data-live-submit]"), bind);
+    localizeTimes(body);
+  }
+
+  // Times are rendered in UTC; show them in the reader's own time zone.
+  function localizeTimes(scope) {
+    Array.prototype.forEach.call(scope.querySelectorAll("time[datetime]"), function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    });
   }
 
   // Leaving the page: send what is pending now; if the socket cannot take it, a beacon posts the
   // form the way a browser without JavaScript would (the server treats both the same).
   window.addEventListener("pagehide", function () {
     Object.keys(timers).forEach(function (id) {
-      var form = document.getElementById(id);
+      var form = byId(id);
       if (form) flush(form);
     });
     Object.keys(pending).forEach(function (id) {
-      var form = document.getElementById(id);
+      var form = byId(id);
       if (form && navigator.sendBeacon) {
         navigator.sendBeacon(form.getAttribute("action"), new URLSearchParams(new FormData(form)));
       }
@@ -214,8 +296,25 @@
   });
 
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && !ws) connect();
+    if (document.visibilityState === "visible" && !ws && !reconnectTimer) connect();
   });
+
+  // ---- chat ---------------------------------------------------------------------------------
+
+  function appendMessages(html) {
+    var list = byId("messages");
+    if (!list) return;
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    Array.prototype.slice.call(template.content.children).forEach(function (item) {
+      if (!item.id || byId(item.id)) return; // already shown
+      localizeTimes(item);
+      list.appendChild(item);
+    });
+    while (list.children.length > MAX_MESSAGES) list.removeChild(list.firstElementChild);
+    var empty = byId("no-messages");
+    if (empty && list.children.length) empty.remove();
+  }
 
   // ---- morphing ---------------------------------------------------------------------------
 
@@ -240,12 +339,20 @@
   }
 
   function morphChildren(from, to) {
+    var wantedIds = {};
+    Array.prototype.forEach.call(to.childNodes, function (n) { if (n.id) wantedIds[n.id] = true; });
     var index = 0;
     var next = to.firstChild;
     while (next) {
       var wanted = next;
-      next = next.nextSibling;
       var have = from.childNodes[index];
+      if (have && !sameNode(have, wanted) && have.id && !wantedIds[have.id]) {
+        // A keyed node that is gone: remove it rather than moving others around it, so the
+        // nodes that stay (and the focus inside them) are never detached.
+        from.removeChild(have);
+        continue;
+      }
+      next = next.nextSibling;
       if (!have) {
         from.appendChild(wanted);
       } else if (sameNode(have, wanted)) {
@@ -271,43 +378,44 @@
     }
     if (have.hasAttribute("data-live-client")) return;
     var focused = have === document.activeElement;
-    morphAttributes(have, wanted, focused);
+    var keep = have.hasAttribute("data-live-keep");
+    morphAttributes(have, wanted, focused || keep);
     var tag = have.tagName;
     if (tag === "INPUT" || tag === "TEXTAREA") {
+      if (keep) return; // the value belongs to the person typing (the chat draft)
       var incoming = tag === "INPUT" ? wanted.getAttribute("value") || "" : wanted.textContent;
       syncValue(have, incoming, focused);
       return;
     }
+    if (tag === "SELECT" && focused) return; // the person is choosing: leave it be
     morphChildren(have, wanted);
     if (tag === "SELECT") {
       var selected = wanted.querySelector("option[selected]");
-      syncValue(have, selected ? selected.value : have.value, focused);
+      syncValue(have, selected ? selected.value : have.value, false);
     }
   }
 
-  function morphAttributes(have, wanted, focused) {
+  function morphAttributes(have, wanted, keepValue) {
     var i;
     for (i = have.attributes.length - 1; i >= 0; i--) {
       var name = have.attributes[i].name;
-      if (!wanted.hasAttribute(name) && !(focused && name === "value")) have.removeAttribute(name);
+      if (!wanted.hasAttribute(name) && !(keepValue && name === "value")) have.removeAttribute(name);
     }
     for (i = 0; i < wanted.attributes.length; i++) {
       var attr = wanted.attributes[i];
-      if (focused && attr.name === "value") continue;
+      if (keepValue && attr.name === "value") continue;
       if (have.getAttribute(attr.name) !== attr.value) have.setAttribute(attr.name, attr.value);
     }
   }
 
-  // The field the user is in keeps what they typed. If the server's value is neither that nor
-  // what this tab last sent, another tab changed it: say so quietly next to the field.
+  // The field the person is in keeps what they typed. If the server's value is none of what this
+  // tab sent (or already knew), another tab changed it: say so quietly next to the field.
   function syncValue(el, incoming, focused) {
+    var ours = (sent[el.name] || []).some(function (s) { return s.value === incoming; });
     if (!focused) {
       if (el.value !== incoming) el.value = incoming;
-      known[el.name] = incoming;
-      return;
-    }
-    if (incoming !== el.value && incoming !== known[el.name]) {
-      var hint = document.getElementById(el.name + "-remote");
+    } else if (incoming !== el.value && incoming !== known[el.name] && !ours) {
+      var hint = byId(el.name + "-remote");
       if (hint) hint.textContent = "Changed in another tab to “" + incoming + "”. Keep typing to replace it.";
     }
     known[el.name] = incoming;

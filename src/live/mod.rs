@@ -113,7 +113,10 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else {
         return false;
     };
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
         return true;
     }
     let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
@@ -172,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_configured_origin_is_accepted() {
-        let allowed = vec!["https://chat.example".to_owned()];
+        let allowed = vec!["https://chat.example/".to_owned()];
         assert!(origin_allowed(
             &headers(Some("https://chat.example"), "10.0.0.5:4000"),
             &allowed

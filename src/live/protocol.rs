@@ -1,10 +1,9 @@
 //! The messages of `/live`: JSON text frames, tagged by `"t"`. See `docs/protocol.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::SettingsErrors;
 use crate::views::View;
 
 /// The longest page id a client may choose (it picks 24 hex digits).
@@ -23,6 +22,9 @@ pub enum ClientMessage {
         page: String,
         #[serde(default)]
         version: i64,
+        /// On the chat view: the id of the newest message the page shows (0 for none).
+        #[serde(default)]
+        last_message: i64,
     },
     /// The full state of one form. `seq` grows by one per change on a page; the server saves
     /// only a `seq` above the last one it acknowledged for that page, so replays change nothing.
@@ -31,7 +33,18 @@ pub enum ClientMessage {
         seq: u64,
         fields: HashMap<String, String>,
     },
+    /// A chat message. `nonce` is chosen by the page per message, so a resend after a
+    /// reconnect stores it once; `seq` is numbered with the page's changes.
+    Post {
+        form: String,
+        seq: u64,
+        nonce: String,
+        body: String,
+    },
 }
+
+/// Messages for fields that were refused, by field name.
+pub type FieldErrors<'a> = BTreeMap<&'static str, &'a str>;
 
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,7 +58,7 @@ pub enum ServerMessage<'a> {
         form: &'a str,
         seq: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
-        errors: Option<&'a SettingsErrors>,
+        errors: Option<FieldErrors<'a>>,
     },
     /// New contents for `<body>`, and the theme for `<html data-theme>`.
     Render {
@@ -54,6 +67,9 @@ pub enum ServerMessage<'a> {
         color_scheme: &'a str,
         html: &'a str,
     },
+    /// New chat messages (`<li>` items, oldest first) to add to the log, skipping any the page
+    /// already has; `last` is the newest id among them.
+    Messages { html: &'a str, last: i64 },
     /// The page cannot be brought back to life (for example, the server runs a newer build):
     /// load it again.
     Reload { reason: &'a str },
@@ -84,7 +100,8 @@ mod tests {
                 csrf: "c".into(),
                 build: "b".into(),
                 page: "p".into(),
-                version: 3
+                version: 3,
+                last_message: 0,
             }
         );
     }

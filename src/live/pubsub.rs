@@ -16,6 +16,9 @@ use crate::session::SessionId;
 /// Events buffered per session before a slow subscriber starts skipping (and re-reads instead).
 const EVENT_BUFFER: usize = 16;
 
+/// New-message events buffered before a slow chat page starts skipping (and re-reads instead).
+const CHAT_BUFFER: usize = 256;
+
 /// Something happened to a session's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
@@ -26,14 +29,36 @@ pub enum SessionEvent {
     Forgotten,
 }
 
-/// The registry of live sessions.
-#[derive(Default)]
+/// The registry of live sessions, and the chat room's channel.
 pub struct Hub {
     sessions: Mutex<HashMap<SessionId, broadcast::Sender<SessionEvent>>>,
     pages: Mutex<PageSeqs>,
+    chat: broadcast::Sender<i64>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            sessions: Mutex::default(),
+            pages: Mutex::default(),
+            chat: broadcast::channel(CHAT_BUFFER).0,
+        }
+    }
 }
 
 impl Hub {
+    /// Tells every chat page that message `id` (and any before it) is stored.
+    pub fn publish_message(&self, id: i64) {
+        let _ = self.chat.send(id);
+    }
+
+    /// Starts receiving new-message events.
+    pub fn subscribe_chat(&self) -> ChatSubscription {
+        ChatSubscription {
+            receiver: self.chat.subscribe(),
+        }
+    }
+
     /// Starts receiving `id`'s events; they stop when the subscription is dropped.
     pub fn subscribe(self: &Arc<Self>, id: SessionId) -> Subscription {
         let mut sessions = self.sessions.lock().expect("hub lock");
@@ -60,14 +85,18 @@ impl Hub {
         self.sessions.lock().expect("hub lock").len()
     }
 
-    /// The last change number acknowledged for a page, surviving the page's reconnects.
-    pub fn acked_seq(&self, id: SessionId, page: &str) -> u64 {
-        self.pages.lock().expect("pages lock").get(id, page)
+    /// The last change number acknowledged for a form of a page, surviving the page's
+    /// reconnects.
+    pub fn acked_seq(&self, id: SessionId, page: &str, form: &'static str) -> u64 {
+        self.pages.lock().expect("pages lock").get(id, page, form)
     }
 
-    /// Records that a page's change `seq` was committed and acknowledged.
-    pub fn record_ack(&self, id: SessionId, page: &str, seq: u64) {
-        self.pages.lock().expect("pages lock").set(id, page, seq);
+    /// Records that change `seq` of a form of a page was committed and acknowledged.
+    pub fn record_ack(&self, id: SessionId, page: &str, form: &'static str, seq: u64) {
+        self.pages
+            .lock()
+            .expect("pages lock")
+            .set(id, page, form, seq, Instant::now());
     }
 }
 
@@ -93,6 +122,23 @@ impl Subscription {
     }
 }
 
+/// A chat page's view of new messages.
+pub struct ChatSubscription {
+    receiver: broadcast::Receiver<i64>,
+}
+
+impl ChatSubscription {
+    /// The id of a newly stored message. A subscriber that fell behind gets `i64::MAX`, which
+    /// makes it read everything after the last message it has.
+    pub async fn recv(&mut self) -> i64 {
+        match self.receiver.recv().await {
+            Ok(id) => id,
+            Err(broadcast::error::RecvError::Lagged(_)) => i64::MAX,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut sessions = self.hub.sessions.lock().expect("hub lock");
@@ -104,34 +150,48 @@ impl Drop for Subscription {
     }
 }
 
-/// Page ids are forgotten after this long without a change, so the map stays small.
+/// Page ids are forgotten after this long without a change.
 const PAGE_MEMORY: Duration = Duration::from_secs(60 * 60);
 
-/// Sweep for forgotten pages every this many records.
-const PAGE_SWEEP_EVERY: usize = 1024;
+/// The most (session, page, form) entries kept. Past it, the oldest half is forgotten: a page
+/// that comes back after that may have one already-committed change applied again, which full
+/// states make harmless unless another tab wrote in between.
+const MAX_PAGES: usize = 100_000;
 
-/// The last acknowledged `seq` per (session, page).
+/// The last acknowledged `seq` per (session, page, form).
 #[derive(Default)]
 struct PageSeqs {
-    seqs: HashMap<(SessionId, String), (u64, Instant)>,
-    records: usize,
+    seqs: HashMap<(SessionId, String, &'static str), (u64, Instant)>,
 }
 
 impl PageSeqs {
-    fn get(&self, id: SessionId, page: &str) -> u64 {
+    fn get(&self, id: SessionId, page: &str, form: &'static str) -> u64 {
         self.seqs
-            .get(&(id, page.to_owned()))
+            .get(&(id, page.to_owned(), form))
             .map_or(0, |(seq, _)| *seq)
     }
 
-    fn set(&mut self, id: SessionId, page: &str, seq: u64) {
-        let now = Instant::now();
-        let entry = self.seqs.entry((id, page.to_owned())).or_insert((0, now));
+    fn set(&mut self, id: SessionId, page: &str, form: &'static str, seq: u64, now: Instant) {
+        if self.seqs.len() >= MAX_PAGES {
+            self.forget_oldest(now);
+        }
+        let entry = self
+            .seqs
+            .entry((id, page.to_owned(), form))
+            .or_insert((0, now));
         *entry = (entry.0.max(seq), now);
-        self.records += 1;
-        if self.records.is_multiple_of(PAGE_SWEEP_EVERY) {
-            self.seqs
-                .retain(|_, (_, at)| now.duration_since(*at) < PAGE_MEMORY);
+    }
+
+    /// Drops entries idle past [`PAGE_MEMORY`]; if that is not enough, the older half.
+    fn forget_oldest(&mut self, now: Instant) {
+        self.seqs
+            .retain(|_, (_, at)| now.duration_since(*at) < PAGE_MEMORY);
+        if self.seqs.len() >= MAX_PAGES {
+            let mut times: Vec<Instant> = self.seqs.values().map(|(_, at)| *at).collect();
+            let middle = times.len() / 2;
+            let (_, median, _) = times.select_nth_unstable(middle);
+            let median = *median;
+            self.seqs.retain(|_, (_, at)| *at > median);
         }
     }
 }
@@ -171,12 +231,25 @@ mod tests {
     }
 
     #[test]
-    fn acknowledged_seqs_only_grow() {
+    fn acknowledged_seqs_only_grow_and_are_kept_per_page_and_form() {
         let hub = Hub::default();
         let id = SessionId::generate();
-        hub.record_ack(id, "page", 5);
-        hub.record_ack(id, "page", 3);
-        assert_eq!(hub.acked_seq(id, "page"), 5);
-        assert_eq!(hub.acked_seq(id, "other"), 0);
+        hub.record_ack(id, "page", "settings", 5);
+        hub.record_ack(id, "page", "settings", 3);
+        assert_eq!(hub.acked_seq(id, "page", "settings"), 5);
+        assert_eq!(hub.acked_seq(id, "page", "composer"), 0);
+        assert_eq!(hub.acked_seq(id, "other", "settings"), 0);
+    }
+
+    #[test]
+    fn the_page_memory_is_bounded() {
+        let mut pages = PageSeqs::default();
+        let start = Instant::now();
+        for n in 0..MAX_PAGES + 10 {
+            let at = start + Duration::from_millis(n as u64);
+            pages.set(SessionId::generate(), "p", "settings", 1, at);
+        }
+        assert!(pages.seqs.len() <= MAX_PAGES);
+        assert!(pages.seqs.len() >= MAX_PAGES / 2 - 1);
     }
 }

@@ -13,14 +13,15 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
-use super::protocol::{ClientMessage, MAX_PAGE_ID_LEN, ServerMessage};
-use super::pubsub::SessionEvent;
-use crate::app::AppState;
+use super::protocol::{ClientMessage, FieldErrors, MAX_PAGE_ID_LEN, ServerMessage};
+use super::pubsub::{ChatSubscription, SessionEvent, Subscription};
+use crate::app::{AppState, new_nonce};
 use crate::assets::LIVE_SCRIPT;
-use crate::session::SessionId;
+use crate::chat::RECENT_MESSAGES;
+use crate::session::{Session, SessionId};
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
-use crate::store::now_millis;
-use crate::views::{self, FormState, Screen, View};
+use crate::store::{StoreError, now_millis};
+use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// The largest message a client may send; a bigger one closes the socket with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -28,8 +29,11 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// How long a new socket may take to send its join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The one form that live changes may target so far.
+/// The settings form: live changes of its full state.
 const SETTINGS_FORM: &str = "settings";
+
+/// The chat composer: live posts.
+const COMPOSER_FORM: &str = "composer";
 
 /// Close codes (RFC 6455).
 mod code {
@@ -151,6 +155,8 @@ struct LiveView {
     view: View,
     page: String,
     csrf_token: String,
+    /// The nonce in the page's non-JavaScript composer; fixed per socket so renders compare.
+    nonce: String,
     saved: Settings,
     version: i64,
     /// A refused username, shown back in its field.
@@ -158,7 +164,15 @@ struct LiveView {
     errors: SettingsErrors,
     /// A hash of the last `<body>` HTML this page has, to send nothing when nothing changed.
     shown: u64,
+    /// The newest chat message the page has.
+    last_message: i64,
+    events: Subscription,
+    /// New-message events, on the chat view only.
+    chat: Option<ChatSubscription>,
 }
+
+/// How many missed messages a chat page is sent one by one; past this it gets a full render.
+const CATCH_UP_LIMIT: usize = 200;
 
 async fn join<S: Transport>(
     peer: &mut Peer<S>,
@@ -187,6 +201,7 @@ async fn join<S: Transport>(
         build,
         page,
         version,
+        last_message,
     }) = serde_json::from_str(&text)
     else {
         return Err(peer
@@ -214,9 +229,12 @@ async fn join<S: Transport>(
         return Err(peer.close(code::NORMAL, "reload").await);
     }
 
-    let (saved, current) = match load(app, id, true).await {
-        Ok(found) => found,
-        Err(()) => return Err(peer.close(code::INTERNAL, "database unavailable").await),
+    // Subscribe before reading, so a change committed meanwhile is heard (and merely re-read).
+    let events = app.live.hub.subscribe(id);
+    let chat = (view == View::Chat).then(|| app.live.hub.subscribe_chat());
+    let session = Session { id, is_new: false };
+    let Ok((saved, current)) = app.settings_for(session).await else {
+        return Err(peer.close(code::INTERNAL, "database unavailable").await);
     };
     let mut live = LiveView {
         id,
@@ -224,49 +242,34 @@ async fn join<S: Transport>(
         view,
         page,
         csrf_token: app.keys.csrf_token(id),
+        nonce: new_nonce(),
         saved,
         version: current,
         typed_username: None,
         errors: SettingsErrors::default(),
         shown: 0,
+        last_message: last_message.max(0),
+        events,
+        chat,
     };
     peer.send_json(&ServerMessage::Joined).await?;
-    let html = live.render();
-    live.shown = hash(&html);
-    if current != version {
-        live.send_render(peer, &html).await?;
+    if current == version {
+        // The page shows this state already: remember its HTML, send nothing.
+        match live.render(app).await {
+            Ok((html, _)) => live.shown = hash(&html),
+            Err(_) => return Err(peer.close(code::INTERNAL, "database unavailable").await),
+        }
+    } else {
+        live.render_if_changed(peer, app).await?;
+    }
+    if live.chat.is_some() {
+        live.catch_up(peer, app).await?;
     }
     Ok(live)
 }
 
-/// The settings and version of `id` (defaults and 0 without a row); touches the row on a join.
-async fn load(app: &AppState, id: SessionId, touch: bool) -> Result<(Settings, i64), ()> {
-    let stored = app.store.load(id).await.map_err(|e| {
-        tracing::error!(error = %e, "live: loading settings failed");
-    })?;
-    let Some(stored) = stored else {
-        return Ok((Settings::default(), 0));
-    };
-    if touch {
-        touch_row(app, id).await;
-    }
-    Ok((stored.settings, stored.version))
-}
-
-async fn touch_row(app: &AppState, id: SessionId) {
-    let now = now_millis();
-    if let Err(e) = app
-        .store
-        .touch(id, now, app.retention.touch_before(now))
-        .await
-    {
-        tracing::warn!(error = %e, "live: touching the session failed");
-    }
-}
-
 impl LiveView {
     async fn serve<S: Transport>(&mut self, peer: &mut Peer<S>, app: &AppState) -> End {
-        let mut events = app.live.hub.subscribe(self.id);
         let idle_timeout = app.live.idle_timeout;
         let mut pings = interval_at(Instant::now() + idle_timeout / 3, idle_timeout / 3);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -289,7 +292,14 @@ impl LiveView {
                         Frame::Gone => Err(End::Peer),
                     }
                 }
-                event = events.recv() => self.on_event(peer, app, event).await,
+                event = self.events.recv() => self.on_event(peer, app, event).await,
+                newest = next_message(&mut self.chat) => {
+                    if newest > self.last_message {
+                        self.catch_up(peer, app).await
+                    } else {
+                        Ok(())
+                    }
+                }
                 _ = pings.tick() => {
                     if last_heard.elapsed() > idle_timeout {
                         Err(peer.close(code::GOING_AWAY, "idle timeout").await)
@@ -298,7 +308,9 @@ impl LiveView {
                     }
                 }
                 _ = touches.tick() => {
-                    touch_row(app, self.id).await;
+                    if let Err(e) = app.store.touch(self.id, now_millis()).await {
+                        tracing::warn!(error = %e, "live: touching the session failed");
+                    }
                     Ok(())
                 }
                 () = shutdown.cancelled() => Err(peer.close(code::GOING_AWAY, "server restarting").await),
@@ -331,18 +343,25 @@ impl LiveView {
                 })
                 .await
             }
-            ClientMessage::Change { form, seq, fields } => {
-                if form != SETTINGS_FORM {
-                    let message = format!("unknown form {form:?}");
-                    return peer
-                        .send_json(&ServerMessage::Error { message: &message })
-                        .await;
-                }
+            ClientMessage::Change { form, seq, fields } if form == SETTINGS_FORM => {
                 let input = SettingsInput {
                     username: fields.get("username").cloned(),
                     theme: fields.get("theme").cloned(),
                 };
                 self.on_settings_change(peer, app, seq, input).await
+            }
+            ClientMessage::Post {
+                form,
+                seq,
+                nonce,
+                body,
+            } if form == COMPOSER_FORM && self.view == View::Chat => {
+                self.on_post(peer, app, seq, &nonce, &body).await
+            }
+            ClientMessage::Change { form, .. } | ClientMessage::Post { form, .. } => {
+                let message = format!("unknown form {form:?}");
+                peer.send_json(&ServerMessage::Error { message: &message })
+                    .await
             }
         }
     }
@@ -355,15 +374,9 @@ impl LiveView {
         input: SettingsInput,
     ) -> Result<(), End> {
         let hub = &app.live.hub;
-        if seq <= hub.acked_seq(self.id, &self.page) {
+        if seq <= hub.acked_seq(self.id, &self.page, SETTINGS_FORM) {
             // Already committed: a replay after a reconnect. Acknowledge it again, change nothing.
-            return peer
-                .send_json(&ServerMessage::Ack {
-                    form: SETTINGS_FORM,
-                    seq,
-                    errors: None,
-                })
-                .await;
+            return ack(peer, SETTINGS_FORM, seq, None).await;
         }
         let (change, errors) = SettingsChange::parse(&input);
         if !change.is_empty() {
@@ -389,17 +402,46 @@ impl LiveView {
                 }
             }
         }
-        hub.record_ack(self.id, &self.page, seq);
+        hub.record_ack(self.id, &self.page, SETTINGS_FORM, seq);
         self.typed_username = errors.username.as_ref().and(input.username);
         self.errors = errors;
-        let errors = (!self.errors.is_empty()).then_some(&self.errors);
-        peer.send_json(&ServerMessage::Ack {
-            form: SETTINGS_FORM,
-            seq,
-            errors,
-        })
-        .await?;
-        self.render_if_changed(peer).await
+        let mut refused = FieldErrors::new();
+        if let Some(e) = &self.errors.username {
+            refused.insert("username", e.message());
+        }
+        if let Some(e) = &self.errors.theme {
+            refused.insert("theme", e.message());
+        }
+        ack(peer, SETTINGS_FORM, seq, Some(refused)).await?;
+        self.render_if_changed(peer, app).await
+    }
+
+    async fn on_post<S: Transport>(
+        &mut self,
+        peer: &mut Peer<S>,
+        app: &AppState,
+        seq: u64,
+        nonce: &str,
+        body: &str,
+    ) -> Result<(), End> {
+        let hub = &app.live.hub;
+        if seq <= hub.acked_seq(self.id, &self.page, COMPOSER_FORM) {
+            return ack(peer, COMPOSER_FORM, seq, None).await;
+        }
+        match app.post_message(self.id, body, nonce).await {
+            Ok(Ok(_)) => {
+                hub.record_ack(self.id, &self.page, COMPOSER_FORM, seq);
+                ack(peer, COMPOSER_FORM, seq, None).await
+            }
+            Ok(Err(refusal)) => {
+                let refused = FieldErrors::from([("body", refusal.error().message())]);
+                ack(peer, COMPOSER_FORM, seq, Some(refused)).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "live: posting a message failed");
+                Err(peer.close(code::INTERNAL, "database unavailable").await)
+            }
+        }
     }
 
     async fn on_event<S: Transport>(
@@ -413,13 +455,17 @@ impl LiveView {
                 if origin == self.socket_id || version <= self.version {
                     return Ok(());
                 }
-                match load(app, self.id, false).await {
-                    Ok((saved, version)) => {
-                        self.saved = saved;
-                        self.version = version;
-                        self.render_if_changed(peer).await
+                match app.store.load(self.id).await {
+                    Ok(stored) => {
+                        let stored = stored.unwrap_or_default();
+                        self.saved = stored.settings;
+                        self.version = stored.version;
+                        self.render_if_changed(peer, app).await
                     }
-                    Err(()) => Err(peer.close(code::INTERNAL, "database unavailable").await),
+                    Err(e) => {
+                        tracing::error!(error = %e, "live: loading settings failed");
+                        Err(peer.close(code::INTERNAL, "database unavailable").await)
+                    }
                 }
             }
             SessionEvent::Forgotten => {
@@ -432,7 +478,50 @@ impl LiveView {
         }
     }
 
-    fn render(&self) -> String {
+    /// Sends the page the messages stored after the newest one it has: one by one when they
+    /// are few, as a full render when the page missed too many.
+    async fn catch_up<S: Transport>(
+        &mut self,
+        peer: &mut Peer<S>,
+        app: &AppState,
+    ) -> Result<(), End> {
+        let missed = match app
+            .store
+            .messages_after(self.last_message, CATCH_UP_LIMIT)
+            .await
+        {
+            Ok(missed) => missed,
+            Err(e) => {
+                tracing::error!(error = %e, "live: loading messages failed");
+                return Err(peer.close(code::INTERNAL, "database unavailable").await);
+            }
+        };
+        let Some(newest) = missed.last().map(|m| m.id) else {
+            return Ok(());
+        };
+        if missed.len() == CATCH_UP_LIMIT {
+            self.shown = 0;
+            return self.render_if_changed(peer, app).await;
+        }
+        let mut html = String::new();
+        for message in &missed {
+            html.push_str(&views::message_item(message, self.id).into_string());
+        }
+        self.last_message = newest;
+        peer.send_json(&ServerMessage::Messages {
+            html: &html,
+            last: newest,
+        })
+        .await
+    }
+
+    /// The page's `<body>` as it should be now, and the newest message in it.
+    async fn render(&self, app: &AppState) -> Result<(String, i64), StoreError> {
+        let messages = match self.view {
+            View::Chat => app.store.recent_messages(RECENT_MESSAGES).await?,
+            View::Settings => Vec::new(),
+        };
+        let newest = messages.last().map_or(0, |m| m.id);
         let screen = Screen {
             view: self.view,
             saved: &self.saved,
@@ -442,29 +531,64 @@ impl LiveView {
                 typed_username: self.typed_username.as_deref(),
                 errors: (!self.errors.is_empty()).then_some(&self.errors),
             },
+            chat: (self.view == View::Chat).then_some(ChatScreen {
+                messages: &messages,
+                viewer: self.id,
+                draft: "",
+                error: None,
+                nonce: &self.nonce,
+            }),
         };
-        views::body(&screen).into_string()
+        Ok((views::body(&screen).into_string(), newest))
     }
 
-    async fn render_if_changed<S: Transport>(&mut self, peer: &mut Peer<S>) -> Result<(), End> {
-        let html = self.render();
+    /// Renders the page's `<body>`, and sends it when it differs from what the page has.
+    async fn render_if_changed<S: Transport>(
+        &mut self,
+        peer: &mut Peer<S>,
+        app: &AppState,
+    ) -> Result<(), End> {
+        let (html, newest) = match self.render(app).await {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                tracing::error!(error = %e, "live: rendering failed");
+                return Err(peer.close(code::INTERNAL, "database unavailable").await);
+            }
+        };
         let digest = hash(&html);
         if digest == self.shown {
             return Ok(());
         }
         self.shown = digest;
-        self.send_render(peer, &html).await
-    }
-
-    async fn send_render<S: Transport>(&self, peer: &mut Peer<S>, html: &str) -> Result<(), End> {
+        // The page's log is replaced by this render's: it now has everything up to its newest.
+        self.last_message = self.last_message.max(newest);
         peer.send_json(&ServerMessage::Render {
             version: self.version,
             theme: self.saved.theme.as_str(),
             color_scheme: views::color_scheme(self.saved.theme),
-            html,
+            html: &html,
         })
         .await
     }
+}
+
+/// The next new-message event, or never on a view without chat.
+async fn next_message(chat: &mut Option<ChatSubscription>) -> i64 {
+    match chat {
+        Some(chat) => chat.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn ack<S: Transport>(
+    peer: &mut Peer<S>,
+    form: &str,
+    seq: u64,
+    errors: Option<FieldErrors<'_>>,
+) -> Result<(), End> {
+    let errors = errors.filter(|e| !e.is_empty());
+    peer.send_json(&ServerMessage::Ack { form, seq, errors })
+        .await
 }
 
 fn hash(html: &str) -> u64 {

@@ -8,6 +8,7 @@ mod sqlite;
 
 use std::path::Path;
 
+use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange};
@@ -25,8 +26,8 @@ pub fn now_millis() -> Millis {
     Millis::try_from(since_epoch.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// A session's row as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A session's row as stored. The default is what a session without a row sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredSettings {
     /// The values.
     pub settings: Settings,
@@ -34,6 +35,15 @@ pub struct StoredSettings {
     pub version: i64,
     /// The last time the row was read or written, give or take the touch window.
     pub read_at: Millis,
+}
+
+/// The outcome of posting a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The stored message.
+    pub message: Message,
+    /// True when this author had already posted this nonce: nothing new was stored.
+    pub duplicate: bool,
 }
 
 /// Why the store could not answer. Its `Display` is for logs; users see a plain message.
@@ -87,16 +97,15 @@ impl Store {
         }
     }
 
-    /// Marks session `id`'s row used at `now`, unless it was already marked after `not_before`.
-    /// Returns whether a row was written.
+    /// Marks session `id`'s row used at `now` and returns it as it is after that, or `None` when
+    /// there is no row (it was never saved, or was pruned or forgotten in the meantime).
     pub async fn touch(
         &self,
         id: SessionId,
         now: Millis,
-        not_before: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<StoredSettings>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.touch(id, now, not_before).await,
+            Backend::Sqlite(s) => s.touch(id, now).await,
         }
     }
 
@@ -112,6 +121,54 @@ impl Store {
     pub async fn prune_batch(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.prune_batch(cutoff, limit).await,
+        }
+    }
+
+    /// Stores a chat message from `author` under their current username. `nonce` makes a resend
+    /// harmless: the same author and nonce store one message.
+    pub async fn post_message(
+        &self,
+        author: SessionId,
+        body: MessageBody,
+        nonce: String,
+        now: Millis,
+    ) -> Result<Posted, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.post_message(author, body, nonce, now).await,
+        }
+    }
+
+    /// The newest `limit` messages, oldest first.
+    pub async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.recent_messages(limit).await,
+        }
+    }
+
+    /// Up to `limit` messages with ids above `after`, oldest first.
+    pub async fn messages_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.messages_after(after, limit).await,
+        }
+    }
+
+    /// Deletes up to `limit` messages created before `created_before` or older than the newest
+    /// `keep_newest`, oldest first, in one short transaction. Returns how many were deleted.
+    pub async fn prune_messages_batch(
+        &self,
+        created_before: Millis,
+        keep_newest: usize,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.prune_messages_batch(created_before, keep_newest, limit)
+                    .await
+            }
         }
     }
 

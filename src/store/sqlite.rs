@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Millis, StoreError, StoredSettings};
+use super::{Millis, Posted, StoreError, StoredSettings};
+use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, Theme, Username};
@@ -20,7 +21,10 @@ use crate::settings::{Settings, SettingsChange, Theme, Username};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version this build writes; `schema.sql` sets `PRAGMA user_version` to it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Upgrades, by the version they start from; each ends by setting `user_version` to the next.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/002_messages.sql"))];
 
 /// How long a statement waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,17 +126,18 @@ impl SqliteStore {
         &self,
         id: SessionId,
         now: Millis,
-        not_before: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<StoredSettings>, StoreError> {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = tx
+            let touched = tx
                 .prepare_cached(
-                    "UPDATE settings SET read_at = ?2 WHERE session_id = ?1 AND read_at < ?3",
+                    "UPDATE settings SET read_at = max(read_at, ?2) WHERE session_id = ?1
+                     RETURNING username, theme, version, read_at",
                 )?
-                .execute(params![id.to_key(), now, not_before])?;
+                .query_row(params![id.to_key(), now], stored_settings)
+                .optional()?;
             tx.commit()?;
-            Ok(changed > 0)
+            Ok(touched)
         })
         .await
     }
@@ -170,10 +175,132 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn post_message(
+        &self,
+        author: SessionId,
+        body: MessageBody,
+        nonce: String,
+        now: Millis,
+    ) -> Result<Posted, StoreError> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let key = author.to_key();
+            // The name is read in the same transaction, so the message carries the name the
+            // author had at the moment it was sent.
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO messages (author_session, author_name, body, nonce, created_at)
+                     VALUES (?1, coalesce((SELECT username FROM settings WHERE session_id = ?1), ''),
+                             ?2, ?3, ?4)
+                     ON CONFLICT (author_session, nonce) DO NOTHING
+                     RETURNING id, author_session, author_name, body, created_at",
+                )?
+                .query_row(params![key, body.as_str(), nonce, now], message)
+                .optional()?;
+            let posted = match inserted {
+                Some(message) => {
+                    // Posting is using the session.
+                    tx.prepare_cached("UPDATE settings SET read_at = ?2 WHERE session_id = ?1")?
+                        .execute(params![key, now])?;
+                    Posted {
+                        message,
+                        duplicate: false,
+                    }
+                }
+                None => Posted {
+                    message: tx
+                        .prepare_cached(
+                            "SELECT id, author_session, author_name, body, created_at
+                             FROM messages WHERE author_session = ?1 AND nonce = ?2",
+                        )?
+                        .query_row(params![key, nonce], message)?,
+                    duplicate: true,
+                },
+            };
+            tx.commit()?;
+            Ok(posted)
+        })
+        .await
+    }
+
+    pub(super) async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let mut messages = conn
+                .prepare_cached(
+                    "SELECT id, author_session, author_name, body, created_at
+                     FROM messages ORDER BY id DESC LIMIT ?1",
+                )?
+                .query_map([limit], message)?
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
+
+    pub(super) async fn messages_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, author_session, author_name, body, created_at
+                 FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![after, limit], message)?
+            .collect()
+        })
+        .await
+    }
+
+    pub(super) async fn prune_messages_batch(
+        &self,
+        created_before: Millis,
+        keep_newest: usize,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let keep = i64::try_from(keep_newest).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The oldest id still kept by the count limit; everything below it goes, as does
+            // everything older than the retention cutoff.
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id IN (
+                         SELECT id FROM messages
+                         WHERE created_at < ?1
+                            OR id < coalesce((SELECT id FROM messages ORDER BY id DESC
+                                              LIMIT 1 OFFSET ?2 - 1), 0)
+                         ORDER BY id LIMIT ?3)",
+                )?
+                .execute(params![created_before, keep, limit])?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
             .await
     }
+}
+
+fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let author: String = row.get(1)?;
+    Ok(Message {
+        id: row.get(0)?,
+        author: author.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        author_name: row.get(2)?,
+        body: row.get(3)?,
+        created_at: row.get(4)?,
+    })
 }
 
 fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> {
@@ -233,7 +360,21 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             "it was written by a newer livesession (schema version {newer}; this build knows up to \
              {SCHEMA_VERSION}); run the newer version or restore a backup"
         ),
-        older => bail!("schema version {older} is not one this build can upgrade"),
+        older => {
+            for (from, sql) in MIGRATIONS.iter().filter(|(from, _)| *from >= older) {
+                tx.execute_batch(sql)
+                    .with_context(|| format!("upgrading the schema from version {from}"))?;
+            }
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            if now != SCHEMA_VERSION {
+                bail!("schema version {older} is not one this build can upgrade");
+            }
+            tracing::info!(
+                from = older,
+                to = SCHEMA_VERSION,
+                "upgraded the database schema"
+            );
+        }
     }
     tx.commit()?;
     Ok(())

@@ -3,8 +3,10 @@
 //! the live layer sends after a change. `document` is `body` inside the `<html>` frame, so the
 //! static and live paths can never disagree.
 
-mod home;
+mod chat;
 mod settings;
+
+pub use chat::{ChatScreen, message_item};
 
 use maud::{DOCTYPE, Markup, html};
 
@@ -15,8 +17,8 @@ use crate::settings::{Settings, SettingsErrors, Theme};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum View {
-    /// `/`.
-    Home,
+    /// `/`: the chat room.
+    Chat,
     /// `/settings`.
     Settings,
 }
@@ -25,14 +27,14 @@ impl View {
     /// The name used in `data-live-view` and in the join message.
     pub fn as_str(self) -> &'static str {
         match self {
-            View::Home => "home",
+            View::Chat => "chat",
             View::Settings => "settings",
         }
     }
 
     fn title(self) -> &'static str {
         match self {
-            View::Home => "Chat",
+            View::Chat => "Chat",
             View::Settings => "Settings",
         }
     }
@@ -61,6 +63,8 @@ pub struct Screen<'a> {
     pub csrf_token: &'a str,
     /// The settings form's unsaved state.
     pub form: FormState<'a>,
+    /// The chat room, on the chat view.
+    pub chat: Option<ChatScreen<'a>>,
 }
 
 /// The whole page: the first, static render.
@@ -88,9 +92,13 @@ pub fn document(screen: &Screen<'_>) -> Markup {
 
 /// The contents of `<body>`: what the live layer re-renders and the client morphs into place.
 pub fn body(screen: &Screen<'_>) -> Markup {
-    let main = match screen.view {
-        View::Home => home::main(screen),
-        View::Settings => settings::main(screen),
+    let main = match (screen.view, &screen.chat) {
+        (View::Chat, Some(chat)) => chat::main(screen, chat),
+        (View::Chat, None) => {
+            debug_assert!(false, "the chat view is rendered with its chat screen");
+            html! {}
+        }
+        (View::Settings, _) => settings::main(screen),
     };
     let nav = screen.view;
     html! {
@@ -99,7 +107,7 @@ pub fn body(screen: &Screen<'_>) -> Markup {
             a.brand href="/" { "livesession" }
             nav aria-label="Main" {
                 ul {
-                    li { a href="/" aria-current=[(nav == View::Home).then_some("page")] { "Chat" } }
+                    li { a href="/" aria-current=[(nav == View::Chat).then_some("page")] { "Chat" } }
                     li { a href="/settings" aria-current=[(nav == View::Settings).then_some("page")] { "Settings" } }
                 }
             }

@@ -155,6 +155,18 @@ impl Browser {
         attribute_after(&page, r#"name="_csrf" value=""#).to_owned()
     }
 
+    /// Posts a chat message through the composer form, like a person without JavaScript.
+    pub async fn post_message(&mut self, body: &str) -> Response {
+        let page = self.page("/").await;
+        let token = attribute_after(&page, r#"name="_csrf" value=""#).to_owned();
+        let nonce = attribute_after(&page, r#"name="nonce" value=""#).to_owned();
+        self.post(
+            "/messages",
+            &[("_csrf", &token), ("nonce", &nonce), ("body", body)],
+        )
+        .await
+    }
+
     /// Posts the settings form like a person pressing Save.
     pub async fn save_settings(&mut self, username: &str, theme: &str) -> Response {
         let token = self.csrf_token().await;
@@ -227,7 +239,7 @@ pub mod live {
     use tokio_tungstenite::tungstenite::{Error, Message};
     use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-    use super::{Browser, attribute_after};
+    use super::{Browser, attribute_after, message_ids};
 
     pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -251,11 +263,12 @@ pub mod live {
             .map(|(s, _)| s)
     }
 
-    /// What a page knows: its CSRF token, build hash and version.
+    /// What a page knows: its CSRF token, build hash, version and newest message.
     pub struct PageInfo {
         pub csrf: String,
         pub build: String,
         pub version: i64,
+        pub last_message: i64,
     }
 
     pub async fn page_info(browser: &mut Browser, path: &str) -> PageInfo {
@@ -267,18 +280,39 @@ pub mod live {
             version: attribute_after(&page, r#"data-live-version=""#)
                 .parse()
                 .unwrap(),
+            last_message: message_ids(&page).last().copied().unwrap_or(0),
         }
     }
 
     /// A joined socket on the settings view, like a freshly loaded settings page.
     pub async fn join_settings(browser: &mut Browser, page_id: &str) -> Socket {
-        let info = page_info(browser, "/settings").await;
+        join(browser, "settings", page_id, None).await
+    }
+
+    /// A joined socket on the chat view; `last_message` defaults to what the page shows.
+    pub async fn join_chat(
+        browser: &mut Browser,
+        page_id: &str,
+        last_message: Option<i64>,
+    ) -> Socket {
+        join(browser, "chat", page_id, last_message).await
+    }
+
+    async fn join(
+        browser: &mut Browser,
+        view: &str,
+        page_id: &str,
+        last_message: Option<i64>,
+    ) -> Socket {
+        let path = if view == "chat" { "/" } else { "/settings" };
+        let info = page_info(browser, path).await;
         let origin = format!("http://{}", browser.addr);
         let mut socket = open(browser, Some(&origin)).await.unwrap();
         send(
             &mut socket,
-            json!({"t": "join", "view": "settings", "csrf": info.csrf, "build": info.build,
-                   "page": page_id, "version": info.version}),
+            json!({"t": "join", "view": view, "csrf": info.csrf, "build": info.build,
+                   "page": page_id, "version": info.version,
+                   "last_message": last_message.unwrap_or(info.last_message)}),
         )
         .await;
         let joined = recv(&mut socket).await;
@@ -291,6 +325,15 @@ pub mod live {
             .send(Message::text(message.to_string()))
             .await
             .unwrap();
+    }
+
+    /// Sends a chat message over the socket.
+    pub async fn post(socket: &mut Socket, seq: u64, nonce: &str, body: &str) {
+        send(
+            socket,
+            json!({"t": "post", "form": "composer", "seq": seq, "nonce": nonce, "body": body}),
+        )
+        .await;
     }
 
     pub async fn change(socket: &mut Socket, seq: u64, username: &str, theme: &str) {
@@ -337,4 +380,12 @@ pub mod live {
             }
         }
     }
+}
+
+/// The ids of the chat messages in a page or fragment, in document order.
+pub fn message_ids(html: &str) -> Vec<i64> {
+    html.split(r#"data-id=""#)
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+        .collect()
 }

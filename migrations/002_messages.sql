@@ -1,0 +1,13 @@
+-- Version 1 -> 2: the chat log. Settings are untouched.
+CREATE TABLE messages (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    author_session TEXT NOT NULL,
+    author_name    TEXT NOT NULL,
+    body           TEXT NOT NULL,
+    nonce          TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX messages_author_nonce ON messages (author_session, nonce);
+CREATE INDEX messages_created_at ON messages (created_at);
+
+PRAGMA user_version = 2;

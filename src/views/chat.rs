@@ -1,0 +1,78 @@
+use std::time::{Duration, UNIX_EPOCH};
+
+use maud::{Markup, html};
+
+use super::Screen;
+use crate::chat::{BODY_MAX_CHARS, Message};
+use crate::session::SessionId;
+use crate::settings::FieldError;
+
+/// What the chat page shows besides the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatScreen<'a> {
+    /// The newest messages, oldest first.
+    pub messages: &'a [Message],
+    /// Whose page this is: their own messages are marked as theirs.
+    pub viewer: SessionId,
+    /// Text to put back into the composer (after a refused post without JavaScript).
+    pub draft: &'a str,
+    /// Why the last post was refused.
+    pub error: Option<&'a FieldError>,
+    /// Makes a resubmitted form store its message once.
+    pub nonce: &'a str,
+}
+
+/// `/`: the chat log and the composer.
+pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
+    let username = &screen.saved.username;
+    html! {
+        section.card.chat {
+            h1 { "Chat" }
+            ol #messages role="log" aria-live="polite" aria-label="Messages" {
+                @for message in chat.messages {
+                    (message_item(message, chat.viewer))
+                }
+            }
+            @if chat.messages.is_empty() {
+                p.hint #no-messages { "No messages yet. Say hello!" }
+            }
+            form #composer method="post" action="/messages" data-live-submit {
+                input type="hidden" name="_csrf" value=(screen.csrf_token);
+                input type="hidden" name="nonce" value=(chat.nonce);
+                div.field {
+                    label for="body" {
+                        "Message, as " strong #composer-name { (username.display()) }
+                        @if username.is_anonymous() {
+                            " (" a href="/settings" { "choose a name" } ")"
+                        }
+                    }
+                    textarea #body name="body" rows="2" required data-live-keep
+                        aria-describedby="body-hint body-error"
+                        aria-invalid=[chat.error.map(|_| "true")] { (chat.draft) }
+                    p.hint #body-hint { "Up to " (BODY_MAX_CHARS) " characters. Enter sends, Shift+Enter starts a new line." }
+                    p.error #body-error role="alert" { @if let Some(e) = chat.error { (e.message()) } }
+                }
+                div.actions {
+                    button type="submit" { "Send" }
+                    span.status #composer-status data-live-client role="status" aria-live="polite" {}
+                }
+            }
+        }
+    }
+}
+
+/// One message in the log, as both the first render and a live append show it.
+pub fn message_item(message: &Message, viewer: SessionId) -> Markup {
+    let created =
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(message.created_at).unwrap_or(0));
+    let stamp = humantime::format_rfc3339_seconds(created).to_string();
+    let mine = message.author == viewer;
+    html! {
+        li.message.mine[mine] id={ "m-" (message.id) } data-id=(message.id) {
+            span.author { (message.author_display()) @if mine { span.you { " (you)" } } }
+            " "
+            time datetime=(stamp) { (stamp.get(11..16).unwrap_or_default()) " UTC" }
+            p.body { (message.body) }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The chat room: static render, plain posts, live delivery, reconnects, limits and retention.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::live::{change, closed, join_chat, post, recv, try_recv};
+use common::{TestApp, attribute_after, message_ids};
+use livesession::prune::{Retention, prune_once};
+use livesession::session::SessionId;
+use livesession::shutdown::CancellationToken;
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+
+/// The text of the messages on a page, in order.
+fn bodies(page: &str) -> Vec<String> {
+    page.split(r#"<p class="body">"#)
+        .skip(1)
+        .map(|rest| rest[..rest.find("</p>").unwrap()].to_owned())
+        .collect()
+}
+
+fn authors(page: &str) -> Vec<String> {
+    page.split(r#"<span class="author">"#)
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find('<').unwrap();
+            rest[..end].to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_chat_page_shows_the_composer_and_the_last_fifty_messages_in_order() {
+    let app = TestApp::spawn(&["--message-burst", "100"]).await;
+    let mut browser = app.browser();
+    for n in 1..=55 {
+        let response = browser.post_message(&format!("message {n}")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()[LOCATION], "/");
+    }
+    let page = browser.page("/").await;
+    let expected: Vec<String> = (6..=55).map(|n| format!("message {n}")).collect();
+    assert_eq!(bodies(&page), expected);
+    assert!(page.contains(r#"<textarea id="body" name="body""#));
+    assert!(page.contains(r#"<form id="composer" method="post" action="/messages""#));
+    assert!(page.contains(r#"role="log" aria-live="polite""#));
+    assert!(
+        page.contains("choose a name"),
+        "anonymous users get a link to the settings"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_carries_the_name_its_author_had_when_sending_it() {
+    let app = TestApp::spawn(&[]).await;
+    let mut ada = app.browser();
+    ada.post_message("before I had a name").await;
+    ada.save_settings("Ada", "system").await;
+    ada.post_message("now I have one").await;
+    ada.save_settings("Countess", "system").await;
+
+    let page = app.browser().page("/").await;
+    assert_eq!(
+        authors(&page),
+        ["anonymous", "Ada"],
+        "names are the ones at sending time"
+    );
+    assert!(
+        !page.contains("(you)"),
+        "a stranger sees no message as theirs"
+    );
+    let own = ada.page("/").await;
+    assert_eq!(own.matches("(you)").count(), 2);
+    assert!(own.contains(r#"<strong id="composer-name">Countess</strong>"#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_author_session_id_is_never_shown_to_others() {
+    let app = TestApp::spawn(&[]).await;
+    let mut author = app.browser();
+    author.post_message("hello").await;
+    let cookie = author.cookie.clone().unwrap();
+    let id = &cookie["livesession=".len() + 44..];
+    let page = app.browser().page("/").await;
+    assert!(page.contains("hello"));
+    assert!(!page.contains(id));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_stores_nothing() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.page("/").await;
+    let response = browser
+        .post("/messages", &[("body", "forged"), ("nonce", "n")])
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(!browser.page("/").await.contains("forged"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_message_is_refused_with_a_clear_message_and_the_text_kept() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let long = "é".repeat(2001);
+    for (body, expected) in [
+        ("   ", "Message is empty."),
+        (
+            long.as_str(),
+            "Message is 2001 characters long; at most 2000 are allowed.",
+        ),
+        (
+            "bell\u{7}",
+            "Message may not contain control characters other than line breaks.",
+        ),
+    ] {
+        let response = browser.post_message(body).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let page = response.text().await.unwrap();
+        assert!(page.contains(expected), "{expected} not shown");
+        let draft = &page[page.find(r#"<textarea id="body""#).unwrap()..];
+        let draft = &draft[draft.find('>').unwrap() + 1..draft.find("</textarea>").unwrap()];
+        assert_eq!(draft, body, "the typed text is kept");
+    }
+    assert_eq!(message_ids(&browser.page("/").await), Vec::<i64>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_resubmitted_form_stores_its_message_once() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let page = browser.page("/").await;
+    let token = attribute_after(&page, r#"name="_csrf" value=""#).to_owned();
+    let nonce = attribute_after(&page, r#"name="nonce" value=""#).to_owned();
+    for _ in 0..3 {
+        let response = browser
+            .post(
+                "/messages",
+                &[("_csrf", &token), ("nonce", &nonce), ("body", "once")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(bodies(&browser.page("/").await), ["once"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_reaches_every_chat_page_within_100_ms_once_and_in_order() {
+    let app = TestApp::spawn(&["--message-burst", "100"]).await;
+    let mut alice = app.browser();
+    let mut bob = app.browser();
+    let mut alice_tab = join_chat(&mut alice, "a", None).await;
+    let mut bob_tab = join_chat(&mut bob, "b", None).await;
+
+    let sent_at = Instant::now();
+    post(&mut alice_tab, 1, "n1", "hello bob").await;
+    let delivered = recv(&mut bob_tab).await;
+    let latency = sent_at.elapsed();
+    assert_eq!(delivered["t"], "messages");
+    let html = delivered["html"].as_str().unwrap();
+    assert!(html.contains("hello bob"));
+    assert!(latency < Duration::from_millis(100), "took {latency:?}");
+
+    // The author: an ack, then the message once.
+    assert_eq!(recv(&mut alice_tab).await["t"], "ack");
+    let own = recv(&mut alice_tab).await;
+    assert_eq!(own["t"], "messages");
+    assert!(own["html"].as_str().unwrap().contains("(you)"));
+    assert_eq!(
+        try_recv(&mut alice_tab, Duration::from_millis(200)).await,
+        None
+    );
+
+    // A burst from both sides arrives everywhere in one order, each message once.
+    for n in 2..=11u64 {
+        post(
+            &mut alice_tab,
+            n,
+            &format!("a{n}"),
+            &format!("from alice {n}"),
+        )
+        .await;
+        post(&mut bob_tab, n, &format!("b{n}"), &format!("from bob {n}")).await;
+    }
+    let mut seen_by_alice = Vec::new();
+    let mut seen_by_bob = Vec::new();
+    for (socket, seen) in [
+        (&mut alice_tab, &mut seen_by_alice),
+        (&mut bob_tab, &mut seen_by_bob),
+    ] {
+        // Everything that arrives until the line goes quiet.
+        while let Some(message) = try_recv(socket, Duration::from_millis(500)).await {
+            if message["t"] == "messages" {
+                seen.extend(message_ids(message["html"].as_str().unwrap()));
+            }
+        }
+    }
+    assert_eq!(seen_by_alice.len(), 20, "{seen_by_alice:?}");
+    let mut sorted = seen_by_alice.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(seen_by_alice, sorted, "in order, no duplicates");
+    assert_eq!(seen_by_alice, seen_by_bob);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn messages_posted_while_a_page_was_away_arrive_when_it_is_back() {
+    let app = TestApp::spawn(&[]).await;
+    let mut reader = app.browser();
+    let mut writer = app.browser();
+    let socket = join_chat(&mut reader, "r", None).await;
+    let last_seen = message_ids(&reader.page("/").await)
+        .last()
+        .copied()
+        .unwrap_or(0);
+    drop(socket);
+
+    for n in 1..=3 {
+        writer
+            .post_message(&format!("while you were away {n}"))
+            .await;
+    }
+    let mut socket = join_chat(&mut reader, "r", Some(last_seen)).await;
+    let missed = recv(&mut socket).await;
+    assert_eq!(missed["t"], "messages");
+    let html = missed["html"].as_str().unwrap();
+    assert_eq!(message_ids(html).len(), 3);
+    assert!(html.contains("while you were away 1") && html.contains("while you were away 3"));
+    assert_eq!(
+        try_recv(&mut socket, Duration::from_millis(200)).await,
+        None
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_resent_after_a_reconnect_is_stored_once() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let mut socket = join_chat(&mut browser, "p", None).await;
+    post(&mut socket, 1, "same-nonce", "only once").await;
+    assert_eq!(recv(&mut socket).await["t"], "ack");
+    drop(socket);
+
+    // The page did not see the ack, reconnects as a new page, and sends it again.
+    let mut socket = join_chat(&mut browser, "p2", Some(0)).await;
+    let _catch_up = recv(&mut socket).await;
+    post(&mut socket, 1, "same-nonce", "only once").await;
+    let ack = recv(&mut socket).await;
+    assert_eq!(ack["t"], "ack");
+    assert!(ack.get("errors").is_none());
+    assert_eq!(bodies(&browser.page("/").await), ["only once"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn changing_the_username_updates_the_composer_in_open_chat_tabs() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let mut chat_tab = join_chat(&mut browser, "chat", None).await;
+    let mut settings_tab = common::live::join_settings(&mut browser, "settings").await;
+    change(&mut settings_tab, 1, "Renamed", "dark").await;
+    let render = recv(&mut chat_tab).await;
+    assert_eq!(render["t"], "render");
+    let html = render["html"].as_str().unwrap();
+    assert!(html.contains(r#"<strong id="composer-name">Renamed</strong>"#));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_messages_too_fast_get_a_clear_refusal_over_http_and_live() {
+    let app = TestApp::spawn(&["--message-burst", "2", "--message-window", "1h"]).await;
+    let mut browser = app.browser();
+    assert_eq!(
+        browser.post_message("one").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        browser.post_message("two").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let refused = browser.post_message("three").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("you can send 2 messages every 1h"),
+        "no clear message"
+    );
+    assert!(page.contains(">three</textarea>"), "the text is kept");
+
+    let mut socket = join_chat(&mut browser, "p", None).await;
+    post(&mut socket, 1, "live-1", "four").await;
+    let ack = recv(&mut socket).await;
+    assert!(
+        ack["errors"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("try again in")
+    );
+    // Another browser is not affected.
+    let mut other = app.browser();
+    assert_eq!(
+        other.post_message("hi").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(bodies(&other.page("/").await), ["one", "two", "hi"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_on_the_settings_view_is_refused() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let mut socket = common::live::join_settings(&mut browser, "s").await;
+    post(&mut socket, 1, "n", "wrong place").await;
+    assert_eq!(recv(&mut socket).await["t"], "error");
+    drop(socket);
+    let mut chat = join_chat(&mut browser, "c", None).await;
+    post(&mut chat, 1, "n", "right place").await;
+    assert_eq!(recv(&mut chat).await["t"], "ack");
+    assert!(closed_or_nothing(&mut chat).await);
+    assert_eq!(bodies(&browser.page("/").await), ["right place"]);
+    app.stop().await;
+}
+
+/// True when the socket sends nothing but the message append within a short while.
+async fn closed_or_nothing(socket: &mut common::live::Socket) -> bool {
+    match try_recv(socket, Duration::from_millis(300)).await {
+        Some(message) => message["t"] == "messages",
+        None => true,
+    }
+}
+
+#[tokio::test]
+async fn old_messages_and_those_beyond_the_limit_are_pruned() {
+    // The app's own prune task keeps messages for 1000 days, so only the pass below removes any.
+    let app = TestApp::spawn(&["--message-retention", "1000d"]).await;
+    let store = &app.state.store;
+    let author = SessionId::generate();
+    let now = livesession::store::now_millis();
+    let day = 86_400_000;
+    for n in 0..5 {
+        let body = livesession::chat::MessageBody::parse(&format!("old {n}")).unwrap();
+        store
+            .post_message(author, body, format!("old{n}"), now - 40 * day)
+            .await
+            .unwrap();
+    }
+    for n in 0..30 {
+        let body = livesession::chat::MessageBody::parse(&format!("new {n}")).unwrap();
+        store
+            .post_message(author, body, format!("new{n}"), now - 1000)
+            .await
+            .unwrap();
+    }
+    let retention = Retention {
+        stale_after: Duration::from_secs(100 * 86400),
+        touch_window: Duration::from_secs(3600),
+        message_retention: Duration::from_secs(30 * 86400),
+        message_limit: 20,
+    };
+    let pruned = prune_once(store, retention, now, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(pruned.messages, 15);
+    let left = store.recent_messages(100).await.unwrap();
+    let texts: Vec<&str> = left.iter().map(|m| m.body.as_str()).collect();
+    let expected: Vec<String> = (10..30).map(|n| format!("new {n}")).collect();
+    assert_eq!(texts, expected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_from_the_previous_version_is_upgraded_and_keeps_its_settings() {
+    // A data dir as version 1 left it: its schema, and one browser's settings.
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("livesession.db")).unwrap();
+    db.execute_batch(include_str!("fixtures/schema-v1.sql"))
+        .unwrap();
+    let id = SessionId::generate();
+    db.execute(
+        "INSERT INTO settings (session_id, username, theme, version, inserted_at, updated_at, read_at)
+         VALUES (?1, 'from v1', 'dark', 3, ?2, ?2, ?2)",
+        rusqlite::params![id.to_key(), livesession::store::now_millis()],
+    )
+    .unwrap();
+    drop(db);
+    let keys = livesession::session::Keys::new(common::SECRET_A.as_bytes(), &[], false).unwrap();
+    let cookie = keys
+        .issue(id)
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let app = TestApp::spawn_in(dir.path(), &["--secret-key", common::SECRET_A]).await;
+    let mut browser = app.browser();
+    browser.cookie = Some(cookie);
+    let page = browser.page("/settings").await;
+    assert_eq!(common::username_field(&page), "from v1");
+    assert_eq!(
+        browser.post_message("chat works").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let version: i64 = app
+        .db()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, livesession::store::SCHEMA_VERSION);
+    assert_eq!(bodies(&browser.page("/").await), ["chat works"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_chat_sockets_too() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let mut socket = join_chat(&mut browser, "p", None).await;
+    let stopping = tokio::spawn(app.stop());
+    assert!(closed(&mut socket).await.is_some());
+    stopping.await.unwrap();
+}
