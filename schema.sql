@@ -31,4 +31,11 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_author_nonce ON messages (author_session, nonce);
 CREATE INDEX messages_created_at ON messages (created_at);
 
+-- Sessions deleted by "forget me". Their cookies stay valid-looking for up to 400 days, so the
+-- id is remembered (not its data) to refuse it until then: it can never be written or re-issued.
+CREATE TABLE forgotten (
+    session_id   TEXT PRIMARY KEY NOT NULL,
+    forgotten_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
 PRAGMA user_version = 2;

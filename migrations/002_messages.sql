@@ -1,4 +1,4 @@
--- Version 1 -> 2: the chat log. Settings are untouched.
+-- Version 1 -> 2: the chat log, and the ids of forgotten sessions. Settings are untouched.
 CREATE TABLE messages (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     author_session TEXT NOT NULL,
@@ -9,5 +9,10 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_author_nonce ON messages (author_session, nonce);
 CREATE INDEX messages_created_at ON messages (created_at);
+
+CREATE TABLE forgotten (
+    session_id   TEXT PRIMARY KEY NOT NULL,
+    forgotten_at INTEGER NOT NULL
+) WITHOUT ROWID;
 
 PRAGMA user_version = 2;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use crate::chat::{Message, MessageBody, RateLimiter, rate_limited_message};
 use crate::live::{self, Live};
 use crate::prune::Retention;
 use crate::routes;
-use crate::session::SessionId;
+use crate::session::{Forgotten, SessionId, Verdict};
 use crate::session::{Keys, Session, session_layer};
 use crate::settings::FieldError;
 use crate::settings::Settings;
@@ -38,9 +38,21 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// How fast each browser may send chat messages.
     pub chat_limit: Arc<RateLimiter>,
+    /// Sessions deleted by "forget me", refused from now on.
+    pub forgotten: Arc<Forgotten>,
 }
 
 impl AppState {
+    /// The session a request's cookie names, with forgotten sessions treated as invalid.
+    pub fn verify_session(&self, headers: &HeaderMap) -> Verdict {
+        match self.keys.verify(headers) {
+            Verdict::Current(id) | Verdict::Previous(id) if self.forgotten.contains(id) => {
+                Verdict::Invalid
+            }
+            verdict => verdict,
+        }
+    }
+
     /// The settings to show to `session` and their version (defaults and 0 without a row): one
     /// lookup, and a write only when `read_at` is older than the touch window. A new session has
     /// no row, so it costs nothing at all.

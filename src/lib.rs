@@ -54,7 +54,7 @@ pub use config::Config;
 use chat::RateLimiter;
 use live::Live;
 use prune::Retention;
-use session::Keys;
+use session::{Forgotten, Keys};
 use store::Store;
 
 /// A built, bound, not yet serving app.
@@ -70,6 +70,7 @@ impl App {
     /// Any problem comes back as one readable error naming what failed.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let shutdown = CancellationToken::new();
+        let forgotten = Arc::new(Forgotten::default());
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -80,6 +81,13 @@ impl App {
             let durability = config.durability;
             tokio::task::spawn_blocking(move || Store::open_sqlite(&path, durability)).await??
         };
+        for (id, at) in store
+            .forgotten()
+            .await
+            .context("reading the forgotten sessions")?
+        {
+            forgotten.insert(id, at);
+        }
         let state = AppState {
             store,
             keys: Arc::new(keys),
@@ -90,6 +98,7 @@ impl App {
                 message_limit: config.message_limit as usize,
             },
             chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
+            forgotten,
             live: Arc::new(Live::new(
                 config.allowed_origins.clone(),
                 config.live_idle_timeout,
@@ -138,6 +147,7 @@ impl App {
         );
         let prune = prune::spawn(
             state.store.clone(),
+            Arc::clone(&state.forgotten),
             state.retention,
             config.prune_every,
             shutdown.clone(),

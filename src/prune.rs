@@ -10,6 +10,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use crate::session::{COOKIE_MAX_AGE, Forgotten};
 use crate::store::{Millis, Store, StoreError, now_millis};
 
 /// Rows deleted per transaction.
@@ -91,6 +94,7 @@ where
 /// Starts the prune loop. The returned handle finishes after `shutdown` is cancelled.
 pub fn spawn(
     store: Store,
+    forgotten: Arc<Forgotten>,
     retention: Retention,
     every: Duration,
     shutdown: CancellationToken,
@@ -103,7 +107,14 @@ pub fn spawn(
                 _ = interval.tick() => {}
                 _ = shutdown.cancelled() => break,
             }
-            match prune_once(&store, retention, now_millis(), &shutdown).await {
+            let now = now_millis();
+            // A forgotten id needs remembering only while a cookie holding it could be valid.
+            let cookies_expired = now.saturating_sub(COOKIE_MAX_AGE.whole_milliseconds() as Millis);
+            match store.prune_forgotten(cookies_expired).await {
+                Ok(_) => forgotten.forget_before(cookies_expired),
+                Err(e) => tracing::error!(error = %e, "prune of forgotten sessions failed"),
+            }
+            match prune_once(&store, retention, now, &shutdown).await {
                 Ok(Pruned {
                     sessions: 0,
                     messages: 0,

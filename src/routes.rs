@@ -131,7 +131,10 @@ pub async fn save_settings(
     let (saved, version) = if change.is_empty() {
         app.settings_for(session).await?
     } else {
-        let saved = app.store.save(session.id, change, now_millis()).await?;
+        let Some(saved) = app.store.save(session.id, change, now_millis()).await? else {
+            // Forgotten in another tab meanwhile: nothing is saved under the dead id.
+            return Ok(Redirect::to("/settings").into_response());
+        };
         app.live.hub.publish(
             session.id,
             SessionEvent::SettingsChanged {
@@ -178,7 +181,9 @@ pub async fn forget(
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
-    app.store.forget(session.id).await?;
+    let now = now_millis();
+    app.store.forget(session.id, now).await?;
+    app.forgotten.insert(session.id, now);
     app.live.hub.publish(session.id, SessionEvent::Forgotten);
     tracing::info!("a browser asked to be forgotten; its settings were deleted");
     Ok((

@@ -10,12 +10,14 @@
 //! hands the handler a [`Session`], and re-issues the cookie on every HTML page so its 400-day
 //! lifetime slides.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::RwLock;
 
 use anyhow::{Context, bail};
 use axum::extract::{FromRequestParts, Request, State};
@@ -32,6 +34,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::store::Millis;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "livesession";
@@ -115,6 +118,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 #[derive(Debug, Clone, Copy)]
 pub struct ReplaceSession(pub SessionId);
 
+/// Session ids deleted by "forget me". Their cookies still carry a valid signature, so they are
+/// refused here until the cookie would have expired anyway ([`COOKIE_MAX_AGE`]): such a request
+/// gets a fresh session, and the old id is never re-issued.
+#[derive(Default)]
+pub struct Forgotten {
+    ids: RwLock<HashMap<SessionId, Millis>>,
+}
+
+impl Forgotten {
+    /// True when `id` was forgotten.
+    pub fn contains(&self, id: SessionId) -> bool {
+        self.ids.read().expect("forgotten lock").contains_key(&id)
+    }
+
+    /// Remembers that `id` was forgotten at `at`.
+    pub fn insert(&self, id: SessionId, at: Millis) {
+        self.ids.write().expect("forgotten lock").insert(id, at);
+    }
+
+    /// Stops remembering ids forgotten before `before`.
+    pub fn forget_before(&self, before: Millis) {
+        self.ids
+            .write()
+            .expect("forgotten lock")
+            .retain(|_, at| *at >= before);
+    }
+}
+
 /// One signing secret, expanded into the keys derived from it.
 #[derive(Clone)]
 struct SigningKey {
@@ -155,7 +186,7 @@ pub enum Verdict {
     Previous(SessionId),
     /// No session cookie at all.
     Missing,
-    /// A session cookie that does not verify or does not hold an id.
+    /// A session cookie that does not verify, does not hold an id, or names a forgotten session.
     Invalid,
 }
 
@@ -274,7 +305,7 @@ pub async fn session_layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let verdict = state.keys.verify(request.headers());
+    let verdict = state.verify_session(request.headers());
     let (session, must_issue) = match verdict {
         Verdict::Current(id) => (Session { id, is_new: false }, false),
         Verdict::Previous(id) => {
@@ -283,7 +314,9 @@ pub async fn session_layer(
         }
         Verdict::Missing => (new_session(), true),
         Verdict::Invalid => {
-            tracing::info!("session cookie failed verification; starting a fresh session");
+            tracing::info!(
+                "session cookie failed verification or was forgotten; starting a fresh session"
+            );
             (new_session(), true)
         }
     };
@@ -292,6 +325,8 @@ pub async fn session_layer(
 
     let id = match response.extensions().get::<ReplaceSession>() {
         Some(ReplaceSession(id)) => Some(*id),
+        // Forgotten while this request ran (another tab): never hand the old id out again.
+        None if state.forgotten.contains(session.id) => None,
         None if must_issue || is_html(&response) => Some(session.id),
         None => None,
     };

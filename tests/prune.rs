@@ -150,7 +150,7 @@ async fn a_save_after_a_prune_starts_a_fresh_row() {
             .sessions,
         1
     );
-    let saved = store.save(id, change, 1_000_001).await.unwrap();
+    let saved = store.save(id, change, 1_000_001).await.unwrap().unwrap();
     assert_eq!(saved.version, 1);
     assert_eq!(saved.settings.theme, Theme::Light);
     app.stop().await;

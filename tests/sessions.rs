@@ -195,3 +195,39 @@ async fn health_and_assets_set_no_cookie() {
     assert!(response.headers().get(SET_COOKIE).is_none());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_forgotten_cookie_can_never_write_again_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("linus", "dark").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    let old_token = browser.csrf_token().await;
+    let response = browser
+        .post("/settings/forget", &[("_csrf", &old_token)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    app.stop().await;
+
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let mut replay = Browser::new(app.addr);
+    replay.cookie = Some(old_cookie.clone());
+    let response = replay
+        .post(
+            "/settings",
+            &[
+                ("_csrf", &old_token),
+                ("username", "back"),
+                ("theme", "light"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !set_cookie(&response).starts_with(&old_cookie),
+        "the old id was re-issued"
+    );
+    assert_eq!(app.settings_rows(), 0);
+    app.stop().await;
+}

@@ -92,7 +92,7 @@ pub async fn endpoint(
         )
             .into_response();
     }
-    let session = match app.keys.verify(&headers) {
+    let session = match app.verify_session(&headers) {
         Verdict::Current(id) | Verdict::Previous(id) => Some(id),
         Verdict::Missing | Verdict::Invalid => None,
     };

@@ -381,7 +381,15 @@ impl LiveView {
         let (change, errors) = SettingsChange::parse(&input);
         if !change.is_empty() {
             match app.store.save(self.id, change, now_millis()).await {
-                Ok(saved) => {
+                Ok(None) => {
+                    // Forgotten in another tab: this page must start over with a new session.
+                    peer.send_json(&ServerMessage::Reload {
+                        reason: "this browser was forgotten",
+                    })
+                    .await?;
+                    return Err(peer.close(code::NORMAL, "session ended").await);
+                }
+                Ok(Some(saved)) => {
                     if saved.version != self.version {
                         hub.publish(
                             self.id,

@@ -85,13 +85,14 @@ impl Store {
     }
 
     /// Applies `change` to session `id`'s row, creating the row if needed, in one transaction,
-    /// and marks it used at `now`. Returns the row as committed.
+    /// and marks it used at `now`. Returns the row as committed, or `None` when the session was
+    /// forgotten: its id is never written again.
     pub async fn save(
         &self,
         id: SessionId,
         change: SettingsChange,
         now: Millis,
-    ) -> Result<StoredSettings, StoreError> {
+    ) -> Result<Option<StoredSettings>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.save(id, change, now).await,
         }
@@ -109,10 +110,25 @@ impl Store {
         }
     }
 
-    /// Deletes session `id`'s row. Returns whether there was one.
-    pub async fn forget(&self, id: SessionId) -> Result<bool, StoreError> {
+    /// "Forget me": deletes session `id`'s row and remembers the id as forgotten, in one
+    /// transaction. Returns whether there was a row.
+    pub async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.forget(id).await,
+            Backend::Sqlite(s) => s.forget(id, now).await,
+        }
+    }
+
+    /// Every forgotten session id, with when it was forgotten.
+    pub async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.forgotten().await,
+        }
+    }
+
+    /// Stops remembering ids forgotten before `before` (their cookies have expired by then).
+    pub async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.prune_forgotten(before).await,
         }
     }
 

@@ -88,16 +88,18 @@ impl SqliteStore {
         id: SessionId,
         change: SettingsChange,
         now: Millis,
-    ) -> Result<StoredSettings, StoreError> {
+    ) -> Result<Option<StoredSettings>, StoreError> {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // A forgotten session's id is never written again (no row comes back for it).
             // In an upsert's SET clause every column name means the value before the update, so
             // the version check compares old and new values.
             let saved = tx
                 .prepare_cached(
                     "INSERT INTO settings
                          (session_id, username, theme, version, inserted_at, updated_at, read_at)
-                     VALUES (?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4)
+                     SELECT ?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4
+                     WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = ?1)
                      ON CONFLICT (session_id) DO UPDATE SET
                          version = version + (username IS NOT coalesce(?2, username)
                                               OR theme IS NOT coalesce(?3, theme)),
@@ -115,7 +117,8 @@ impl SqliteStore {
                         now
                     ],
                     stored_settings,
-                )?;
+                )
+                .optional()?;
             tx.commit()?;
             Ok(saved)
         })
@@ -142,14 +145,46 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn forget(&self, id: SessionId) -> Result<bool, StoreError> {
+    pub(super) async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let deleted = tx
                 .prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
                 .execute([id.to_key()])?;
+            tx.prepare_cached(
+                "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
+                 ON CONFLICT (session_id) DO NOTHING",
+            )?
+            .execute(params![id.to_key(), now])?;
             tx.commit()?;
             Ok(deleted > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        self.run(|conn| {
+            let mut statement = conn.prepare("SELECT session_id, forgotten_at FROM forgotten")?;
+            let rows = statement.query_map([], |row| {
+                let id: String = row.get(0)?;
+                Ok((id, row.get(1)?))
+            })?;
+            let mut forgotten = Vec::new();
+            for row in rows {
+                let (id, at) = row?;
+                if let Ok(id) = id.parse() {
+                    forgotten.push((id, at));
+                }
+            }
+            Ok(forgotten)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
+        self.run(move |conn| {
+            conn.prepare_cached("DELETE FROM forgotten WHERE forgotten_at < ?1")?
+                .execute([before])
         })
         .await
     }
@@ -392,6 +427,56 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// Every table's columns and every index, as SQLite describes them.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut shape = Vec::new();
+        let mut objects = conn
+            .prepare("SELECT type, name, tbl_name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap();
+        let objects: Vec<(String, String, String)> = objects
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (kind, name, table) in objects {
+            shape.push(format!("{kind} {name} on {table}"));
+            let pragma = if kind == "table" {
+                "table_xinfo"
+            } else {
+                "index_xinfo"
+            };
+            let mut columns = conn.prepare(&format!("PRAGMA {pragma}({name})")).unwrap();
+            let count = columns.column_count();
+            let rows: Vec<String> = columns
+                .query_map([], |r| {
+                    (0..count)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|v| v.join(","))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            shape.extend(rows);
+        }
+        shape
+    }
+
+    #[test]
+    fn an_upgraded_database_has_the_same_shape_as_a_new_one() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        migrate(&mut fresh).unwrap();
+        let mut upgraded = Connection::open_in_memory().unwrap();
+        upgraded
+            .execute_batch(include_str!("../../tests/fixtures/schema-v1.sql"))
+            .unwrap();
+        migrate(&mut upgraded).unwrap();
+        assert_eq!(shape(&upgraded), shape(&fresh));
     }
 
     #[test]

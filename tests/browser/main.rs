@@ -278,3 +278,111 @@ async fn a_field_changed_in_another_tab_while_typing_keeps_the_typing_and_says_s
     chrome.quit().await;
     app.stop().await;
 }
+
+/// Waits until the chat log holds `count` messages.
+async fn until_messages(chrome: &Chrome, count: usize) {
+    chrome
+        .until(
+            &format!("{count} messages are shown"),
+            &format!("return document.querySelectorAll('#messages > li').length === {count}"),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn two_people_in_two_browsers_chat_live_under_their_own_names() {
+    let Some(ada) = Chrome::start("two_people_chat_live (ada)").await else {
+        return;
+    };
+    let Some(bob) = Chrome::start("two_people_chat_live (bob)").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    for (chrome, name) in [(&ada, "Ada"), (&bob, "Bob")] {
+        chrome.goto(&app.url("/settings")).await;
+        chrome.until("the socket is live", CONNECTED).await;
+        chrome.type_into("#username", name).await;
+        chrome
+            .until(
+                "the name is saved",
+                "return document.getElementById('settings-status').textContent === 'Saved'",
+            )
+            .await;
+        chrome.goto(&app.url("/")).await;
+        chrome.until("the chat is live", CONNECTED).await;
+    }
+
+    // Ada types and presses Enter; Bob sees it without reloading.
+    ada.type_into("#body", "Hello Bob\u{E007}").await;
+    until_messages(&bob, 1).await;
+    until_messages(&ada, 1).await;
+    ada.until(
+        "the composer is cleared",
+        "return document.getElementById('body').value === ''",
+    )
+    .await;
+    bob.type_into("#body", "Hi Ada!").await;
+    bob.client
+        .find(Locator::Css("#composer button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_messages(&ada, 2).await;
+    until_messages(&bob, 2).await;
+
+    let log = "return Array.from(document.querySelectorAll('#messages > li')).map(li => \
+               li.querySelector('.author').textContent + ': ' + li.querySelector('.body').textContent)";
+    let expected = serde_json::json!(["Ada (you): Hello Bob", "Bob: Hi Ada!"]);
+    assert_eq!(ada.js(log).await, expected);
+    let expected = serde_json::json!(["Ada: Hello Bob", "Bob (you): Hi Ada!"]);
+    assert_eq!(bob.js(log).await, expected);
+
+    // Each is remembered after quitting the browser: a new browser with the same cookie (what a
+    // restarted browser sends) is greeted by name on the first, static render.
+    let cookie = ada.session_cookie().await;
+    ada.assert_clean_console().await;
+    bob.assert_clean_console().await;
+    ada.quit().await;
+    let mut returning = Browser::new(app.addr);
+    returning.cookie = Some(cookie);
+    assert!(
+        returning
+            .page("/")
+            .await
+            .contains(r#"<strong id="composer-name">Ada</strong>"#)
+    );
+    bob.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_injected_img_onerror_message_is_inert() {
+    let Some(chrome) = Chrome::start("an_injected_img_onerror_message_is_inert").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/")).await;
+    chrome.until("the chat is live", CONNECTED).await;
+    let payload =
+        r#"<img src=x onerror="document.title='pwned'"><script>document.title='pwned'</script>"#;
+    chrome.type_into("#body", payload).await;
+    chrome.type_into("#body", "\u{E007}").await;
+    until_messages(&chrome, 1).await;
+    let check = "return [document.title, document.querySelectorAll('#messages img, #messages script').length, \
+                 document.querySelector('#messages .body').textContent];";
+    assert_eq!(
+        chrome.js(check).await,
+        serde_json::json!(["Chat · livesession", 0, payload])
+    );
+    chrome.client.refresh().await.unwrap();
+    chrome.until("the chat is live", CONNECTED).await;
+    assert_eq!(
+        chrome.js(check).await,
+        serde_json::json!(["Chat · livesession", 0, payload])
+    );
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
