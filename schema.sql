@@ -38,4 +38,10 @@ CREATE TABLE forgotten (
     forgotten_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- One row, rewritten by every health check: proof that the database takes a write.
+CREATE TABLE health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
+
 PRAGMA user_version = 2;

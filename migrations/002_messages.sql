@@ -1,4 +1,5 @@
--- Version 1 -> 2: the chat log, and the ids of forgotten sessions. Settings are untouched.
+-- Version 1 -> 2: the chat log, the ids of forgotten sessions, the health probe. Settings are
+-- untouched.
 CREATE TABLE messages (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     author_session TEXT NOT NULL,
@@ -14,5 +15,10 @@ CREATE TABLE forgotten (
     session_id   TEXT PRIMARY KEY NOT NULL,
     forgotten_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
 
 PRAGMA user_version = 2;

@@ -56,6 +56,12 @@ pub struct Config {
     )]
     pub durability: Durability,
 
+    /// How long a database statement waits for a lock held by another connection or process
+    /// before the request fails with "busy".
+    #[arg(long, env = "LIVESESSION_BUSY_TIMEOUT", default_value = "5s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub busy_timeout: Duration,
+
     /// Mark the session cookie `Secure` (sent over HTTPS only). Use it behind a TLS proxy.
     #[arg(long, env = "LIVESESSION_SECURE_COOKIES",
           value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]

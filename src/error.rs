@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,12 +23,13 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::Store(e) => {
-                tracing::error!(error = %e, "database request failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The database is not available right now, so nothing was changed. Please try again in a moment.",
-                )
-                    .into_response()
+                let unavailable = e.unavailable();
+                tracing::error!(error = %e, reason = unavailable.reason(), "database request failed");
+                let status = match unavailable {
+                    Unavailable::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                (status, unavailable.message()).into_response()
             }
             AppError::BadCsrfToken => (
                 StatusCode::FORBIDDEN,

@@ -55,7 +55,7 @@ use chat::RateLimiter;
 use live::Live;
 use prune::Retention;
 use session::{Forgotten, Keys};
-use store::Store;
+use store::{SqliteOptions, Store};
 
 /// A built, bound, not yet serving app.
 pub struct App {
@@ -78,8 +78,11 @@ impl App {
         let keys = Keys::load(&config)?;
         let store = {
             let path = config.database_path();
-            let durability = config.durability;
-            tokio::task::spawn_blocking(move || Store::open_sqlite(&path, durability)).await??
+            let options = SqliteOptions {
+                durability: config.durability,
+                busy_timeout: config.busy_timeout,
+            };
+            tokio::task::spawn_blocking(move || Store::open_sqlite(&path, options)).await??
         };
         for (id, at) in store
             .forgotten()

@@ -193,14 +193,15 @@ pub async fn forget(
         .into_response())
 }
 
-/// `GET /healthz`: `200 {"status":"ok"}` when the database answers, `503` otherwise.
+/// `GET /healthz`: `200 {"status":"ok"}` when the database answers and takes a write, `503`
+/// with the reason otherwise.
 pub async fn health(State(app): State<AppState>) -> Response {
     let check = tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await;
     match check {
         Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: the database did not answer");
-            unavailable("database error")
+            unavailable(e.unavailable().reason())
         }
         Err(_) => unavailable("database timed out"),
     }

@@ -21,6 +21,7 @@
   var ws = null;
   var attempt = 0;
   var refusals = 0; // policy closes in a row
+  var serverSaid = ""; // the server's last error message, until the next join
   var reconnectTimer = null;
   var seq = 0;
   var pending = {}; // form id -> the newest change of that form not yet acknowledged
@@ -79,7 +80,8 @@
     socket.onclose = function (event) {
       if (ws !== socket) return;
       ws = null;
-      setState("disconnected");
+      // Keep what the server said last (a full disk, say) in view while retrying.
+      setState("disconnected", serverSaid && serverSaid + " Retrying…");
       if (event.code === 1008 && refused()) return;
       scheduleReconnect();
     };
@@ -120,6 +122,7 @@
       case "joined":
         attempt = 0;
         refusals = 0;
+        serverSaid = "";
         setState("connected");
         break;
       case "ack":
@@ -139,7 +142,8 @@
         location.reload();
         break;
       case "error":
-        setState("connected", "The server did not understand this page: " + message.message);
+        serverSaid = message.message;
+        setState("connected", message.message);
         break;
     }
   }

@@ -107,6 +107,19 @@ impl<S: Transport> Peer<S> {
         self.send(Message::text(message.to_json())).await
     }
 
+    /// The database failed: tell the person in words, then close with 1011 so the client
+    /// reconnects (with backoff) and re-sends what was not acknowledged.
+    async fn store_failed(&mut self, doing: &str, error: &StoreError) -> End {
+        let unavailable = error.unavailable();
+        tracing::error!(error = %error, reason = unavailable.reason(), "live: {doing} failed");
+        let _ = self
+            .send_json(&ServerMessage::Error {
+                message: unavailable.message(),
+            })
+            .await;
+        self.close(code::INTERNAL, unavailable.reason()).await
+    }
+
     /// Sends a close frame (best effort) and reports the end.
     async fn close(&mut self, code: u16, reason: &'static str) -> End {
         let frame = CloseFrame {
@@ -233,8 +246,9 @@ async fn join<S: Transport>(
     let events = app.live.hub.subscribe(id);
     let chat = (view == View::Chat).then(|| app.live.hub.subscribe_chat());
     let session = Session { id, is_new: false };
-    let Ok((saved, current)) = app.settings_for(session).await else {
-        return Err(peer.close(code::INTERNAL, "database unavailable").await);
+    let (saved, current) = match app.settings_for(session).await {
+        Ok(found) => found,
+        Err(e) => return Err(peer.store_failed("joining", &e).await),
     };
     let mut live = LiveView {
         id,
@@ -257,7 +271,7 @@ async fn join<S: Transport>(
         // The page shows this state already: remember its HTML, send nothing.
         match live.render(app).await {
             Ok((html, _)) => live.shown = hash(&html),
-            Err(_) => return Err(peer.close(code::INTERNAL, "database unavailable").await),
+            Err(e) => return Err(peer.store_failed("rendering", &e).await),
         }
     } else {
         live.render_if_changed(peer, app).await?;
@@ -405,8 +419,7 @@ impl LiveView {
                 Err(e) => {
                     // Not acknowledged: the client keeps the change and sends it again after it
                     // reconnects.
-                    tracing::error!(error = %e, "live: saving settings failed");
-                    return Err(peer.close(code::INTERNAL, "database unavailable").await);
+                    return Err(peer.store_failed("saving settings", &e).await);
                 }
             }
         }
@@ -445,10 +458,7 @@ impl LiveView {
                 let refused = FieldErrors::from([("body", refusal.error().message())]);
                 ack(peer, COMPOSER_FORM, seq, Some(refused)).await
             }
-            Err(e) => {
-                tracing::error!(error = %e, "live: posting a message failed");
-                Err(peer.close(code::INTERNAL, "database unavailable").await)
-            }
+            Err(e) => Err(peer.store_failed("posting a message", &e).await),
         }
     }
 
@@ -470,10 +480,7 @@ impl LiveView {
                         self.version = stored.version;
                         self.render_if_changed(peer, app).await
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "live: loading settings failed");
-                        Err(peer.close(code::INTERNAL, "database unavailable").await)
-                    }
+                    Err(e) => Err(peer.store_failed("loading settings", &e).await),
                 }
             }
             SessionEvent::Forgotten => {
@@ -499,10 +506,7 @@ impl LiveView {
             .await
         {
             Ok(missed) => missed,
-            Err(e) => {
-                tracing::error!(error = %e, "live: loading messages failed");
-                return Err(peer.close(code::INTERNAL, "database unavailable").await);
-            }
+            Err(e) => return Err(peer.store_failed("loading messages", &e).await),
         };
         let Some(newest) = missed.last().map(|m| m.id) else {
             return Ok(());
@@ -558,10 +562,7 @@ impl LiveView {
     ) -> Result<(), End> {
         let (html, newest) = match self.render(app).await {
             Ok(rendered) => rendered,
-            Err(e) => {
-                tracing::error!(error = %e, "live: rendering failed");
-                return Err(peer.close(code::INTERNAL, "database unavailable").await);
-            }
+            Err(e) => return Err(peer.store_failed("rendering", &e).await),
         };
         let digest = hash(&html);
         if digest == self.shown {

@@ -26,6 +26,15 @@ pub fn now_millis() -> Millis {
     Millis::try_from(since_epoch.as_millis()).unwrap_or(Millis::MAX)
 }
 
+/// How the SQLite database is used.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// What a commit survives.
+    pub durability: Durability,
+    /// How long a statement waits for a lock held by another connection or process.
+    pub busy_timeout: std::time::Duration,
+}
+
 /// A session's row as stored. The default is what a session without a row sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredSettings {
@@ -46,7 +55,7 @@ pub struct Posted {
     pub duplicate: bool,
 }
 
-/// Why the store could not answer. Its `Display` is for logs; users see a plain message.
+/// Why the store could not answer. Its `Display` is for logs; users see [`Unavailable::message`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -55,6 +64,74 @@ pub enum StoreError {
     Pool(#[from] r2d2::Error),
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the database file {0} is missing or was replaced; restart to use a new one")]
+    Vanished(String),
+}
+
+/// What a store failure means for the person who asked, in the few kinds they can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The disk (or the configured database size) is full.
+    DiskFull,
+    /// The database or its folder cannot be written (read-only storage, missing files).
+    ReadOnly,
+    /// Another process held the database locked for longer than the busy timeout.
+    Busy,
+    /// Anything else.
+    Failed,
+}
+
+impl Unavailable {
+    /// A sentence for the user; it always says that nothing was changed.
+    pub fn message(self) -> &'static str {
+        match self {
+            Unavailable::DiskFull => {
+                "The server's disk is full, so nothing was changed. What was saved before is safe; please try again later."
+            }
+            Unavailable::ReadOnly => {
+                "The server cannot write to its database right now, so nothing was changed. What was saved before is safe; please try again later."
+            }
+            Unavailable::Busy => {
+                "The server's database is busy, so nothing was changed. Please try again in a moment."
+            }
+            Unavailable::Failed => {
+                "The database is not available right now, so nothing was changed. Please try again in a moment."
+            }
+        }
+    }
+
+    /// A short reason for logs and the health endpoint.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unavailable::DiskFull => "disk full",
+            Unavailable::ReadOnly => "database not writable",
+            Unavailable::Busy => "database locked",
+            Unavailable::Failed => "database error",
+        }
+    }
+}
+
+impl StoreError {
+    /// What kind of failure this is, for the user.
+    pub fn unavailable(&self) -> Unavailable {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
+                ErrorCode::DiskFull => Unavailable::DiskFull,
+                ErrorCode::ReadOnly | ErrorCode::CannotOpen => Unavailable::ReadOnly,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Unavailable::Busy,
+                // SQLite reports a failed write to a full file system as an I/O error.
+                ErrorCode::SystemIoFailure
+                    if e.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE =>
+                {
+                    Unavailable::DiskFull
+                }
+                _ => Unavailable::Failed,
+            },
+            StoreError::Vanished(_) => Unavailable::ReadOnly,
+            _ => Unavailable::Failed,
+        }
+    }
 }
 
 /// The settings store. Cheap to clone: every clone shares one pool.
@@ -71,9 +148,9 @@ enum Backend {
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
     /// and refuses a database written by a newer version or one that is not a database at all.
-    pub fn open_sqlite(path: &Path, durability: Durability) -> anyhow::Result<Store> {
+    pub fn open_sqlite(path: &Path, options: SqliteOptions) -> anyhow::Result<Store> {
         Ok(Store {
-            backend: Backend::Sqlite(sqlite::SqliteStore::open(path, durability)?),
+            backend: Backend::Sqlite(sqlite::SqliteStore::open(path, options)?),
         })
     }
 
@@ -188,7 +265,8 @@ impl Store {
         }
     }
 
-    /// Runs a trivial query: does the database answer?
+    /// Does the database answer, and take a write? Reads a row and writes one (in its own tiny
+    /// table), so a full disk, read-only storage or a lock held elsewhere all show.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.ping().await,

@@ -4,14 +4,16 @@
 //! Writes open `BEGIN IMMEDIATE` transactions: they take the write lock up front, so two writers
 //! never deadlock upgrading a read lock, and `busy_timeout` queues them instead of failing.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Millis, Posted, StoreError, StoredSettings};
+use super::{Millis, Posted, SqliteOptions, StoreError, StoredSettings};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::session::SessionId;
@@ -26,8 +28,8 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// Upgrades, by the version they start from; each ends by setting `user_version` to the next.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/002_messages.sql"))];
 
-/// How long a statement waits for another connection's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free pooled connection.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections in the pool. Readers run concurrently in WAL mode; writers queue on the lock.
 const POOL_SIZE: u32 = 8;
@@ -35,27 +37,36 @@ const POOL_SIZE: u32 = 8;
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    /// Where the database file is, and which file it was when opened (device, inode).
+    path: Arc<PathBuf>,
+    identity: (u64, u64),
 }
 
 impl SqliteStore {
-    pub(super) fn open(path: &Path, durability: Durability) -> anyhow::Result<SqliteStore> {
+    pub(super) fn open(path: &Path, options: SqliteOptions) -> anyhow::Result<SqliteStore> {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        configure(&mut conn, durability)
+        configure(&mut conn, options)
             .map_err(anyhow::Error::from)
             .and_then(|()| migrate(&mut conn))
             .with_context(|| format!("cannot use the database {}", path.display()))?;
         drop(conn);
 
         let manager =
-            SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, durability));
+            SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, options));
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
-            .connection_timeout(BUSY_TIMEOUT)
+            .connection_timeout(POOL_TIMEOUT)
             .build(manager)
             .with_context(|| format!("cannot open a connection pool on {}", path.display()))?;
-        Ok(SqliteStore { pool })
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot inspect the database {}", path.display()))?;
+        Ok(SqliteStore {
+            pool,
+            path: Arc::new(path.to_path_buf()),
+            identity: (meta.dev(), meta.ino()),
+        })
     }
 
     /// Runs `work` with a pooled connection on a blocking thread.
@@ -89,6 +100,7 @@ impl SqliteStore {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
+        self.check_file()?;
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // A forgotten session's id is never written again (no row comes back for it).
@@ -146,6 +158,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
+        self.check_file()?;
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let deleted = tx
@@ -217,6 +230,7 @@ impl SqliteStore {
         nonce: String,
         now: Millis,
     ) -> Result<Posted, StoreError> {
+        self.check_file()?;
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let key = author.to_key();
@@ -320,8 +334,23 @@ impl SqliteStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|conn| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
-            .await
+        self.check_file()?;
+        self.run(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?1)")?
+                .execute([super::now_millis()])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// The database file must still be the one we opened: if it was deleted or replaced under
+    /// us, writes would go to a file nobody will ever open again.
+    fn check_file(&self) -> Result<(), StoreError> {
+        match std::fs::metadata(self.path.as_path()) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => Ok(()),
+            _ => Err(StoreError::Vanished(self.path.display().to_string())),
+        }
     }
 }
 
@@ -351,14 +380,14 @@ fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> 
 }
 
 /// The settings every connection gets, before it is used for anything.
-fn configure(conn: &mut Connection, durability: Durability) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+fn configure(conn: &mut Connection, options: SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(%mode, "SQLite refused WAL mode; concurrent readers will block on writers");
     }
-    let synchronous = match durability {
+    let synchronous = match options.durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };

@@ -1,0 +1,225 @@
+//! Storage faults: a full disk, read-only storage, a database locked by another process, a data
+//! dir that vanished. Each must give a clear error, keep serving what it can, lose nothing saved,
+//! and recover on its own once the cause is gone.
+//!
+//! The disk-full and read-only tests put the data dir on a small tmpfs, which needs root (as in
+//! CI). Without it they say so on the terminal and return; under `CI=true` they fail instead.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{TestApp, username_field};
+use reqwest::StatusCode;
+
+/// A tmpfs mounted on a temporary folder for the length of a test.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(test: &str, size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            return Some(Tmpfs { dir });
+        }
+        let why = "cannot mount a tmpfs (needs root)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: {why}");
+        }
+        let _ = writeln!(std::io::stderr(), "SKIPPED fault test {test}: {why}");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {mode}");
+    }
+
+    /// Fills the file system with a file of its own, to be deleted to give the space back.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        // Whatever is left, byte-sized.
+        while file.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+async fn health(app: &TestApp) -> (StatusCode, serde_json::Value) {
+    let response = app.browser().get("/healthz").await;
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+fn integrity_ok(path: &Path) {
+    let db = rusqlite::Connection::open(path.join("livesession.db")).unwrap();
+    let result: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(result, "ok");
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
+    let Some(fs) = Tmpfs::mount("a_full_disk", "4m") else {
+        return;
+    };
+    let app = TestApp::spawn_in(fs.path(), &["--message-burst", "100000"]).await;
+    let mut browser = app.browser();
+    assert_eq!(
+        browser.save_settings("saved before", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    browser.post_message("said before").await;
+
+    let filler = fs.fill();
+    // Write until the disk says no (the WAL may still have room for a few).
+    let body = "x".repeat(2000);
+    let mut refused = None;
+    for _ in 0..2000 {
+        let response = browser.post_message(&body).await;
+        if response.status() != StatusCode::SEE_OTHER {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("the full disk never refused a write");
+    assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("disk is full, so nothing was changed")
+    );
+    let response = browser.save_settings("while full", "light").await;
+    assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+
+    // Reads go on, with everything saved before.
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "saved before");
+    assert!(browser.page("/").await.contains("said before"));
+
+    // Space comes back: writes work again, no restart.
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(
+        browser.save_settings("after", "light").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(username_field(&browser.page("/settings").await), "after");
+    assert_eq!(health(&app).await.0, StatusCode::OK);
+    app.stop().await;
+    integrity_ok(fs.path());
+}
+
+#[tokio::test]
+async fn a_read_only_data_dir_is_refused_at_startup_with_one_clear_line() {
+    let Some(fs) = Tmpfs::mount("a_read_only_data_dir", "1m") else {
+        return;
+    };
+    fs.remount("ro");
+    let output = Command::new(env!("CARGO_BIN_EXE_livesession"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(fs.path())
+        .env_remove("LIVESESSION_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("livesession: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(
+        line.contains("is not writable") && line.contains("Read-only file system"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_locked_by_another_process_gives_busy_and_recovers() {
+    let app = TestApp::spawn(&["--busy-timeout", "300ms"]).await;
+    let mut browser = app.browser();
+    browser.save_settings("kept", "dark").await;
+
+    // Another program (a maintenance script, say) opens a write transaction and sits on it.
+    let intruder = rusqlite::Connection::open(app.data_dir.join("livesession.db")).unwrap();
+    intruder
+        .execute_batch("BEGIN IMMEDIATE; UPDATE settings SET read_at = read_at;")
+        .unwrap();
+
+    let response = browser.save_settings("refused", "light").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("busy, so nothing was changed")
+    );
+    let (status, body) = health(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["reason"], "database locked");
+
+    // Reads go on meanwhile.
+    assert_eq!(username_field(&browser.page("/settings").await), "kept");
+
+    intruder.execute_batch("ROLLBACK").unwrap();
+    drop(intruder);
+    assert_eq!(health(&app).await.0, StatusCode::OK);
+    assert_eq!(
+        browser.save_settings("after", "light").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(username_field(&browser.page("/settings").await), "after");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_vanished_data_dir_refuses_writes_instead_of_losing_them() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("before", "dark").await;
+    let token = browser.csrf_token().await;
+    std::fs::remove_dir_all(&app.data_dir).unwrap();
+
+    let response = browser
+        .post(
+            "/settings",
+            &[
+                ("_csrf", &token),
+                ("username", "into the void"),
+                ("theme", "light"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = health(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["reason"], "database not writable");
+    app.stop().await;
+}
