@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::limit::TokenBucket;
 use crate::session::SessionId;
 use crate::settings::FieldError;
 use crate::store::Millis;
@@ -84,16 +85,10 @@ pub struct RateLimit {
 /// A token bucket per session: `burst` tokens, refilled evenly over `window`.
 pub struct RateLimiter {
     limit: RateLimit,
-    buckets: Mutex<HashMap<SessionId, Bucket>>,
+    buckets: Mutex<HashMap<SessionId, TokenBucket>>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// Forget buckets after this many entries are idle-full, so the map stays small.
+/// Forget full buckets once the map is this big, so it stays small.
 const SWEEP_ABOVE: usize = 10_000;
 
 impl RateLimiter {
@@ -109,35 +104,31 @@ impl RateLimiter {
         self.limit
     }
 
+    fn burst(&self) -> f64 {
+        f64::from(self.limit.burst)
+    }
+
     /// Takes one message's worth for `id` at `now`, or says how long until one is available.
     pub fn try_acquire(&self, id: SessionId, now: Instant) -> Result<(), Duration> {
-        let burst = f64::from(self.limit.burst);
+        let burst = self.burst();
         let per_second = burst / self.limit.window.as_secs_f64();
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
         if buckets.len() > SWEEP_ABOVE {
+            // A bucket idle for a whole window is full again: forgetting it changes nothing.
             let window = self.limit.window;
-            buckets.retain(|_, b| now.duration_since(b.at) < window);
+            buckets.retain(|_, b| now.duration_since(b.last_used()) < window);
         }
-        let bucket = buckets.entry(id).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refilled = bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * per_second;
-        bucket.tokens = refilled.min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
+        buckets
+            .entry(id)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(burst, per_second, now)
     }
 
     /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
     pub fn refund(&self, id: SessionId) {
-        let burst = f64::from(self.limit.burst);
+        let burst = self.burst();
         if let Some(bucket) = self.buckets.lock().expect("rate limiter lock").get_mut(&id) {
-            bucket.tokens = (bucket.tokens + 1.0).min(burst);
+            bucket.give_back(burst);
         }
     }
 }

@@ -125,6 +125,22 @@ pub struct Config {
           value_parser = parse_positive_duration)]
     pub live_send_timeout: Duration,
 
+    /// How many messages per second one live socket may send on average (twice that in a burst);
+    /// a socket over it is closed with 1008. The client sends far fewer: it debounces.
+    #[arg(long, env = "LIVESESSION_LIVE_MESSAGE_RATE", default_value_t = 20, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub live_message_rate: u32,
+
+    /// The most live sockets one browser (session) may have open; one more is closed with 1013.
+    #[arg(long, env = "LIVESESSION_MAX_SOCKETS_PER_SESSION", default_value_t = 32, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sockets_per_session: u32,
+
+    /// The most live sockets the server holds in all; one more is closed with 1013.
+    #[arg(long, env = "LIVESESSION_MAX_SOCKETS", default_value_t = 50_000, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sockets: u32,
+
     /// How long shutdown waits for in-flight requests before it stops anyway.
     #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
@@ -157,6 +173,18 @@ impl Config {
     /// `stale_after` is never deleted.
     pub fn touch_window(&self) -> Duration {
         (self.stale_after / 100).min(TOUCH_WINDOW_CAP)
+    }
+
+    /// The live layer's settings.
+    pub fn live(&self) -> crate::live::LiveConfig {
+        crate::live::LiveConfig {
+            allowed_origins: self.allowed_origins.clone(),
+            idle_timeout: self.live_idle_timeout,
+            send_timeout: self.live_send_timeout,
+            message_rate: self.live_message_rate,
+            max_sockets: self.max_sockets as usize,
+            max_sockets_per_session: self.max_sockets_per_session as usize,
+        }
     }
 
     /// The chat's rate limit.

@@ -15,6 +15,7 @@
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
 //! - [`chat`]: chat messages: validation, the stored form, the rate limit.
+//! - [`limit`]: the token bucket behind every rate limit.
 //! - [`store`]: the database behind a narrow interface (SQLite).
 //! - [`prune`]: the background task that deletes stale rows.
 //! - [`views`]: the maud pages.
@@ -30,6 +31,7 @@ pub mod assets;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod limit;
 pub mod live;
 pub mod prune;
 pub mod routes;
@@ -102,12 +104,7 @@ impl App {
             },
             chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
             forgotten,
-            live: Arc::new(Live::new(
-                config.allowed_origins.clone(),
-                config.live_idle_timeout,
-                config.live_send_timeout,
-                shutdown.clone(),
-            )),
+            live: Arc::new(Live::new(config.live(), shutdown.clone())),
         };
         Ok(App {
             listener,

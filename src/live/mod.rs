@@ -14,7 +14,7 @@ pub mod pubsub;
 pub mod socket;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -30,45 +30,80 @@ use crate::session::Verdict;
 use pubsub::Hub;
 use socket::MAX_MESSAGE_BYTES;
 
-/// What the live layer shares between sockets.
-pub struct Live {
-    /// Carries changes between the sockets of a session.
-    pub hub: Arc<Hub>,
-    /// Origins accepted besides the server's own (`--allowed-origin`), e.g. behind a proxy.
+/// The live layer's settings (from the `--live-*`, `--max-sockets*` and `--allowed-origin`
+/// flags).
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Origins accepted besides the server's own, e.g. behind a proxy.
     pub allowed_origins: Vec<String>,
     /// A socket that sends nothing (not even a pong) for this long is closed.
     pub idle_timeout: Duration,
     /// A send that does not complete in this long means the peer is not reading: drop it.
     pub send_timeout: Duration,
+    /// Messages per second a socket may send on average (twice that in a burst).
+    pub message_rate: u32,
+    /// Sockets the server holds at most.
+    pub max_sockets: usize,
+    /// Sockets one session may hold at most.
+    pub max_sockets_per_session: usize,
+}
+
+/// What the live layer shares between sockets.
+pub struct Live {
+    /// The settings.
+    pub config: LiveConfig,
+    /// Carries changes between the sockets of a session, and chat messages to every chat page.
+    pub hub: Arc<Hub>,
     /// Every socket task, so shutdown can wait for them to close.
     pub tracker: TaskTracker,
     /// Cancelled on shutdown: sockets close with 1001.
     pub shutdown: CancellationToken,
     next_socket_id: AtomicU64,
+    open_sockets: AtomicUsize,
 }
 
 impl Live {
     /// A live layer with no sockets yet.
-    pub fn new(
-        allowed_origins: Vec<String>,
-        idle_timeout: Duration,
-        send_timeout: Duration,
-        shutdown: CancellationToken,
-    ) -> Live {
+    pub fn new(config: LiveConfig, shutdown: CancellationToken) -> Live {
         Live {
+            config,
             hub: Arc::new(Hub::default()),
-            allowed_origins,
-            idle_timeout,
-            send_timeout,
             tracker: TaskTracker::new(),
             shutdown,
             next_socket_id: AtomicU64::new(1),
+            open_sockets: AtomicUsize::new(0),
         }
     }
 
     /// A number no other socket of this process has; 0 is never handed out.
     pub fn next_socket_id(&self) -> u64 {
         self.next_socket_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many live sockets are joined right now.
+    pub fn open_sockets(&self) -> usize {
+        self.open_sockets.load(Ordering::Relaxed)
+    }
+
+    /// Counts a joined socket in, if the server has room for it; the count goes down when the
+    /// returned guard is dropped.
+    fn admit(self: &Arc<Self>) -> Option<SocketSlot> {
+        let before = self.open_sockets.fetch_add(1, Ordering::AcqRel);
+        let slot = SocketSlot {
+            live: Arc::clone(self),
+        };
+        (before < self.config.max_sockets).then_some(slot)
+    }
+}
+
+/// One joined socket's place in the server's count.
+pub struct SocketSlot {
+    live: Arc<Live>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.live.open_sockets.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -78,7 +113,7 @@ pub async fn endpoint(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &app.live.allowed_origins) {
+    if !origin_allowed(&headers, &app.live.config.allowed_origins) {
         tracing::info!(
             origin = headers
                 .get(ORIGIN)

@@ -80,6 +80,15 @@ impl Hub {
         }
     }
 
+    /// How many live sockets session `id` has subscribed.
+    pub fn sockets_of(&self, id: SessionId) -> usize {
+        self.sessions
+            .lock()
+            .expect("hub lock")
+            .get(&id)
+            .map_or(0, broadcast::Sender::receiver_count)
+    }
+
     /// How many sessions have at least one live socket.
     pub fn live_sessions(&self) -> usize {
         self.sessions.lock().expect("hub lock").len()

@@ -13,11 +13,13 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
+use super::SocketSlot;
 use super::protocol::{ClientMessage, FieldErrors, MAX_PAGE_ID_LEN, ServerMessage};
 use super::pubsub::{ChatSubscription, SessionEvent, Subscription};
 use crate::app::{AppState, new_nonce};
 use crate::assets::LIVE_SCRIPT;
 use crate::chat::RECENT_MESSAGES;
+use crate::limit::TokenBucket;
 use crate::session::{Session, SessionId};
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
 use crate::store::{StoreError, now_millis};
@@ -25,6 +27,9 @@ use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// The largest message a client may send; a bigger one closes the socket with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How long a closing socket waits for the peer's closing frame.
+const CLOSE_WAIT: Duration = Duration::from_millis(250);
 
 /// How long a new socket may take to send its join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +48,7 @@ mod code {
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Anything that carries WebSocket messages both ways: axum's socket, or a test's channels.
@@ -126,11 +132,23 @@ impl<S: Transport> Peer<S> {
             code,
             reason: reason.into(),
         };
-        let _ = timeout(
+        if let Ok(Ok(())) = timeout(
             self.send_timeout,
             self.socket.send(Message::Close(Some(frame))),
         )
-        .await;
+        .await
+        {
+            // The closing handshake: wait (briefly) for the peer's close, so the connection ends
+            // cleanly and the peer reads our reason instead of a reset.
+            let _ = timeout(CLOSE_WAIT, async {
+                while let Some(Ok(message)) = self.socket.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         End::Closed(code, reason)
     }
 }
@@ -148,7 +166,7 @@ fn is_too_big(error: &axum::Error) -> bool {
 pub async fn run<S: Transport>(socket: S, app: AppState, session: Option<SessionId>) {
     let mut peer = Peer {
         socket,
-        send_timeout: app.live.send_timeout,
+        send_timeout: app.live.config.send_timeout,
     };
     let end = match join(&mut peer, &app, session).await {
         Ok(mut live) => live.serve(&mut peer, &app).await,
@@ -182,6 +200,8 @@ struct LiveView {
     events: Subscription,
     /// New-message events, on the chat view only.
     chat: Option<ChatSubscription>,
+    /// This socket's place in the server's count of sockets.
+    _slot: SocketSlot,
 }
 
 /// How many missed messages a chat page is sent one by one; past this it gets a full render.
@@ -244,6 +264,26 @@ async fn join<S: Transport>(
 
     // Subscribe before reading, so a change committed meanwhile is heard (and merely re-read).
     let events = app.live.hub.subscribe(id);
+    let Some(slot) = app.live.admit() else {
+        tracing::warn!(
+            limit = app.live.config.max_sockets,
+            "live socket refused: the server is full"
+        );
+        drop(events);
+        return Err(peer
+            .close(code::TRY_AGAIN_LATER, "the server is full")
+            .await);
+    };
+    if app.live.hub.sockets_of(id) > app.live.config.max_sockets_per_session {
+        tracing::info!("live socket refused: too many open pages for one browser");
+        drop((slot, events));
+        return Err(peer
+            .close(
+                code::TRY_AGAIN_LATER,
+                "too many open pages for this browser",
+            )
+            .await);
+    }
     let chat = (view == View::Chat).then(|| app.live.hub.subscribe_chat());
     let session = Session { id, is_new: false };
     let (saved, current) = match app.settings_for(session).await {
@@ -265,6 +305,7 @@ async fn join<S: Transport>(
         last_message: last_message.max(0),
         events,
         chat,
+        _slot: slot,
     };
     peer.send_json(&ServerMessage::Joined).await?;
     if current == version {
@@ -284,7 +325,10 @@ async fn join<S: Transport>(
 
 impl LiveView {
     async fn serve<S: Transport>(&mut self, peer: &mut Peer<S>, app: &AppState) -> End {
-        let idle_timeout = app.live.idle_timeout;
+        let idle_timeout = app.live.config.idle_timeout;
+        let rate = f64::from(app.live.config.message_rate);
+        let burst = 2.0 * rate;
+        let mut allowance = TokenBucket::full(burst, std::time::Instant::now());
         let mut pings = interval_at(Instant::now() + idle_timeout / 3, idle_timeout / 3);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // An open socket counts as use: touch the row about once per touch window.
@@ -299,6 +343,10 @@ impl LiveView {
                 frame = peer.next() => {
                     last_heard = Instant::now();
                     match frame {
+                        Frame::Text(_) if allowance.take(burst, rate, std::time::Instant::now()).is_err() => {
+                            tracing::info!("live socket closed: over the message rate limit");
+                            Err(peer.close(code::POLICY, "too many messages").await)
+                        }
                         Frame::Text(text) => self.on_text(peer, app, &text).await,
                         Frame::Alive => Ok(()),
                         Frame::Binary => Err(peer.close(code::UNSUPPORTED, "binary messages are not supported").await),
