@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::chat::{Message, MessageBody, RateLimiter, rate_limited_message};
 use crate::live::{self, Live};
@@ -24,6 +25,9 @@ use crate::store::{Store, StoreError, now_millis};
 
 /// The largest request body accepted; larger ones get `413 Payload Too Large`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest a request may take once its headers are in.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -161,6 +165,12 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.ico", get(crate::assets::favicon))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A request (headers aside, which the server times itself) must be done in this long: a
+        // client trickling its body does not hold a worker forever.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

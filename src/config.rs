@@ -141,6 +141,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_sockets: u32,
 
+    /// How long a client may take to send a request's headers; a slower one is disconnected.
+    #[arg(long, env = "LIVESESSION_HEADER_TIMEOUT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+
     /// How long shutdown waits for in-flight requests before it stops anyway.
     #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]

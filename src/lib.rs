@@ -11,6 +11,7 @@
 //! - [`config`]: flags and `LIVESESSION_*` environment variables.
 //! - [`app`]: the shared [`AppState`] and the router.
 //! - [`routes`]: the HTTP handlers.
+//! - [`server`]: the accept loop, with header and request time limits.
 //! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
@@ -35,6 +36,7 @@ pub mod limit;
 pub mod live;
 pub mod prune;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
@@ -154,13 +156,16 @@ impl App {
         );
         let live = Arc::clone(&state.live);
 
-        let server = axum::serve(listener, app::router(state))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = server::serve(
+            listener,
+            app::router(state),
+            config.header_timeout,
+            shutdown.clone(),
+        );
         let stopped = async {
-            server.await.context("the server failed")?;
+            server.await;
             live.tracker.close();
             live.tracker.wait().await;
-            anyhow::Ok(())
         };
         let grace = config.shutdown_grace;
         let deadline = async {
@@ -168,7 +173,7 @@ impl App {
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = stopped => result?,
+            () = stopped => {}
             () = deadline => tracing::warn!(?grace, "connections did not finish in time; stopping anyway"),
         }
         shutdown.cancel();

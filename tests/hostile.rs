@@ -321,3 +321,42 @@ async fn oversized_headers_are_refused_and_no_version_banner_is_sent() {
     assert!(response.headers().get("x-powered-by").is_none());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(&["--header-timeout", "500ms"]).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /settings HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let trickle = async {
+        loop {
+            if stream.write_all(b"X").await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 256];
+            match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return,
+                Ok(Ok(_)) => return, // an error response, then the close
+                Err(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), trickle)
+        .await
+        .expect("the trickling client was never cut off");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "cut off too early: {took:?}"
+    );
+    // Everyone else is served.
+    assert_eq!(
+        Browser::new(app.addr).get("/healthz").await.status(),
+        StatusCode::OK
+    );
+    app.stop().await;
+}
