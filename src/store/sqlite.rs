@@ -31,6 +31,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/002_mess
 /// How long a caller waits for a free pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The size a checkpointed WAL file is cut back to, in bytes.
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
 /// Connections in the pool. Readers run concurrently in WAL mode; writers queue on the lock.
 const POOL_SIZE: u32 = 8;
 
@@ -393,6 +396,11 @@ fn configure(conn: &mut Connection, options: SqliteOptions) -> rusqlite::Result<
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Checkpoints run every 1000 pages (SQLite's default); after one, a WAL that grew past this
+    // (a burst, a long reader) is cut back, so the file does not keep its high-water mark.
+    conn.pragma_update_and_check(None, "journal_size_limit", WAL_SIZE_LIMIT, |row| {
+        row.get::<_, i64>(0)
+    })?;
     Ok(())
 }
 
