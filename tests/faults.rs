@@ -136,6 +136,109 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     integrity_ok(fs.path());
 }
 
+/// A small ext4 file system on a loop device, where files can be made immutable (`chattr +i`):
+/// even a process holding them open can no longer write them, which is what storage turning
+/// read-only under a running server looks like.
+struct Ext4 {
+    image: tempfile::NamedTempFile,
+    dir: tempfile::TempDir,
+}
+
+impl Ext4 {
+    fn mount(test: &str) -> Option<Ext4> {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        image.as_file().set_len(16 * 1024 * 1024).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mkfs.ext4")
+            .arg("-q")
+            .arg(image.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image.path())
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if ok {
+            return Some(Ext4 { image, dir });
+        }
+        let why = "cannot make and loop-mount an ext4 file system (needs root and e2fsprogs)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: {why}");
+        }
+        let _ = writeln!(std::io::stderr(), "SKIPPED fault test {test}: {why}");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Makes the database and its log immutable, or writable again. (Not the `-shm` index: it is
+    /// memory-mapped, and a mapped page that cannot be written kills the process with SIGBUS,
+    /// which is SQLite's behaviour, not ours to test.)
+    fn immutable(&self, on: bool) {
+        let flag = if on { "+i" } else { "-i" };
+        for entry in std::fs::read_dir(self.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && !path.to_string_lossy().ends_with("-shm") {
+                let status = Command::new("chattr")
+                    .arg(flag)
+                    .arg(&path)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "chattr {flag} {}", path.display());
+            }
+        }
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        self.immutable(false);
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+        let _ = &self.image;
+    }
+}
+
+#[tokio::test]
+async fn storage_turning_read_only_refuses_writes_reports_unhealthy_and_recovers() {
+    let Some(fs) = Ext4::mount("storage_turning_read_only") else {
+        return;
+    };
+    let app = TestApp::spawn_in(fs.path(), &[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("kept", "dark").await;
+
+    fs.immutable(true);
+    let response = browser.save_settings("refused", "light").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("cannot write to its database right now, so nothing was changed")
+    );
+    let (status, body) = health(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["reason"], "database not writable");
+    assert_eq!(username_field(&browser.page("/settings").await), "kept");
+
+    fs.immutable(false);
+    assert_eq!(health(&app).await.0, StatusCode::OK);
+    assert_eq!(
+        browser.save_settings("again", "light").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(username_field(&browser.page("/settings").await), "again");
+    app.stop().await;
+    integrity_ok(fs.path());
+}
+
 #[tokio::test]
 async fn a_read_only_data_dir_is_refused_at_startup_with_one_clear_line() {
     let Some(fs) = Tmpfs::mount("a_read_only_data_dir", "1m") else {

@@ -120,11 +120,12 @@ impl StoreError {
                 ErrorCode::DiskFull => Unavailable::DiskFull,
                 ErrorCode::ReadOnly | ErrorCode::CannotOpen => Unavailable::ReadOnly,
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Unavailable::Busy,
-                // SQLite reports a failed write to a full file system as an I/O error.
+                // A write the operating system refused, not for lack of space (that is
+                // SQLITE_FULL): the storage has turned read-only or the files immutable.
                 ErrorCode::SystemIoFailure
                     if e.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE =>
                 {
-                    Unavailable::DiskFull
+                    Unavailable::ReadOnly
                 }
                 _ => Unavailable::Failed,
             },
