@@ -5,6 +5,7 @@
 //! lives in [`sqlite`]; another backend slots in as another variant of `Backend`.
 
 mod sqlite;
+mod writer;
 
 use std::path::Path;
 
@@ -66,6 +67,8 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
     #[error("the database file {0} is missing or was replaced; restart to use a new one")]
     Vanished(String),
+    #[error("the database writer stopped")]
+    WriterStopped,
 }
 
 /// What a store failure means for the person who asked, in the few kinds they can act on.

@@ -1,8 +1,7 @@
-//! The SQLite backend: one database file in WAL mode, a small r2d2 pool, and every query run on
-//! tokio's blocking threads so the async workers never wait on the disk.
-//!
-//! Writes open `BEGIN IMMEDIATE` transactions: they take the write lock up front, so two writers
-//! never deadlock upgrading a read lock, and `busy_timeout` queues them instead of failing.
+//! The SQLite backend: one database file in WAL mode. Reads run on a small r2d2 pool, on tokio's
+//! blocking threads so the async workers never wait on the disk. Writes go to the one writer
+//! thread ([`super::writer`]), which commits whatever has queued up in one `BEGIN IMMEDIATE`
+//! transaction (group commit), and answers each write only after that commit.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +12,7 @@ use anyhow::{Context, bail};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::writer::Writer;
 use super::{Millis, Posted, SqliteOptions, StoreError, StoredSettings};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
@@ -39,7 +39,10 @@ const POOL_SIZE: u32 = 8;
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
+    /// Readers: run concurrently in WAL mode, each seeing the last commit.
     pool: r2d2::Pool<SqliteConnectionManager>,
+    /// The one writer, with group commit.
+    writer: Writer,
     /// Where the database file is, and which file it was when opened (device, inode).
     path: Arc<PathBuf>,
     identity: (u64, u64),
@@ -53,7 +56,8 @@ impl SqliteStore {
             .map_err(anyhow::Error::from)
             .and_then(|()| migrate(&mut conn))
             .with_context(|| format!("cannot use the database {}", path.display()))?;
-        drop(conn);
+        let writer = Writer::start(conn)
+            .with_context(|| format!("cannot start the writer thread for {}", path.display()))?;
 
         let manager =
             SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, options));
@@ -67,6 +71,7 @@ impl SqliteStore {
             .with_context(|| format!("cannot inspect the database {}", path.display()))?;
         Ok(SqliteStore {
             pool,
+            writer,
             path: Arc::new(path.to_path_buf()),
             identity: (meta.dev(), meta.ino()),
         })
@@ -104,14 +109,14 @@ impl SqliteStore {
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
         self.check_file()?;
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // A forgotten session's id is never written again (no row comes back for it).
-            // In an upsert's SET clause every column name means the value before the update, so
-            // the version check compares old and new values.
-            let saved = tx
-                .prepare_cached(
-                    "INSERT INTO settings
+        self.writer
+            .write(move |tx| {
+                // A forgotten session's id is never written again (no row comes back for it).
+                // In an upsert's SET clause every column name means the value before the update, so
+                // the version check compares old and new values.
+                let saved = tx
+                    .prepare_cached(
+                        "INSERT INTO settings
                          (session_id, username, theme, version, inserted_at, updated_at, read_at)
                      SELECT ?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4
                      WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = ?1)
@@ -123,21 +128,20 @@ impl SqliteStore {
                          updated_at = ?4,
                          read_at = ?4
                      RETURNING username, theme, version, read_at",
-                )?
-                .query_row(
-                    params![
-                        id.to_key(),
-                        change.username.as_ref().map(Username::as_str),
-                        change.theme.map(Theme::as_str),
-                        now
-                    ],
-                    stored_settings,
-                )
-                .optional()?;
-            tx.commit()?;
-            Ok(saved)
-        })
-        .await
+                    )?
+                    .query_row(
+                        params![
+                            id.to_key(),
+                            change.username.as_ref().map(Username::as_str),
+                            change.theme.map(Theme::as_str),
+                            now
+                        ],
+                        stored_settings,
+                    )
+                    .optional()?;
+                Ok(saved)
+            })
+            .await
     }
 
     pub(super) async fn touch(
@@ -145,37 +149,35 @@ impl SqliteStore {
         id: SessionId,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let touched = tx
-                .prepare_cached(
-                    "UPDATE settings SET read_at = max(read_at, ?2) WHERE session_id = ?1
+        self.writer
+            .write(move |tx| {
+                let touched = tx
+                    .prepare_cached(
+                        "UPDATE settings SET read_at = max(read_at, ?2) WHERE session_id = ?1
                      RETURNING username, theme, version, read_at",
-                )?
-                .query_row(params![id.to_key(), now], stored_settings)
-                .optional()?;
-            tx.commit()?;
-            Ok(touched)
-        })
-        .await
+                    )?
+                    .query_row(params![id.to_key(), now], stored_settings)
+                    .optional()?;
+                Ok(touched)
+            })
+            .await
     }
 
     pub(super) async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
         self.check_file()?;
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = tx
-                .prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
-                .execute([id.to_key()])?;
-            tx.prepare_cached(
-                "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
+        self.writer
+            .write(move |tx| {
+                let deleted = tx
+                    .prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
+                    .execute([id.to_key()])?;
+                tx.prepare_cached(
+                    "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
                  ON CONFLICT (session_id) DO NOTHING",
-            )?
-            .execute(params![id.to_key(), now])?;
-            tx.commit()?;
-            Ok(deleted > 0)
-        })
-        .await
+                )?
+                .execute(params![id.to_key(), now])?;
+                Ok(deleted > 0)
+            })
+            .await
     }
 
     pub(super) async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
@@ -198,11 +200,12 @@ impl SqliteStore {
     }
 
     pub(super) async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
-        self.run(move |conn| {
-            conn.prepare_cached("DELETE FROM forgotten WHERE forgotten_at < ?1")?
-                .execute([before])
-        })
-        .await
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM forgotten WHERE forgotten_at < ?1")?
+                    .execute([before])
+            })
+            .await
     }
 
     pub(super) async fn prune_batch(
@@ -211,19 +214,18 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = tx
-                .prepare_cached(
-                    "DELETE FROM settings WHERE session_id IN (
+        self.writer
+            .write(move |tx| {
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM settings WHERE session_id IN (
                          SELECT session_id FROM settings
                          WHERE read_at < ?1 ORDER BY read_at LIMIT ?2)",
-                )?
-                .execute(params![cutoff, limit])?;
-            tx.commit()?;
-            Ok(deleted)
-        })
-        .await
+                    )?
+                    .execute(params![cutoff, limit])?;
+                Ok(deleted)
+            })
+            .await
     }
 
     pub(super) async fn post_message(
@@ -234,8 +236,7 @@ impl SqliteStore {
         now: Millis,
     ) -> Result<Posted, StoreError> {
         self.check_file()?;
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.writer.write(move |tx| {
             let key = author.to_key();
             // The name is read in the same transaction, so the message carries the name the
             // author had at the moment it was sent.
@@ -269,7 +270,6 @@ impl SqliteStore {
                     duplicate: true,
                 },
             };
-            tx.commit()?;
             Ok(posted)
         })
         .await
@@ -316,35 +316,36 @@ impl SqliteStore {
     ) -> Result<usize, StoreError> {
         let keep = i64::try_from(keep_newest).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // The oldest id still kept by the count limit; everything below it goes, as does
-            // everything older than the retention cutoff.
-            let deleted = tx
-                .prepare_cached(
-                    "DELETE FROM messages WHERE id IN (
+        self.writer
+            .write(move |tx| {
+                // The oldest id still kept by the count limit; everything below it goes, as does
+                // everything older than the retention cutoff.
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM messages WHERE id IN (
                          SELECT id FROM messages
                          WHERE created_at < ?1
                             OR id < coalesce((SELECT id FROM messages ORDER BY id DESC
                                               LIMIT 1 OFFSET ?2 - 1), 0)
                          ORDER BY id LIMIT ?3)",
-                )?
-                .execute(params![created_before, keep, limit])?;
-            tx.commit()?;
-            Ok(deleted)
-        })
-        .await
+                    )?
+                    .execute(params![created_before, keep, limit])?;
+                Ok(deleted)
+            })
+            .await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.check_file()?;
-        self.run(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?1)")?
-                .execute([super::now_millis()])?;
-            tx.commit()
-        })
-        .await
+        self.run(|conn| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+            .await?;
+        self.writer
+            .write(|tx| {
+                tx.prepare_cached("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?1)")?
+                    .execute([super::now_millis()])?;
+                Ok(())
+            })
+            .await
     }
 
     /// The database file must still be the one we opened: if it was deleted or replaced under
