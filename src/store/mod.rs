@@ -4,10 +4,14 @@
 //! takes the current time as a parameter, so tests can drive it with any clock. The SQLite backend
 //! lives in [`sqlite`]; another backend slots in as another variant of `Backend`.
 
+mod cache;
 mod sqlite;
 mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use cache::Cache;
 
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
@@ -138,10 +142,14 @@ impl StoreError {
     }
 }
 
-/// The settings store. Cheap to clone: every clone shares one pool.
+/// Settings rows kept in memory, at most.
+const CACHE_ROWS: usize = 100_000;
+
+/// The settings store. Cheap to clone: every clone shares one pool, one writer and one cache.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    cache: Arc<Cache>,
 }
 
 #[derive(Clone)]
@@ -155,14 +163,21 @@ impl Store {
     pub fn open_sqlite(path: &Path, options: SqliteOptions) -> anyhow::Result<Store> {
         Ok(Store {
             backend: Backend::Sqlite(sqlite::SqliteStore::open(path, options)?),
+            cache: Arc::new(Cache::new(CACHE_ROWS)),
         })
     }
 
     /// The row of session `id`, if it ever saved anything (and was not pruned since).
     pub async fn load(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.load(id).await,
-        }
+        let ticket = match self.cache.get(id) {
+            Ok(entry) => return Ok(entry),
+            Err(ticket) => ticket,
+        };
+        let entry = match &self.backend {
+            Backend::Sqlite(s) => s.load(id).await?,
+        };
+        self.cache.fill(id, entry.clone(), ticket);
+        Ok(entry)
     }
 
     /// Applies `change` to session `id`'s row, creating the row if needed, in one transaction,
@@ -174,9 +189,11 @@ impl Store {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        match &self.backend {
+        let saved = match &self.backend {
             Backend::Sqlite(s) => s.save(id, change, now).await,
-        }
+        };
+        self.cache.remove([id]);
+        saved
     }
 
     /// Marks session `id`'s row used at `now` and returns it as it is after that, or `None` when
@@ -186,17 +203,21 @@ impl Store {
         id: SessionId,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        match &self.backend {
+        let touched = match &self.backend {
             Backend::Sqlite(s) => s.touch(id, now).await,
-        }
+        };
+        self.cache.remove([id]);
+        touched
     }
 
     /// "Forget me": deletes session `id`'s row and remembers the id as forgotten, in one
     /// transaction. Returns whether there was a row.
     pub async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
-        match &self.backend {
+        let forgotten = match &self.backend {
             Backend::Sqlite(s) => s.forget(id, now).await,
-        }
+        };
+        self.cache.remove([id]);
+        forgotten
     }
 
     /// Every forgotten session id, with when it was forgotten.
@@ -216,9 +237,12 @@ impl Store {
     /// Deletes up to `limit` rows last used before `cutoff`, stalest first, in one short
     /// transaction. Returns how many were deleted; fewer than `limit` means none are left.
     pub async fn prune_batch(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.prune_batch(cutoff, limit).await,
-        }
+        let deleted = match &self.backend {
+            Backend::Sqlite(s) => s.prune_batch(cutoff, limit).await?,
+        };
+        let count = deleted.len();
+        self.cache.remove(deleted);
+        Ok(count)
     }
 
     /// Stores a chat message from `author` under their current username. `nonce` makes a resend
@@ -230,9 +254,12 @@ impl Store {
         nonce: String,
         now: Millis,
     ) -> Result<Posted, StoreError> {
-        match &self.backend {
+        let posted = match &self.backend {
             Backend::Sqlite(s) => s.post_message(author, body, nonce, now).await,
-        }
+        };
+        // Posting touched the author's row.
+        self.cache.remove([author]);
+        posted
     }
 
     /// The newest `limit` messages, oldest first.

@@ -212,17 +212,20 @@ impl SqliteStore {
         &self,
         cutoff: Millis,
         limit: usize,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<SessionId>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.writer
             .write(move |tx| {
-                let deleted = tx
-                    .prepare_cached(
-                        "DELETE FROM settings WHERE session_id IN (
+                let mut statement = tx.prepare_cached(
+                    "DELETE FROM settings WHERE session_id IN (
                          SELECT session_id FROM settings
-                         WHERE read_at < ?1 ORDER BY read_at LIMIT ?2)",
-                    )?
-                    .execute(params![cutoff, limit])?;
+                         WHERE read_at < ?1 ORDER BY read_at LIMIT ?2)
+                     RETURNING session_id",
+                )?;
+                let deleted = statement
+                    .query_map(params![cutoff, limit], |row| row.get::<_, String>(0))?
+                    .filter_map(|id| id.map(|id| id.parse().ok()).transpose())
+                    .collect::<rusqlite::Result<Vec<SessionId>>>()?;
                 Ok(deleted)
             })
             .await
