@@ -66,7 +66,7 @@ impl Cache {
             let mut n = 0usize;
             inner.rows.retain(|_, _| {
                 n += 1;
-                n % drop_every != 0
+                !n.is_multiple_of(drop_every)
             });
         }
         inner.rows.insert(id, entry);
