@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use std::time::{Duration, Instant};
@@ -29,9 +30,28 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The longest a request may take once its headers are in.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What every handler shares. Cheap to clone.
+/// What every handler shares: one pointer, so the clone axum makes for every request and every
+/// layer is a single reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Shares `shared` with every handler.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// Where settings live.
     pub store: Store,
     /// Signs session cookies and derives CSRF tokens.
@@ -47,13 +67,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The session a request's cookie names, with forgotten sessions treated as invalid.
-    pub fn verify_session(&self, headers: &HeaderMap) -> Verdict {
-        match self.keys.verify(headers) {
-            Verdict::Current(id) | Verdict::Previous(id) if self.forgotten.contains(id) => {
-                Verdict::Invalid
+    /// The session a request's cookie names, with forgotten sessions treated as invalid, and
+    /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]).
+    pub fn verify_session(&self, headers: &HeaderMap) -> (Verdict, Option<String>) {
+        match self.keys.verify_cookie(headers) {
+            (Verdict::Current(id) | Verdict::Previous(id), _) if self.forgotten.contains(id) => {
+                (Verdict::Invalid, None)
             }
-            verdict => verdict,
+            verified => verified,
         }
     }
 
@@ -147,16 +168,21 @@ pub fn new_nonce() -> String {
 
 /// Every route of the app.
 pub fn router(state: AppState) -> Router {
+    // A request with a body must be done in this long once its headers are in (the server times
+    // the headers itself): a client trickling its body does not hold a worker forever.
+    let timeout = || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
     let pages = Router::new()
         .route("/", get(routes::home))
         .route(
             "/settings",
-            get(routes::show_settings).post(routes::save_settings),
+            get(routes::show_settings).post(routes::save_settings.layer(timeout())),
         )
-        .route("/settings/forget", post(routes::forget))
-        .route("/messages", post(routes::post_message))
+        .route("/settings/forget", post(routes::forget.layer(timeout())))
+        .route("/messages", post(routes::post_message.layer(timeout())))
         .route_layer(middleware::from_fn_with_state(state.clone(), session_layer));
 
+    let header =
+        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
     Router::new()
         .merge(pages)
         .route("/live", get(live::endpoint))
@@ -165,39 +191,21 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.ico", get(crate::assets::favicon))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // A request (headers aside, which the server times itself) must be done in this long: a
-        // client trickling its body does not hold a worker forever.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+        // Headers that make every response harder to abuse: no inline or foreign scripts, no
+        // framing, no MIME sniffing, no referrer leaking the path elsewhere, nothing cached that
+        // did not ask to be (assets do).
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
         ))
-        .layer(middleware::from_fn(security_headers))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::REFERRER_POLICY, "same-origin"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::CACHE_CONTROL, "no-store"))
         .with_state(state)
 }
 
-/// Headers that make every response harder to abuse: no inline or foreign scripts, no framing,
-/// no MIME sniffing, no referrer leaking the path elsewhere.
-async fn security_headers(request: Request, next: Next) -> Response {
-    const HEADERS: [(HeaderName, &str); 4] = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; object-src 'none'; base-uri 'none'; \
-             frame-ancestors 'none'; form-action 'self'",
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-    ];
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in HEADERS {
-        headers
-            .entry(name)
-            .or_insert(HeaderValue::from_static(value));
-    }
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    response
-}
+/// The Content-Security-Policy of every response.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";

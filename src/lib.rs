@@ -95,7 +95,7 @@ impl App {
         {
             forgotten.insert(id, at);
         }
-        let state = AppState {
+        let state = AppState::new(app::Shared {
             store,
             keys: Arc::new(keys),
             retention: Retention {
@@ -107,7 +107,7 @@ impl App {
             chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
             forgotten,
             live: Arc::new(Live::new(config.live(), shutdown.clone())),
-        };
+        });
         Ok(App {
             listener,
             state,

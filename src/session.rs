@@ -18,6 +18,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use axum::extract::{FromRequestParts, Request, State};
@@ -28,7 +29,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cookie::{Cookie, CookieJar, Key, SameSite};
+use cookie::{Cookie, CookieJar, Key};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -121,28 +122,40 @@ pub struct ReplaceSession(pub SessionId);
 /// Session ids deleted by "forget me". Their cookies still carry a valid signature, so they are
 /// refused here until the cookie would have expired anyway ([`COOKIE_MAX_AGE`]): such a request
 /// gets a fresh session, and the old id is never re-issued.
-#[derive(Default)]
 pub struct Forgotten {
     ids: RwLock<HashMap<SessionId, Millis>>,
+    /// True while `ids` is empty: the usual case costs one atomic load per request.
+    none: AtomicBool,
+}
+
+impl Default for Forgotten {
+    fn default() -> Forgotten {
+        Forgotten {
+            ids: RwLock::default(),
+            none: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Forgotten {
     /// True when `id` was forgotten.
     pub fn contains(&self, id: SessionId) -> bool {
-        self.ids.read().expect("forgotten lock").contains_key(&id)
+        !self.none.load(Ordering::Acquire)
+            && self.ids.read().expect("forgotten lock").contains_key(&id)
     }
 
     /// Remembers that `id` was forgotten at `at`.
     pub fn insert(&self, id: SessionId, at: Millis) {
-        self.ids.write().expect("forgotten lock").insert(id, at);
+        let mut ids = self.ids.write().expect("forgotten lock");
+        ids.insert(id, at);
+        self.none.store(false, Ordering::Release);
     }
 
     /// Stops remembering ids forgotten before `before`.
     pub fn forget_before(&self, before: Millis) {
-        self.ids
-            .write()
-            .expect("forgotten lock")
-            .retain(|_, at| *at >= before);
+        let mut ids = self.ids.write().expect("forgotten lock");
+        ids.retain(|_, at| *at >= before);
+        self.none.store(ids.is_empty(), Ordering::Release);
     }
 }
 
@@ -232,6 +245,12 @@ impl Keys {
 
     /// Checks the session cookie among the request's cookies.
     pub fn verify(&self, headers: &HeaderMap) -> Verdict {
+        self.verify_cookie(headers).0
+    }
+
+    /// Like [`Keys::verify`], and for a cookie signed with the current key also its value, which
+    /// can be sent back as it is: re-issuing it needs no new signature.
+    pub fn verify_cookie(&self, headers: &HeaderMap) -> (Verdict, Option<String>) {
         let mut found = false;
         for header in headers.get_all(COOKIE) {
             let Ok(header) = header.to_str() else {
@@ -244,20 +263,21 @@ impl Keys {
                 found = true;
                 let cookie = cookie.into_owned();
                 if let Some(id) = self.verify_with(&self.current, cookie.clone()) {
-                    return Verdict::Current(id);
+                    return (Verdict::Current(id), Some(cookie.value().to_owned()));
                 }
                 for key in &self.previous {
                     if let Some(id) = self.verify_with(key, cookie.clone()) {
-                        return Verdict::Previous(id);
+                        return (Verdict::Previous(id), None);
                     }
                 }
             }
         }
-        if found {
+        let verdict = if found {
             Verdict::Invalid
         } else {
             Verdict::Missing
-        }
+        };
+        (verdict, None)
     }
 
     fn verify_with(&self, key: &SigningKey, cookie: Cookie<'static>) -> Option<SessionId> {
@@ -268,16 +288,22 @@ impl Keys {
 
     /// The `Set-Cookie` value that gives the browser `id`, signed with the current key.
     pub fn issue(&self, id: SessionId) -> HeaderValue {
-        let cookie = Cookie::build((COOKIE_NAME, id.to_key()))
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.secure)
-            .max_age(COOKIE_MAX_AGE);
         let mut jar = CookieJar::new();
-        jar.signed_mut(&self.current.cookie).add(cookie);
+        jar.signed_mut(&self.current.cookie)
+            .add((COOKIE_NAME, id.to_key()));
         let signed = jar.get(COOKIE_NAME).expect("the cookie was just added");
-        HeaderValue::from_str(&signed.to_string()).expect("a signed cookie is a valid header")
+        self.reissue(signed.value())
+    }
+
+    /// The `Set-Cookie` value for an already signed cookie value: the attributes of the contract
+    /// (`HttpOnly`, `SameSite=Lax`, `Path=/`, 400 days, `Secure` when configured), no `Domain`.
+    pub fn reissue(&self, signed_value: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let max_age = COOKIE_MAX_AGE.whole_seconds();
+        let header = format!(
+            "{COOKIE_NAME}={signed_value}; HttpOnly; SameSite=Lax{secure}; Path=/; Max-Age={max_age}"
+        );
+        HeaderValue::from_str(&header).expect("a signed cookie is a valid header")
     }
 
     /// The CSRF token for forms and live joins of this session: an HMAC of the id, so it needs no
@@ -305,7 +331,7 @@ pub async fn session_layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let verdict = state.verify_session(request.headers());
+    let (verdict, current_value) = state.verify_session(request.headers());
     let (session, must_issue) = match verdict {
         Verdict::Current(id) => (Session { id, is_new: false }, false),
         Verdict::Previous(id) => {
@@ -331,9 +357,12 @@ pub async fn session_layer(
         None => None,
     };
     if let Some(id) = id {
-        response
-            .headers_mut()
-            .append(SET_COOKIE, state.keys.issue(id));
+        let cookie = match current_value {
+            // The browser's own cookie, signed with the current key: send it back as it is.
+            Some(value) if id == session.id => state.keys.reissue(&value),
+            _ => state.keys.issue(id),
+        };
+        response.headers_mut().append(SET_COOKIE, cookie);
     }
     response
 }

@@ -127,7 +127,7 @@ pub async fn endpoint(
         )
             .into_response();
     }
-    let session = match app.verify_session(&headers) {
+    let session = match app.verify_session(&headers).0 {
         Verdict::Current(id) | Verdict::Previous(id) => Some(id),
         Verdict::Missing | Verdict::Invalid => None,
     };
