@@ -50,6 +50,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every live socket is a file descriptor: allow as many as the system lets this process have.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+
     let result = runtime.block_on(async {
         let app = App::build(config).await?;
         let token = app.shutdown_token();

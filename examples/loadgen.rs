@@ -1,0 +1,267 @@
+//! The load generator for the live-socket benchmarks of BENCHMARKS.md (HTTP is measured with wrk).
+//!
+//! ```text
+//! cargo run --release --example loadgen -- live-writes ADDR SOCKETS SECONDS [PAUSE_MS]
+//! cargo run --release --example loadgen -- connections ADDR SOCKETS SECONDS SERVER_PID
+//! ```
+//!
+//! `live-writes`: SOCKETS sockets, each its own session, each sending a change and waiting for its
+//! ack before the next, then pausing PAUSE_MS (0: flat out; 100: a person typing, one debounced
+//! change per 100 ms); prints acknowledged saves per second and the p50/p99 ack latency.
+//!
+//! `connections`: SOCKETS joined sockets, each its own session, held for SECONDS while the read
+//! path is probed; prints the server's memory growth per socket (from /proc/PID/status) and the
+//! errors seen. Sockets come from several loopback addresses (127.0.0.2, ...) so ephemeral ports
+//! do not run out. Only loopback addresses are ever used.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// A session as a freshly loaded settings page knows it.
+struct Page {
+    cookie: String,
+    csrf: String,
+    build: String,
+}
+
+fn between<'a>(text: &'a str, start: &str, end: char) -> &'a str {
+    let from = text.find(start).expect("marker in page") + start.len();
+    let to = text[from..].find(end).unwrap() + from;
+    &text[from..to]
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection (no client library, no pooling).
+async fn load_page(addr: SocketAddr, source: IpAddr) -> Page {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect(addr, source).await;
+    let request = format!("GET /settings HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let set_cookie = between(&response, "set-cookie: ", '\r');
+    Page {
+        cookie: set_cookie.split(';').next().unwrap().to_owned(),
+        csrf: between(&response, "data-live-csrf=\"", '"').to_owned(),
+        build: between(&response, "/assets/live.", '.').to_owned(),
+    }
+}
+
+async fn connect(addr: SocketAddr, source: IpAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+async fn join(addr: SocketAddr, source: IpAddr, page: &Page, id: usize) -> Socket {
+    let mut request = format!("ws://{addr}/live").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", HeaderValue::from_str(&page.cookie).unwrap());
+    headers.insert(
+        "origin",
+        HeaderValue::from_str(&format!("http://{addr}")).unwrap(),
+    );
+    let (mut socket, _) = client_async(request, connect(addr, source).await)
+        .await
+        .unwrap();
+    let join = serde_json::json!({"t": "join", "view": "settings", "csrf": page.csrf,
+                                  "build": page.build, "page": format!("p{id}"), "version": -1});
+    socket.send(Message::text(join.to_string())).await.unwrap();
+    loop {
+        if let Some(Ok(Message::Text(text))) = socket.next().await
+            && text.contains("\"joined\"")
+        {
+            return socket;
+        }
+    }
+}
+
+/// Loopback source addresses, a few thousand sockets each.
+fn source(n: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (n / 10_000) as u8))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+async fn live_writes(addr: SocketAddr, sockets: usize, seconds: u64, pause: Duration) {
+    let mut joined = Vec::new();
+    for n in 0..sockets {
+        let page = load_page(addr, source(n)).await;
+        joined.push(join(addr, source(n), &page, n).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = joined
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut socket)| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut seq = 0u64;
+                while Instant::now() < deadline {
+                    seq += 1;
+                    let change = serde_json::json!({"t": "change", "form": "settings", "seq": seq,
+                        "fields": {"username": format!("s{n}-{seq}"), "theme": "dark"}});
+                    let sent = Instant::now();
+                    socket
+                        .send(Message::text(change.to_string()))
+                        .await
+                        .unwrap();
+                    loop {
+                        match socket.next().await {
+                            Some(Ok(Message::Text(text))) if text.contains("\"ack\"") => break,
+                            Some(Ok(_)) => {}
+                            other => panic!("socket {n} failed: {other:?}"),
+                        }
+                    }
+                    latencies.push(sent.elapsed());
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let took = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    println!(
+        "live-writes sockets={sockets} pause_ms={} acks={} acks_per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+        pause.as_millis(),
+        all.len(),
+        all.len() as f64 / took,
+        percentile(&all, 0.50).as_secs_f64() * 1000.0,
+        percentile(&all, 0.99).as_secs_f64() * 1000.0,
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn connections(addr: SocketAddr, sockets: usize, seconds: u64, pid: u32) {
+    let before = rss_kib(pid);
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut held = Vec::with_capacity(sockets);
+    let started = Instant::now();
+    // Join in parallel batches.
+    for chunk_start in (0..sockets).step_by(500) {
+        let chunk: Vec<_> = (chunk_start..(chunk_start + 500).min(sockets))
+            .map(|n| {
+                tokio::spawn(async move {
+                    let page = load_page(addr, source(n)).await;
+                    join(addr, source(n), &page, n).await
+                })
+            })
+            .collect();
+        for task in chunk {
+            match task.await {
+                Ok(socket) => held.push(socket),
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    let joined_in = started.elapsed();
+    // Keep every socket read (answering pings) while holding, and probe the read path.
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|mut socket| {
+            let errors = errors.clone();
+            tokio::spawn(async move {
+                while Instant::now() < stop {
+                    match tokio::time::timeout(Duration::from_secs(1), socket.next()).await {
+                        Ok(Some(Ok(_))) | Err(_) => {}
+                        Ok(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            return None;
+                        }
+                    }
+                }
+                Some(socket)
+            })
+        })
+        .collect();
+    let mut probes = Vec::new();
+    let mut peak = rss_kib(pid);
+    while Instant::now() < stop {
+        let sent = Instant::now();
+        let page = load_page(addr, source(sockets + 1)).await;
+        assert!(!page.csrf.is_empty());
+        probes.push(sent.elapsed());
+        peak = peak.max(rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut still_open = 0;
+    let mut keep = Vec::new();
+    for reader in readers {
+        if let Ok(Some(socket)) = reader.await {
+            still_open += 1;
+            keep.push(socket);
+        }
+    }
+    probes.sort_unstable();
+    let growth = peak.saturating_sub(before);
+    println!(
+        "connections sockets={sockets} joined_in_s={:.1} still_open={still_open} errors={} rss_before_kib={before} rss_peak_kib={peak} growth_per_socket_kib={:.1} read_path_p50_ms={:.2} read_path_p99_ms={:.2}",
+        joined_in.as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+        growth as f64 / sockets as f64,
+        percentile(&probes, 0.50).as_secs_f64() * 1000.0,
+        percentile(&probes, 0.99).as_secs_f64() * 1000.0,
+    );
+    drop(keep);
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage =
+        "usage: loadgen live-writes ADDR SOCKETS SECONDS | connections ADDR SOCKETS SECONDS PID";
+    let addr: SocketAddr = args
+        .get(1)
+        .expect(usage)
+        .parse()
+        .expect("ADDR as host:port");
+    assert!(
+        addr.ip().is_loopback(),
+        "the load generator only targets loopback addresses"
+    );
+    let sockets: usize = args.get(2).expect(usage).parse().unwrap();
+    let seconds: u64 = args.get(3).expect(usage).parse().unwrap();
+    match args[0].as_str() {
+        "live-writes" => {
+            let pause: u64 = args.get(4).map_or(0, |p| p.parse().unwrap());
+            live_writes(addr, sockets, seconds, Duration::from_millis(pause)).await;
+        }
+        "connections" => {
+            let pid: u32 = args.get(4).expect(usage).parse().unwrap();
+            connections(addr, sockets, seconds, pid).await;
+        }
+        _ => panic!("{usage}"),
+    }
+}
