@@ -114,15 +114,19 @@ pub fn spawn(
                 Ok(_) => forgotten.forget_before(cookies_expired),
                 Err(e) => tracing::error!(error = %e, "prune of forgotten sessions failed"),
             }
+            let started = std::time::Instant::now();
             match prune_once(&store, retention, now, &shutdown).await {
                 Ok(Pruned {
                     sessions: 0,
                     messages: 0,
                 }) => tracing::debug!("prune: nothing to remove"),
                 Ok(Pruned { sessions, messages }) => {
+                    let elapsed_ms =
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     tracing::info!(
                         sessions,
                         messages,
+                        elapsed_ms,
                         "prune: removed stale sessions and old messages"
                     )
                 }
