@@ -30,12 +30,7 @@ impl Tmpfs {
         if status.is_ok_and(|s| s.success()) {
             return Some(Tmpfs { dir });
         }
-        let why = "cannot mount a tmpfs (needs root)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: {why}");
-        }
-        let _ = writeln!(std::io::stderr(), "SKIPPED fault test {test}: {why}");
-        None
+        cannot(test, "cannot mount a tmpfs (needs root)")
     }
 
     fn path(&self) -> &Path {
@@ -73,6 +68,34 @@ async fn health(app: &TestApp) -> (StatusCode, serde_json::Value) {
     let response = app.browser().get("/healthz").await;
     let status = response.status();
     (status, response.json().await.unwrap())
+}
+
+/// A write is refused with `message` (and `503`), `/healthz` says `reason`, and reads go on with
+/// what was saved before (`kept`).
+async fn assert_writes_refused(
+    app: &TestApp,
+    browser: &mut common::Browser,
+    message: &str,
+    reason: &str,
+    kept: &str,
+) {
+    let response = browser.save_settings("refused", "light").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = response.text().await.unwrap();
+    assert!(text.contains(message), "{text}");
+    let (status, body) = health(app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["reason"], reason);
+    assert_eq!(username_field(&browser.page("/settings").await), kept);
+}
+
+/// A fault test that cannot set up its fault here: says so, or fails under `CI=true`.
+fn cannot<T>(test: &str, why: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED fault test {test}: {why}");
+    None
 }
 
 fn integrity_ok(path: &Path) {
@@ -165,12 +188,10 @@ impl Ext4 {
         if ok {
             return Some(Ext4 { image, dir });
         }
-        let why = "cannot make and loop-mount an ext4 file system (needs root and e2fsprogs)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: {why}");
-        }
-        let _ = writeln!(std::io::stderr(), "SKIPPED fault test {test}: {why}");
-        None
+        cannot(
+            test,
+            "cannot make and loop-mount an ext4 file system (needs root and e2fsprogs)",
+        )
     }
 
     fn path(&self) -> &Path {
@@ -214,19 +235,8 @@ async fn storage_turning_read_only_refuses_writes_reports_unhealthy_and_recovers
     browser.save_settings("kept", "dark").await;
 
     fs.immutable(true);
-    let response = browser.save_settings("refused", "light").await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("cannot write to its database right now, so nothing was changed")
-    );
-    let (status, body) = health(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["reason"], "database not writable");
-    assert_eq!(username_field(&browser.page("/settings").await), "kept");
+    let message = "cannot write to its database right now, so nothing was changed";
+    assert_writes_refused(&app, &mut browser, message, "database not writable", "kept").await;
 
     fs.immutable(false);
     assert_eq!(health(&app).await.0, StatusCode::OK);
@@ -275,21 +285,8 @@ async fn a_database_locked_by_another_process_gives_busy_and_recovers() {
         .execute_batch("BEGIN IMMEDIATE; UPDATE settings SET read_at = read_at;")
         .unwrap();
 
-    let response = browser.save_settings("refused", "light").await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("busy, so nothing was changed")
-    );
-    let (status, body) = health(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["reason"], "database locked");
-
-    // Reads go on meanwhile.
-    assert_eq!(username_field(&browser.page("/settings").await), "kept");
+    let message = "busy, so nothing was changed";
+    assert_writes_refused(&app, &mut browser, message, "database locked", "kept").await;
 
     intruder.execute_batch("ROLLBACK").unwrap();
     drop(intruder);
