@@ -5,76 +5,21 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Browser;
+use common::binary::Server;
 use common::live::{self, Socket};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_livesession");
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(data_dir: &Path, listen: &str) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["--listen", listen, "--data-dir"])
-            .arg(data_dir)
-            .args(["--message-burst", "100000"])
-            .env("RUST_LOG", "livesession=info")
-            .env_remove("LIVESESSION_SECRET_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let _ = tx.send(line[at + "listening on http://".len()..].trim().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the server never printed its URL")
-            .parse()
-            .unwrap();
-        Server { child, addr }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit, at most `limit`; returns whether it exited with 0.
-    fn wait(mut self, limit: Duration) -> bool {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(started.elapsed() < limit, "still running after {limit:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
+/// Flags for every server here: no chat rate limit in the way of the writers.
+const ARGS: &[&str] = &["--message-burst", "100000"];
 
 /// What the writers were told was saved.
 #[derive(Default)]
@@ -212,7 +157,7 @@ fn start_writers(addr: SocketAddr, acked: &Shared) -> Vec<tokio::task::JoinHandl
 
 /// After a restart: every acknowledged write is there, and the database is sound.
 async fn check_everything_acknowledged_is_there(data_dir: &Path, acked: &Acked) -> (usize, usize) {
-    let server = Server::start(data_dir, "127.0.0.1:0");
+    let server = Server::start(data_dir, ARGS);
     let mut writes = 0;
     for (name, (cookie, last_acked, last_sent)) in &acked.settings {
         let mut browser = Browser::new(server.addr);
@@ -271,7 +216,7 @@ async fn a_kill_at_any_moment_loses_no_acknowledged_write() {
         .map(|ms| ms + jitter % 150)
         .collect();
     for after in &kill_points {
-        let server = Server::start(dir.path(), "127.0.0.1:0");
+        let server = Server::start(dir.path(), ARGS);
         let acked: Shared = Arc::default();
         let tasks = start_writers(server.addr, &acked);
         tokio::time::sleep(Duration::from_millis(*after)).await;
@@ -298,7 +243,7 @@ async fn a_kill_at_any_moment_loses_no_acknowledged_write() {
 #[tokio::test]
 async fn sigterm_under_load_closes_sockets_with_1001_acks_only_what_was_committed_and_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "127.0.0.1:0");
+    let server = Server::start(dir.path(), ARGS);
     let acked: Shared = Arc::default();
     let tasks = start_writers(server.addr, &acked);
     let mut watcher_browser = Browser::new(server.addr);

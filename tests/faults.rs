@@ -255,12 +255,7 @@ async fn a_read_only_data_dir_is_refused_at_startup_with_one_clear_line() {
         return;
     };
     fs.remount("ro");
-    let output = Command::new(env!("CARGO_BIN_EXE_livesession"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(fs.path())
-        .env_remove("LIVESESSION_SECRET_KEY")
-        .output()
-        .unwrap();
+    let output = common::binary::command(fs.path(), &[]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr

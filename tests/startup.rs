@@ -1,31 +1,13 @@
 //! The real binary: flags, startup errors, the URL it prints, and a clean exit on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_livesession");
-
-fn command(data_dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    if !args.contains(&"--listen") {
-        command.args(["--listen", "127.0.0.1:0"]);
-    }
-    command
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env("RUST_LOG", "livesession=info")
-        .stdin(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("LIVESESSION_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
+use common::binary::{BIN, Server, command};
 
 /// Runs the binary expecting it to stop by itself (a startup failure), within 10 s.
 fn run_to_exit(data_dir: &Path, args: &[&str]) -> Output {
@@ -176,37 +158,11 @@ fn help_explains_every_flag() {
     }
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-fn start(data_dir: &Path) -> Server {
-    let mut child = command(data_dir, &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the server never printed its URL");
-    Server { child, url }
-}
-
 #[test]
 fn it_prints_its_url_creates_a_private_key_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path());
-    let health = http_status(&format!("{}/healthz", server.url));
+    let server = Server::start(dir.path(), &[]);
+    let health = http_status(&format!("http://{}/healthz", server.addr));
     assert_eq!(health, 200);
 
     let mode = std::fs::metadata(dir.path().join("secret.key"))
@@ -215,23 +171,11 @@ fn it_prints_its_url_creates_a_private_key_and_exits_cleanly_on_sigterm() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.signal("-TERM");
+    assert!(
+        server.wait(Duration::from_secs(10)),
+        "no clean exit after SIGTERM"
+    );
 }
 
 /// The status of `GET url`, from a synchronous test.

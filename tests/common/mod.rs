@@ -389,3 +389,89 @@ pub fn message_ids(html: &str) -> Vec<i64> {
         .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
         .collect()
 }
+
+/// The real binary, started as a user would start it.
+pub mod binary {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub const BIN: &str = env!("CARGO_BIN_EXE_livesession");
+
+    /// `livesession --data-dir DATA_DIR ARGS` (on port 0 unless ARGS say `--listen`), with
+    /// `info` logs and none of the test runner's `LIVESESSION_*` variables.
+    pub fn command(data_dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "livesession=info")
+            .stdin(Stdio::null());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("LIVESESSION_") {
+                command.env_remove(key);
+            }
+        }
+        command
+    }
+
+    /// A running server process.
+    pub struct Server {
+        pub child: Child,
+        pub addr: SocketAddr,
+    }
+
+    impl Server {
+        /// Starts the binary and waits until it prints the URL it listens on.
+        pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+            let mut child = command(data_dir, args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stderr = BufReader::new(child.stderr.take().unwrap());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    if let Some(at) = line.find("listening on http://") {
+                        let _ =
+                            tx.send(line[at + "listening on http://".len()..].trim().to_owned());
+                    }
+                }
+            });
+            let addr = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the server never printed its URL")
+                .parse()
+                .unwrap();
+            Server { child, addr }
+        }
+
+        /// Sends a signal (`-TERM`, `-KILL`) to the process.
+        pub fn signal(&self, signal: &str) {
+            let status = Command::new("kill")
+                .args([signal, &self.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+
+        /// Waits for the process to exit, at most `limit`; returns whether it exited with 0.
+        pub fn wait(mut self, limit: Duration) -> bool {
+            let started = Instant::now();
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status.success();
+                }
+                assert!(started.elapsed() < limit, "still running after {limit:?}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
