@@ -23,6 +23,7 @@ use crate::session::{Keys, Session, session_layer};
 use crate::settings::FieldError;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError, now_millis};
+use crate::views::PageCache;
 
 /// The largest request body accepted; larger ones get `413 Payload Too Large`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub chat_limit: Arc<RateLimiter>,
     /// Sessions deleted by "forget me", refused from now on.
     pub forgotten: Arc<Forgotten>,
+    /// Rendered settings pages of recent visitors.
+    pub pages: PageCache,
 }
 
 impl AppState {

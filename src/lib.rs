@@ -106,6 +106,7 @@ impl App {
             },
             chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
             forgotten,
+            pages: views::PageCache::default(),
             live: Arc::new(Live::new(config.live(), shutdown.clone())),
         });
         Ok(App {

@@ -1,9 +1,10 @@
 //! The HTTP handlers. Each one is thin: it reads the session and the input, asks the store, and
 //! renders a view.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use maud::Markup;
 use serde::Deserialize;
@@ -26,8 +27,27 @@ pub async fn home(State(app): State<AppState>, session: Session) -> Result<Marku
 pub async fn show_settings(
     State(app): State<AppState>,
     session: Session,
-) -> Result<Markup, AppError> {
-    page(&app, session, View::Settings).await
+) -> Result<Response, AppError> {
+    let (saved, version) = app.settings_for(session).await?;
+    if let Some(html) = app.pages.get(session.id, &saved, version) {
+        return Ok(Html(html).into_response());
+    }
+    let csrf_token = app.keys.csrf_token(session.id);
+    let html = Bytes::from(
+        views::document(&Screen {
+            view: View::Settings,
+            saved: &saved,
+            version,
+            csrf_token: &csrf_token,
+            form: FormState::default(),
+            chat: None,
+        })
+        .into_string(),
+    );
+    if !session.is_new {
+        app.pages.put(session.id, saved, version, html.clone());
+    }
+    Ok(Html(html).into_response())
 }
 
 async fn page(app: &AppState, session: Session, view: View) -> Result<Markup, AppError> {

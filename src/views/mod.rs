@@ -3,9 +3,11 @@
 //! the live layer sends after a change. `document` is `body` inside the `<html>` frame, so the
 //! static and live paths can never disagree.
 
+mod cache;
 mod chat;
 mod settings;
 
+pub use cache::PageCache;
 pub use chat::{ChatScreen, message_item};
 
 use maud::{DOCTYPE, Markup, html};

@@ -1,0 +1,68 @@
+//! Rendered settings pages, per session, for the page view that happens most: a known browser
+//! loading its settings. An entry is used only when the settings and version it was rendered from
+//! are exactly the ones just read, so it can never show anything the database no longer says.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+
+use crate::session::SessionId;
+use crate::settings::Settings;
+
+/// Pages kept at most (about 2.6 KB each).
+const CAPACITY: usize = 4096;
+
+#[derive(Default)]
+pub struct PageCache {
+    pages: Mutex<HashMap<SessionId, (Settings, i64, Bytes)>>,
+}
+
+impl PageCache {
+    /// The page rendered for `id` from exactly `settings` at `version`, if there is one.
+    pub fn get(&self, id: SessionId, settings: &Settings, version: i64) -> Option<Bytes> {
+        let pages = self.pages.lock().expect("page cache lock");
+        match pages.get(&id) {
+            Some((s, v, html)) if *v == version && s == settings => Some(html.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps a page rendered for `id` from `settings` at `version`.
+    pub fn put(&self, id: SessionId, settings: Settings, version: i64, html: Bytes) {
+        let mut pages = self.pages.lock().expect("page cache lock");
+        if pages.len() >= CAPACITY {
+            let mut n = 0usize;
+            pages.retain(|_, _| {
+                n += 1;
+                !n.is_multiple_of(8)
+            });
+        }
+        pages.insert(id, (settings, version, html));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Theme;
+
+    #[test]
+    fn a_page_is_served_only_for_the_exact_settings_it_shows() {
+        let cache = PageCache::default();
+        let id = SessionId::generate();
+        let light = Settings {
+            theme: Theme::Light,
+            ..Settings::default()
+        };
+        cache.put(id, light.clone(), 1, Bytes::from_static(b"light"));
+        assert_eq!(cache.get(id, &light, 1), Some(Bytes::from_static(b"light")));
+        assert_eq!(cache.get(id, &light, 2), None);
+        assert_eq!(
+            cache.get(id, &Settings::default(), 1),
+            None,
+            "a row recreated after a prune"
+        );
+        assert_eq!(cache.get(SessionId::generate(), &light, 1), None);
+    }
+}
