@@ -394,14 +394,7 @@ async fn a_database_from_the_previous_version_is_upgraded_and_keeps_its_settings
     .unwrap();
     drop(db);
     let keys = livesession::session::Keys::new(common::SECRET_A.as_bytes(), &[], false).unwrap();
-    let cookie = keys
-        .issue(id)
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = common::cookie_pair(&keys, id);
 
     let app = TestApp::spawn_in(dir.path(), &["--secret-key", common::SECRET_A]).await;
     let mut browser = app.browser();

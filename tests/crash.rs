@@ -30,6 +30,23 @@ struct Acked {
     messages: Vec<String>,
 }
 
+impl Acked {
+    /// Writer `name` (with `cookie`) is about to send its write number `i`.
+    fn sending(&mut self, name: &str, cookie: &str, i: u64) {
+        self.settings
+            .entry(name.to_owned())
+            .or_insert_with(|| (cookie.to_owned(), 0, 0))
+            .2 = i;
+    }
+
+    /// Writer `name`'s write number `i` was acknowledged.
+    fn acknowledged(&mut self, name: &str, i: u64) {
+        if let Some(writer) = self.settings.get_mut(name) {
+            writer.1 = i;
+        }
+    }
+}
+
 type Shared = Arc<Mutex<Acked>>;
 
 async fn form_writer(mut browser: Browser, name: String, acked: Shared) {
@@ -37,13 +54,7 @@ async fn form_writer(mut browser: Browser, name: String, acked: Shared) {
     let cookie = browser.cookie.clone().unwrap();
     let token = browser.csrf_token().await;
     for i in 1u64.. {
-        acked
-            .lock()
-            .unwrap()
-            .settings
-            .entry(name.clone())
-            .or_insert((cookie.clone(), 0, 0))
-            .2 = i;
+        acked.lock().unwrap().sending(&name, &cookie, i);
         let username = format!("{name}-{i}");
         let request = browser
             .client
@@ -57,7 +68,7 @@ async fn form_writer(mut browser: Browser, name: String, acked: Shared) {
             ]));
         match request.send().await {
             Ok(response) if response.status() == StatusCode::SEE_OTHER => {
-                acked.lock().unwrap().settings.get_mut(&name).unwrap().1 = i;
+                acked.lock().unwrap().acknowledged(&name, i);
             }
             _ => return,
         }
@@ -95,13 +106,7 @@ async fn live_writer(mut browser: Browser, name: String, acked: Shared) {
     let mut socket: Socket = live::join_settings(&mut browser, &name).await;
     let cookie = browser.cookie.clone().unwrap();
     for i in 1u64.. {
-        acked
-            .lock()
-            .unwrap()
-            .settings
-            .entry(name.clone())
-            .or_insert((cookie.clone(), 0, 0))
-            .2 = i;
+        acked.lock().unwrap().sending(&name, &cookie, i);
         let change = json!({"t": "change", "form": "settings", "seq": i,
                             "fields": {"username": format!("{name}-{i}"), "theme": "light"}});
         if socket
@@ -117,7 +122,7 @@ async fn live_writer(mut browser: Browser, name: String, acked: Shared) {
                 Some(Ok(Message::Text(text))) => {
                     let message: serde_json::Value = serde_json::from_str(&text).unwrap();
                     if message["t"] == "ack" && message["seq"] == i {
-                        acked.lock().unwrap().settings.get_mut(&name).unwrap().1 = i;
+                        acked.lock().unwrap().acknowledged(&name, i);
                         break;
                     }
                 }

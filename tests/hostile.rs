@@ -32,14 +32,7 @@ fn cookie_header(value: &[u8]) -> Option<axum::http::HeaderMap> {
 }
 
 fn signed_value(id: SessionId) -> String {
-    let set_cookie = keys().issue(id);
-    let pair = set_cookie
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let pair = common::cookie_pair(keys(), id);
     pair[COOKIE_NAME.len() + 1..].to_owned()
 }
 

@@ -382,6 +382,21 @@ pub mod live {
     }
 }
 
+/// The `name=value` pair a browser would send for the cookie `keys` issue for `id`.
+pub fn cookie_pair(
+    keys: &livesession::session::Keys,
+    id: livesession::session::SessionId,
+) -> String {
+    let set_cookie = keys.issue(id);
+    set_cookie
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The ids of the chat messages in a page or fragment, in document order.
 pub fn message_ids(html: &str) -> Vec<i64> {
     html.split(r#"data-id=""#)
