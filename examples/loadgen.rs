@@ -7,7 +7,8 @@
 //!
 //! `live-writes`: SOCKETS sockets, each its own session, each sending a change and waiting for its
 //! ack before the next, then pausing PAUSE_MS (0: flat out; 100: a person typing, one debounced
-//! change per 100 ms); prints acknowledged saves per second and the p50/p99 ack latency.
+//! change per 100 ms, the sockets' starts spread over one pause); prints acknowledged saves per
+//! second and the p50/p99 ack latency.
 //!
 //! `connections`: SOCKETS joined sockets, each its own session, held for SECONDS while the read
 //! path is probed; prints the server's memory growth per socket (from /proc/PID/status) and the
@@ -110,6 +111,8 @@ async fn live_writes(addr: SocketAddr, sockets: usize, seconds: u64, pause: Dura
         .enumerate()
         .map(|(n, mut socket)| {
             tokio::spawn(async move {
+                // People do not type in step: spread the sockets' starts over one pause.
+                tokio::time::sleep(pause.mul_f64(n as f64 / sockets as f64)).await;
                 let mut latencies = Vec::new();
                 let mut seq = 0u64;
                 while Instant::now() < deadline {

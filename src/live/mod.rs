@@ -137,7 +137,8 @@ pub async fn endpoint(
         .max_frame_size(MAX_MESSAGE_BYTES)
         // Small buffers: a socket mostly idles, and 20,000 of them must fit in a few hundred MiB.
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Messages queued together (an ack and its render) are written together.
+        .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |ws| tracker.track_future(socket::run(ws, app, session)))
 }

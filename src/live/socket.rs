@@ -113,6 +113,25 @@ impl<S: Transport> Peer<S> {
         self.send(Message::text(message.to_json())).await
     }
 
+    /// Queues a message without flushing it: the next send or flush writes both in one go.
+    async fn queue_json(&mut self, message: &ServerMessage<'_>) -> Result<(), End> {
+        let message = Message::text(message.to_json());
+        match timeout(self.send_timeout, self.socket.feed(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Peer),
+            Err(_) => Err(End::TooSlow),
+        }
+    }
+
+    /// Writes whatever is queued.
+    async fn flush(&mut self) -> Result<(), End> {
+        match timeout(self.send_timeout, self.socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Peer),
+            Err(_) => Err(End::TooSlow),
+        }
+    }
+
     /// The database failed: tell the person in words, then close with 1011 so the client
     /// reconnects (with backoff) and re-sends what was not acknowledged.
     async fn store_failed(&mut self, doing: &str, error: &StoreError) -> End {
@@ -481,8 +500,16 @@ impl LiveView {
         if let Some(e) = &self.errors.theme {
             refused.insert("theme", e.message());
         }
-        ack(peer, SETTINGS_FORM, seq, Some(refused)).await?;
-        self.render_if_changed(peer, app).await
+        // The ack and the render it brings go out in one write.
+        let errors = (!refused.is_empty()).then_some(refused);
+        peer.queue_json(&ServerMessage::Ack {
+            form: SETTINGS_FORM,
+            seq,
+            errors,
+        })
+        .await?;
+        self.render_if_changed(peer, app).await?;
+        peer.flush().await
     }
 
     async fn on_post<S: Transport>(
