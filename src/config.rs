@@ -146,10 +146,29 @@ pub struct Config {
           value_parser = parse_positive_duration)]
     pub header_timeout: Duration,
 
+    /// How logs are written to standard error: `text` for people, `json` (one object per line)
+    /// for log shippers. `RUST_LOG` picks what is logged.
+    #[arg(
+        long,
+        env = "LIVESESSION_LOG_FORMAT",
+        default_value = "text",
+        value_enum
+    )]
+    pub log_format: LogFormat,
+
     /// How long shutdown waits for in-flight requests before it stops anyway.
     #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// How hard a commit works to survive a crash; maps to SQLite's `synchronous` setting.

@@ -151,6 +151,7 @@ fn help_explains_every_flag() {
         "--durability",
         "--secure-cookies",
         "--previous-keys",
+        "--log-format",
         "LIVESESSION_LISTEN",
         "LIVESESSION_SECRET_KEY",
     ] {
@@ -183,4 +184,33 @@ fn http_status(url: &str) -> u16 {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async { reqwest::get(url).await.unwrap().status().as_u16() })
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path(), &["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut listening = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            entry["timestamp"].is_string() && entry["level"].is_string(),
+            "{line}"
+        );
+        let message = entry["fields"]["message"].as_str().unwrap_or_default();
+        if message.starts_with("listening on http://") {
+            listening = Some(message.to_owned());
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(listening.is_some(), "no listening line");
 }
