@@ -208,6 +208,7 @@ impl Config {
             message_rate: self.live_message_rate,
             max_sockets: self.max_sockets as usize,
             max_sockets_per_session: self.max_sockets_per_session as usize,
+            https_only: self.secure_cookies,
         }
     }
 

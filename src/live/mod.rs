@@ -46,6 +46,8 @@ pub struct LiveConfig {
     pub max_sockets: usize,
     /// Sockets one session may hold at most.
     pub max_sockets_per_session: usize,
+    /// The site is served over HTTPS (`--secure-cookies`): only `https://` origins are its own.
+    pub https_only: bool,
 }
 
 /// What the live layer shares between sockets.
@@ -113,7 +115,11 @@ pub async fn endpoint(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !origin_allowed(&headers, &app.live.config.allowed_origins) {
+    if !origin_allowed(
+        &headers,
+        &app.live.config.allowed_origins,
+        app.live.config.https_only,
+    ) {
         tracing::info!(
             origin = headers
                 .get(ORIGIN)
@@ -143,10 +149,11 @@ pub async fn endpoint(
         .on_upgrade(move |ws| tracker.track_future(socket::run(ws, app, session)))
 }
 
-/// True when `Origin` names this server (as the browser reached it, per `Host`) or an allowed
-/// origin. A request without `Origin` is refused: every browser sends one on a WebSocket upgrade,
-/// so its absence means a non-browser client, which has no page and no CSRF token to offer.
-pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+/// True when `Origin` names this server (as the browser reached it, per `Host`; over HTTPS only
+/// when `https_only`) or an allowed origin. A request without `Origin` is refused: every browser
+/// sends one on a WebSocket upgrade, so its absence means a non-browser client, which has no page
+/// and no CSRF token to offer.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String], https_only: bool) -> bool {
     let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else {
         return false;
     };
@@ -164,7 +171,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
             .strip_prefix(scheme)
             .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
     };
-    same("http://") || same("https://")
+    same("https://") || (!https_only && same("http://"))
 }
 
 #[cfg(test)]
@@ -185,11 +192,13 @@ mod tests {
     fn the_servers_own_origin_is_accepted() {
         assert!(origin_allowed(
             &headers(Some("http://127.0.0.1:4000"), "127.0.0.1:4000"),
-            &[]
+            &[],
+            false
         ));
         assert!(origin_allowed(
             &headers(Some("https://chat.example"), "chat.example"),
-            &[]
+            &[],
+            false
         ));
     }
 
@@ -197,16 +206,38 @@ mod tests {
     fn another_origin_a_missing_one_and_a_lookalike_are_refused() {
         assert!(!origin_allowed(
             &headers(Some("http://evil.example"), "127.0.0.1:4000"),
-            &[]
+            &[],
+            false
         ));
-        assert!(!origin_allowed(&headers(None, "127.0.0.1:4000"), &[]));
+        assert!(!origin_allowed(
+            &headers(None, "127.0.0.1:4000"),
+            &[],
+            false
+        ));
         assert!(!origin_allowed(
             &headers(Some("http://127.0.0.1:4000.evil"), "127.0.0.1:4000"),
-            &[]
+            &[],
+            false
         ));
         assert!(!origin_allowed(
             &headers(Some("null"), "127.0.0.1:4000"),
-            &[]
+            &[],
+            false
+        ));
+    }
+
+    #[test]
+    fn an_https_site_refuses_its_own_host_over_plain_http() {
+        let host = "chat.example";
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example"), host),
+            &[],
+            true
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://chat.example"), host),
+            &[],
+            true
         ));
     }
 
@@ -215,7 +246,8 @@ mod tests {
         let allowed = vec!["https://chat.example/".to_owned()];
         assert!(origin_allowed(
             &headers(Some("https://chat.example"), "10.0.0.5:4000"),
-            &allowed
+            &allowed,
+            false
         ));
     }
 }
