@@ -14,13 +14,13 @@ use crate::chat::RECENT_MESSAGES;
 use crate::error::AppError;
 use crate::live::pubsub::SessionEvent;
 use crate::session::{ReplaceSession, Session, SessionId};
-use crate::settings::{FieldError, SettingsChange, SettingsInput};
+use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
 use crate::store::now_millis;
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// `GET /`: the chat room, with the last messages and the composer on the first render.
 pub async fn home(State(app): State<AppState>, session: Session) -> Result<Markup, AppError> {
-    page(&app, session, View::Chat).await
+    chat_page(&app, session, "", None).await
 }
 
 /// `GET /settings`: the form, filled from the database on this very first render.
@@ -32,17 +32,8 @@ pub async fn show_settings(
     if let Some(html) = app.pages.get(session.id, &saved, version) {
         return Ok(Html(html).into_response());
     }
-    let csrf_token = app.keys.csrf_token(session.id);
     let html = Bytes::from(
-        views::document(&Screen {
-            view: View::Settings,
-            saved: &saved,
-            version,
-            csrf_token: &csrf_token,
-            form: FormState::default(),
-            chat: None,
-        })
-        .into_string(),
+        settings_document(&app, session.id, &saved, version, FormState::default()).into_string(),
     );
     if !session.is_new {
         app.pages.put(session.id, saved, version, html.clone());
@@ -50,41 +41,45 @@ pub async fn show_settings(
     Ok(Html(html).into_response())
 }
 
-async fn page(app: &AppState, session: Session, view: View) -> Result<Markup, AppError> {
-    chat_page(app, session, view, "", None).await
+/// The settings page of `id`, showing `saved` (at `version`) and the form's own state.
+fn settings_document(
+    app: &AppState,
+    id: SessionId,
+    saved: &Settings,
+    version: i64,
+    form: FormState<'_>,
+) -> Markup {
+    views::document(&Screen {
+        view: View::Settings,
+        saved,
+        version,
+        csrf_token: &app.keys.csrf_token(id),
+        form,
+        chat: None,
+    })
 }
 
-/// A page; on the chat view, with `draft` in the composer and `error` next to it.
+/// The chat page, with `draft` in the composer and `error` next to it.
 async fn chat_page(
     app: &AppState,
     session: Session,
-    view: View,
     draft: &str,
     error: Option<&FieldError>,
 ) -> Result<Markup, AppError> {
     let (saved, version) = app.settings_for(session).await?;
-    let messages = match view {
-        View::Chat => app.store.recent_messages(RECENT_MESSAGES).await?,
-        View::Settings => Vec::new(),
-    };
-    let csrf_token = app.keys.csrf_token(session.id);
-    // A fresh random nonce costs a system call: only the chat's composer has one.
-    let nonce = match view {
-        View::Chat => new_nonce(),
-        View::Settings => String::new(),
-    };
+    let messages = app.store.recent_messages(RECENT_MESSAGES).await?;
     Ok(views::document(&Screen {
-        view,
+        view: View::Chat,
         saved: &saved,
         version,
-        csrf_token: &csrf_token,
+        csrf_token: &app.keys.csrf_token(session.id),
         form: FormState::default(),
-        chat: (view == View::Chat).then_some(ChatScreen {
+        chat: Some(ChatScreen {
             messages: &messages,
             viewer: session.id,
             draft,
             error,
-            nonce: &nonce,
+            nonce: &new_nonce(),
         }),
     }))
 }
@@ -120,8 +115,7 @@ pub async fn post_message(
                 Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Refusal::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
             };
-            let page =
-                chat_page(&app, session, View::Chat, &form.body, Some(refusal.error())).await?;
+            let page = chat_page(&app, session, &form.body, Some(refusal.error())).await?;
             Ok((status, page).into_response())
         }
     }
@@ -172,19 +166,12 @@ pub async fn save_settings(
         return Ok(Redirect::to("/settings").into_response());
     }
 
-    let csrf_token = app.keys.csrf_token(session.id);
-    let screen = Screen {
-        view: View::Settings,
-        saved: &saved,
-        version,
-        csrf_token: &csrf_token,
-        form: FormState {
-            typed_username: errors.username.as_ref().and(input.username.as_deref()),
-            errors: Some(&errors),
-        },
-        chat: None,
+    let form = FormState {
+        typed_username: errors.username.as_ref().and(input.username.as_deref()),
+        errors: Some(&errors),
     };
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, views::document(&screen)).into_response())
+    let page = settings_document(&app, session.id, &saved, version, form);
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 /// The "forget me" form as posted.
