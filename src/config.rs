@@ -35,6 +35,13 @@ pub struct Config {
     )]
     pub data_dir: PathBuf,
 
+    /// Keep everything in this PostgreSQL database instead of the SQLite file, so several
+    /// instances can share sessions, chat and live updates (`postgres://user@host:5432/db`).
+    /// Every instance must then sign cookies with the same key (`--secret-key`).
+    #[arg(long, env = "LIVESESSION_DATABASE_URL", value_name = "URL",
+          value_parser = parse_database_url, hide_env_values = true)]
+    pub database_url: Option<String>,
+
     /// Delete a browser's saved settings when nobody has read or written them for this long.
     #[arg(long, env = "LIVESESSION_STALE_AFTER", default_value = "100d", value_name = "DURATION",
           value_parser = parse_positive_duration)]
@@ -234,6 +241,19 @@ impl Config {
 fn parse_duration(input: &str) -> Result<Duration, String> {
     humantime::parse_duration(input.trim())
         .map_err(|e| format!("{e} (write durations like 2s, 90m, 12h or 100d)"))
+}
+
+/// Accepts a `postgres://` or `postgresql://` URL the driver can read; anything else is refused
+/// here, with the reason, rather than at the first connection.
+fn parse_database_url(input: &str) -> Result<String, String> {
+    let input = input.trim();
+    if !(input.starts_with("postgres://") || input.starts_with("postgresql://")) {
+        return Err("must be a PostgreSQL URL starting with postgres://".to_owned());
+    }
+    input
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))?;
+    Ok(input.to_owned())
 }
 
 fn parse_positive_duration(input: &str) -> Result<Duration, String> {

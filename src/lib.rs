@@ -17,7 +17,9 @@
 //! - [`settings`]: the validated settings domain types.
 //! - [`chat`]: chat messages: validation, the stored form, the rate limit.
 //! - [`limit`]: the token bucket behind every rate limit.
-//! - [`store`]: the database behind a narrow interface (SQLite).
+//! - [`store`]: the database behind a narrow interface (SQLite, or PostgreSQL for several
+//!   instances).
+//! - [`cluster`]: how instances sharing a PostgreSQL database hear each other's writes.
 //! - [`prune`]: the background task that deletes stale rows.
 //! - [`views`]: the maud pages.
 //! - [`assets`]: the embedded, content-hashed static files.
@@ -30,6 +32,7 @@
 pub mod app;
 pub mod assets;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod limit;
@@ -59,7 +62,7 @@ use chat::RateLimiter;
 use live::Live;
 use prune::Retention;
 use session::{Forgotten, Keys};
-use store::{SqliteOptions, Store};
+use store::{PostgresOptions, SqliteOptions, Store};
 
 /// A built, bound, not yet serving app.
 pub struct App {
@@ -80,14 +83,10 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         prepare_data_dir(&config.data_dir)?;
         let keys = Keys::load(&config)?;
-        let store = {
-            let path = config.database_path();
-            let options = SqliteOptions {
-                durability: config.durability,
-                busy_timeout: config.busy_timeout,
-            };
-            tokio::task::spawn_blocking(move || Store::open_sqlite(&path, options)).await??
-        };
+        let store = open_store(&config).await?;
+        if store.is_shared() {
+            check_shared_key(&store, &keys).await?;
+        }
         for (id, at) in store
             .forgotten()
             .await
@@ -155,6 +154,7 @@ impl App {
             config.prune_every,
             shutdown.clone(),
         );
+        let cluster = cluster::spawn(state.clone(), shutdown.clone());
         let live = Arc::clone(&state.live);
 
         let server = server::serve(
@@ -179,8 +179,50 @@ impl App {
         }
         shutdown.cancel();
         prune.await.context("the prune task panicked")?;
+        if let Some(cluster) = cluster {
+            cluster
+                .await
+                .context("the notification listener panicked")?;
+        }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Opens the database the configuration names: PostgreSQL with `--database-url`, else the
+/// SQLite file in the data dir.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(url) = &config.database_url {
+        let options = PostgresOptions {
+            durability: config.durability,
+            busy_timeout: config.busy_timeout,
+        };
+        return Store::open_postgres(url, options).await;
+    }
+    let path = config.database_path();
+    let options = SqliteOptions {
+        durability: config.durability,
+        busy_timeout: config.busy_timeout,
+    };
+    tokio::task::spawn_blocking(move || Store::open_sqlite(&path, options)).await?
+}
+
+/// Refuses to start when the shared database's cookies are signed with another key than this
+/// instance's: behind a load balancer, every request to this instance would start a new session.
+async fn check_shared_key(store: &Store, keys: &Keys) -> anyhow::Result<()> {
+    let (current, previous) = keys.fingerprints();
+    let held = store
+        .claim_key(&current, &previous)
+        .await
+        .context("recording the signing key's fingerprint")?;
+    match held {
+        None => Ok(()),
+        Some(held) => anyhow::bail!(
+            "the other instances on this database sign cookies with another key (fingerprint \
+             {held}; this instance's is {current}): give every instance the same secret with \
+             --secret-key or LIVESESSION_SECRET_KEY (to change it on purpose, list the old one in \
+             --previous-keys)"
+        ),
     }
 }
 

@@ -62,6 +62,16 @@ impl SessionId {
     pub fn to_key(self) -> String {
         self.0.hyphenated().to_string()
     }
+
+    /// The id as a UUID, as PostgreSQL stores it.
+    pub fn as_uuid(self) -> Uuid {
+        self.0
+    }
+
+    /// The id a stored UUID names.
+    pub fn from_uuid(uuid: Uuid) -> SessionId {
+        SessionId(uuid)
+    }
 }
 
 /// A string that is not a session id in the form we issue.
@@ -307,6 +317,22 @@ impl Keys {
             Verdict::Missing
         };
         (verdict, None)
+    }
+
+    /// Short public fingerprints of the current key and of each previous one: equal for equal
+    /// secrets, and telling nothing about them (an HMAC of a fixed label under the signing key).
+    /// Instances sharing a database compare them to find one started with another key.
+    pub fn fingerprints(&self) -> (String, Vec<String>) {
+        let fingerprint = |key: &SigningKey| {
+            let mut mac = key.signing.clone();
+            mac.update(b"livesession key fingerprint v1");
+            let tag = mac.finalize().into_bytes();
+            URL_SAFE_NO_PAD.encode(&tag[..12])
+        };
+        (
+            fingerprint(&self.current),
+            self.previous.iter().map(fingerprint).collect(),
+        )
     }
 
     /// The `Set-Cookie` value that gives the browser `id`, signed with the current key.

@@ -80,6 +80,13 @@ impl Hub {
         }
     }
 
+    /// Tells every live socket of every session about `event`.
+    pub fn publish_all(&self, event: SessionEvent) {
+        for sender in self.sessions.lock().expect("hub lock").values() {
+            let _ = sender.send(event);
+        }
+    }
+
     /// How many live sockets session `id` has subscribed.
     pub fn sockets_of(&self, id: SessionId) -> usize {
         self.sessions

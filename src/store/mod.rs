@@ -2,9 +2,11 @@
 //!
 //! Handlers, the live layer and the prune task talk to [`Store`] only. It knows nothing of HTTP and
 //! takes the current time as a parameter, so tests can drive it with any clock. The SQLite backend
-//! lives in [`sqlite`]; another backend slots in as another variant of `Backend`.
+//! (the default) lives in [`sqlite`], the PostgreSQL backend for several instances in
+//! [`postgres`]; both keep the same contract and run the same tests.
 
 mod cache;
+mod postgres;
 mod sqlite;
 mod writer;
 
@@ -18,6 +20,7 @@ use crate::config::Durability;
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange};
 
+pub use postgres::PostgresOptions;
 pub use sqlite::SCHEMA_VERSION;
 
 /// Milliseconds since the Unix epoch: how every time is stored.
@@ -73,6 +76,24 @@ pub enum StoreError {
     Vanished(String),
     #[error("the database writer stopped")]
     WriterStopped,
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no database connection available: {0}")]
+    PostgresPool(#[from] deadpool_postgres::PoolError),
+}
+
+/// What another instance did, as heard through the database (PostgreSQL only). Each names what
+/// changed; the data itself is read from the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Session `id`'s settings were saved and now have `version`.
+    SettingsChanged { id: SessionId, version: i64 },
+    /// Session `id` was forgotten at `at`.
+    Forgotten { id: SessionId, at: Millis },
+    /// Chat message `id` was stored.
+    Message { id: i64 },
+    /// The listening connection was re-established: anything may have happened meanwhile.
+    Resync,
 }
 
 /// What a store failure means for the person who asked, in the few kinds they can act on.
@@ -137,6 +158,19 @@ impl StoreError {
                 _ => Unavailable::Failed,
             },
             StoreError::Vanished(_) => Unavailable::ReadOnly,
+            StoreError::Postgres(e) => {
+                use tokio_postgres::error::SqlState;
+                match e.code() {
+                    Some(&SqlState::DISK_FULL) => Unavailable::DiskFull,
+                    Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Unavailable::ReadOnly,
+                    Some(
+                        &SqlState::LOCK_NOT_AVAILABLE
+                        | &SqlState::T_R_DEADLOCK_DETECTED
+                        | &SqlState::T_R_SERIALIZATION_FAILURE,
+                    ) => Unavailable::Busy,
+                    _ => Unavailable::Failed,
+                }
+            }
             _ => Unavailable::Failed,
         }
     }
@@ -155,6 +189,17 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
+}
+
+/// Runs the same call on whichever backend the store has.
+macro_rules! on_backend {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($backend) => $call,
+            Backend::Postgres($backend) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -167,15 +212,58 @@ impl Store {
         })
     }
 
+    /// Connects to the PostgreSQL database at `url`, brings its schema up to date, and refuses
+    /// a database written by a newer version or holding another program's tables.
+    ///
+    /// There is no read cache on this backend: another instance's write would make a cached row
+    /// stale until its notification arrived, and a page must never show a value older than an
+    /// acknowledged write.
+    pub async fn open_postgres(url: &str, options: PostgresOptions) -> anyhow::Result<Store> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::PostgresStore::open(url, options).await?),
+            cache: Arc::new(Cache::disabled()),
+        })
+    }
+
+    /// True when other instances may share this store's database.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Starts hearing what other instances do, on `notices`, until `shutdown`; `None` for a
+    /// store no other instance can share.
+    pub fn listen(
+        &self,
+        notices: tokio::sync::mpsc::Sender<Notice>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.listen(notices, shutdown)),
+        }
+    }
+
+    /// Checks that every instance of a shared database signs cookies with the same key, by
+    /// fingerprint (see [`crate::session::Keys::fingerprints`]). Returns the fingerprint the
+    /// database holds when it is neither `current` nor one of `previous`.
+    pub async fn claim_key(
+        &self,
+        current: &str,
+        previous: &[String],
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(p) => p.claim_key(current, previous).await,
+        }
+    }
+
     /// The row of session `id`, if it ever saved anything (and was not pruned since).
     pub async fn load(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
         let ticket = match self.cache.get(id) {
             Ok(entry) => return Ok(entry),
             Err(ticket) => ticket,
         };
-        let entry = match &self.backend {
-            Backend::Sqlite(s) => s.load(id).await?,
-        };
+        let entry = on_backend!(self, s => s.load(id).await?);
         self.cache.fill(id, entry.clone(), ticket);
         Ok(entry)
     }
@@ -189,9 +277,7 @@ impl Store {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        let saved = match &self.backend {
-            Backend::Sqlite(s) => s.save(id, change, now).await,
-        };
+        let saved = on_backend!(self, s => s.save(id, change, now).await);
         self.cache.remove([id]);
         saved
     }
@@ -203,9 +289,7 @@ impl Store {
         id: SessionId,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        let touched = match &self.backend {
-            Backend::Sqlite(s) => s.touch(id, now).await,
-        };
+        let touched = on_backend!(self, s => s.touch(id, now).await);
         self.cache.remove([id]);
         touched
     }
@@ -213,33 +297,25 @@ impl Store {
     /// "Forget me": deletes session `id`'s row and remembers the id as forgotten, in one
     /// transaction. Returns whether there was a row.
     pub async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
-        let forgotten = match &self.backend {
-            Backend::Sqlite(s) => s.forget(id, now).await,
-        };
+        let forgotten = on_backend!(self, s => s.forget(id, now).await);
         self.cache.remove([id]);
         forgotten
     }
 
     /// Every forgotten session id, with when it was forgotten.
     pub async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.forgotten().await,
-        }
+        on_backend!(self, s => s.forgotten().await)
     }
 
     /// Stops remembering ids forgotten before `before` (their cookies have expired by then).
     pub async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.prune_forgotten(before).await,
-        }
+        on_backend!(self, s => s.prune_forgotten(before).await)
     }
 
     /// Deletes up to `limit` rows last used before `cutoff`, stalest first, in one short
     /// transaction. Returns how many were deleted; fewer than `limit` means none are left.
     pub async fn prune_batch(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
-        let deleted = match &self.backend {
-            Backend::Sqlite(s) => s.prune_batch(cutoff, limit).await?,
-        };
+        let deleted = on_backend!(self, s => s.prune_batch(cutoff, limit).await?);
         let count = deleted.len();
         self.cache.remove(deleted);
         Ok(count)
@@ -254,9 +330,7 @@ impl Store {
         nonce: String,
         now: Millis,
     ) -> Result<Posted, StoreError> {
-        let posted = match &self.backend {
-            Backend::Sqlite(s) => s.post_message(author, body, nonce, now).await,
-        };
+        let posted = on_backend!(self, s => s.post_message(author, body, nonce, now).await);
         // Posting touched the author's row.
         self.cache.remove([author]);
         posted
@@ -264,9 +338,7 @@ impl Store {
 
     /// The newest `limit` messages, oldest first.
     pub async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.recent_messages(limit).await,
-        }
+        on_backend!(self, s => s.recent_messages(limit).await)
     }
 
     /// Up to `limit` messages with ids above `after`, oldest first.
@@ -275,9 +347,7 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.messages_after(after, limit).await,
-        }
+        on_backend!(self, s => s.messages_after(after, limit).await)
     }
 
     /// Deletes up to `limit` messages created before `created_before` or older than the newest
@@ -288,19 +358,12 @@ impl Store {
         keep_newest: usize,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.prune_messages_batch(created_before, keep_newest, limit)
-                    .await
-            }
-        }
+        on_backend!(self, s => s.prune_messages_batch(created_before, keep_newest, limit).await)
     }
 
     /// Does the database answer, and take a write? Reads a row and writes one (in its own tiny
     /// table), so a full disk, read-only storage or a lock held elsewhere all show.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.ping().await,
-        }
+        on_backend!(self, s => s.ping().await)
     }
 }

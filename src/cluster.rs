@@ -1,0 +1,69 @@
+//! Several instances on one PostgreSQL database: what one instance hears of the others.
+//!
+//! Each instance keeps one listening connection ([`Store::listen`](crate::store::Store::listen)),
+//! and every write that another instance's pages must see sends a notification as it commits.
+//! Here those notifications become the very hub events a local write publishes, so a live socket
+//! cannot tell a change made in a tab on this instance from one made on another.
+//!
+//! When the listening connection drops, notifications sent meanwhile are lost; on reconnecting,
+//! the instance catches up from the tables: it re-reads the forgotten sessions, and tells every
+//! live socket to re-read its settings and every chat page to fetch what follows its newest
+//! message. Both are reads by id and version, so nothing is missed and nothing is shown twice.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::live::pubsub::SessionEvent;
+use crate::store::Notice;
+
+/// Notices waiting to be applied before the listener waits for room.
+const NOTICE_BUFFER: usize = 4096;
+
+/// Starts hearing the other instances, until `shutdown`; `None` when the store is not shared.
+pub fn spawn(app: AppState, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+    let (sender, mut notices) = mpsc::channel(NOTICE_BUFFER);
+    let listener = app.store.listen(sender, shutdown)?;
+    Some(tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            apply(&app, notice).await;
+        }
+        let _ = listener.await;
+    }))
+}
+
+/// Does what a local write of the same kind would have done after its commit.
+async fn apply(app: &AppState, notice: Notice) {
+    let hub = &app.live.hub;
+    match notice {
+        Notice::SettingsChanged { id, version } => {
+            hub.publish(id, SessionEvent::SettingsChanged { version, origin: 0 });
+        }
+        Notice::Forgotten { id, at } => {
+            app.forgotten.insert(id, at);
+            hub.publish(id, SessionEvent::Forgotten);
+        }
+        Notice::Message { id } => hub.publish_message(id),
+        Notice::Resync => {
+            match app.store.forgotten().await {
+                Ok(forgotten) => {
+                    for (id, at) in forgotten {
+                        if !app.forgotten.contains(id) {
+                            app.forgotten.insert(id, at);
+                            hub.publish(id, SessionEvent::Forgotten);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot re-read the forgotten sessions"),
+            }
+            // A version no row has: every socket re-reads, and renders only what changed.
+            hub.publish_all(SessionEvent::SettingsChanged {
+                version: i64::MAX,
+                origin: 0,
+            });
+            hub.publish_message(i64::MAX);
+            tracing::info!("caught up with the other instances after reconnecting");
+        }
+    }
+}
