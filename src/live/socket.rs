@@ -551,6 +551,11 @@ impl LiveView {
                 match app.store.load(self.id).await {
                     Ok(stored) => {
                         let stored = stored.unwrap_or_default();
+                        // A re-read of unknown cause (after lagging, or after another instance
+                        // reconnected) that finds nothing new sends nothing.
+                        if stored.version == self.version && stored.settings == self.saved {
+                            return Ok(());
+                        }
                         self.saved = stored.settings;
                         self.version = stored.version;
                         self.render_if_changed(peer, app).await

@@ -411,6 +411,7 @@ pub mod binary {
     use std::net::SocketAddr;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     pub const BIN: &str = env!("CARGO_BIN_EXE_livesession");
@@ -440,6 +441,8 @@ pub mod binary {
     pub struct Server {
         pub child: Child,
         pub addr: SocketAddr,
+        /// Every line the server has logged so far.
+        pub log: Arc<Mutex<Vec<String>>>,
     }
 
     impl Server {
@@ -452,12 +455,15 @@ pub mod binary {
                 .unwrap();
             let stderr = BufReader::new(child.stderr.take().unwrap());
             let (tx, rx) = std::sync::mpsc::channel();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let lines = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in stderr.lines().map_while(Result::ok) {
                     if let Some(at) = line.find("listening on http://") {
                         let _ =
                             tx.send(line[at + "listening on http://".len()..].trim().to_owned());
                     }
+                    lines.lock().unwrap().push(line);
                 }
             });
             let addr = rx
@@ -465,7 +471,16 @@ pub mod binary {
                 .expect("the server never printed its URL")
                 .parse()
                 .unwrap();
-            Server { child, addr }
+            Server { child, addr, log }
+        }
+
+        /// Whether the server has logged a line containing `text`.
+        pub fn logged(&self, text: &str) -> bool {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains(text))
         }
 
         /// Sends a signal (`-TERM`, `-KILL`) to the process.
@@ -486,6 +501,16 @@ pub mod binary {
                 }
                 assert!(started.elapsed() < limit, "still running after {limit:?}");
                 std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// A server a test did not stop (it failed, or did not need to) does not outlive it.
+    impl Drop for Server {
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
         }
     }

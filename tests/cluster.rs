@@ -1,0 +1,339 @@
+//! Two instances of the real binary on one PostgreSQL database, as behind a load balancer: a
+//! session made on one is read on the other, a change in a tab on one reaches the session's tabs
+//! on the other, chat goes both ways, a dropped notification connection catches up, and stopping
+//! an instance loses nothing it acknowledged.
+//!
+//! The PostgreSQL server is `LIVESESSION_TEST_POSTGRES`; see `common::postgres`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::binary::{self, Server};
+use common::live::{self, Socket};
+use common::postgres::TestDatabase;
+use common::{Browser, SECRET_A, SECRET_B, html_theme, message_ids, username_field};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Two instances, each with its own data dir, on one database and one key.
+struct Cluster {
+    a: Server,
+    b: Server,
+    database: TestDatabase,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Cluster {
+    async fn start(test: &str) -> Option<Cluster> {
+        let database = TestDatabase::create(test).await?;
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = start_instance(dirs.0.path(), &database.url, SECRET_A);
+        let b = start_instance(dirs.1.path(), &database.url, SECRET_A);
+        Some(Cluster {
+            a,
+            b,
+            database,
+            _dirs: dirs,
+        })
+    }
+}
+
+fn start_instance(data_dir: &Path, url: &str, secret: &str) -> Server {
+    Server::start(
+        data_dir,
+        &[
+            "--database-url",
+            url,
+            "--secret-key",
+            secret,
+            "--message-burst",
+            "1000",
+        ],
+    )
+}
+
+/// The same browser (same cookie) talking to another instance.
+fn same_browser_on(browser: &Browser, server: &Server) -> Browser {
+    let mut other = Browser::new(server.addr);
+    other.cookie = browser.cookie.clone();
+    other
+}
+
+/// Reads messages until one satisfies `wanted`, within 5 s.
+async fn recv_until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = live::try_recv(socket, left)
+            .await
+            .expect("the awaited message never came");
+        if wanted(&message) {
+            return message;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_on_one_instance_is_read_and_synced_on_the_other() {
+    let Some(cluster) = Cluster::start("a_session_made_on_one_instance").await else {
+        return;
+    };
+    let mut on_a = Browser::new(cluster.a.addr);
+    assert_eq!(
+        on_a.save_settings("ada", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let mut on_b = same_browser_on(&on_a, &cluster.b);
+    let page = on_b.page("/settings").await;
+    assert_eq!(username_field(&page), "ada", "B reads the row A wrote");
+    assert_eq!(html_theme(&page), "dark");
+
+    // A tab on each instance; changes typed on A reach the tab on B.
+    let mut tab_a = live::join_settings(&mut on_a, "page-a").await;
+    let mut tab_b = live::join_settings(&mut on_b, "page-b").await;
+    let mut latencies = Vec::new();
+    for seq in 1..=30u64 {
+        let name = format!("ada {seq}");
+        let sent = Instant::now();
+        live::change(&mut tab_a, seq, &name, "light").await;
+        let render = recv_until(&mut tab_b, |m| {
+            m["t"] == "render" && m["html"].as_str().unwrap_or("").contains(&name)
+        })
+        .await;
+        latencies.push(sent.elapsed());
+        assert_eq!(render["theme"], "light");
+        let ack = recv_until(&mut tab_a, |m| m["t"] == "ack").await;
+        assert_eq!(ack["seq"], seq);
+    }
+    latencies.sort();
+    eprintln!(
+        "cross-instance tab sync over {} changes: p50 {:?}, max {:?}",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        latencies.last().unwrap()
+    );
+
+    // The other way round: a plain form post on B reaches the tab on A.
+    assert_eq!(
+        on_b.save_settings("grace", "system").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    recv_until(&mut tab_a, |m| {
+        m["t"] == "render" && m["html"].as_str().unwrap_or("").contains("grace")
+    })
+    .await;
+
+    // "Forget me" on A ends the session on B too: its tab reloads, its cookie is refused.
+    let token = on_a.csrf_token().await;
+    let old_cookie = on_a.cookie.clone();
+    let response = on_a
+        .post("/settings/forget", &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let reload = recv_until(&mut tab_b, |m| m["t"] == "reload").await;
+    assert_eq!(reload["t"], "reload");
+    let mut stale = Browser::new(cluster.b.addr);
+    stale.cookie = old_cookie.clone();
+    let page = stale.page("/settings").await;
+    assert_eq!(
+        username_field(&page),
+        "",
+        "B shows nothing of the forgotten session"
+    );
+    assert_ne!(stale.cookie, old_cookie, "B issued a new session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_posted_on_one_instance_reaches_chat_pages_on_the_other_once() {
+    let Some(cluster) = Cluster::start("chat_posted_on_one_instance").await else {
+        return;
+    };
+    let mut reader = Browser::new(cluster.b.addr);
+    let mut page_b = live::join_chat(&mut reader, "chat-b", None).await;
+    let mut writer = Browser::new(cluster.a.addr);
+    let mut page_a = live::join_chat(&mut writer, "chat-a", None).await;
+
+    let mut received = Vec::new();
+    for n in 0..10 {
+        let body = format!("hello {n}");
+        live::post(&mut page_a, n + 1, &format!("nonce-{n}"), &body).await;
+        let delivered = recv_until(&mut page_b, |m| m["t"] == "messages").await;
+        assert!(delivered["html"].as_str().unwrap().contains(&body));
+        received.extend(message_ids(delivered["html"].as_str().unwrap()));
+    }
+    // And back: a form post on B reaches the page on A.
+    assert_eq!(
+        reader.post_message("from b").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let back = recv_until(&mut page_a, |m| {
+        m["t"] == "messages" && m["html"].as_str().unwrap_or("").contains("from b")
+    })
+    .await;
+    assert_eq!(message_ids(back["html"].as_str().unwrap()).len(), 1);
+
+    let unique: BTreeSet<i64> = received.iter().copied().collect();
+    assert_eq!(unique.len(), 10, "ten messages, each once: {received:?}");
+    assert_eq!(received.len(), 10, "no message twice: {received:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_notification_connection_drops_an_instance_misses_nothing() {
+    let Some(cluster) = Cluster::start("after_its_notification_connection_drops").await else {
+        return;
+    };
+    let mut reader = Browser::new(cluster.b.addr);
+    let mut chat_b = live::join_chat(&mut reader, "chat-b", None).await;
+    let mut writer = Browser::new(cluster.a.addr);
+    writer.save_settings("before", "system").await;
+    let mut tab_b = live::join_settings(&mut same_browser_on(&writer, &cluster.b), "tab-b").await;
+
+    // Cut every listening connection, then write at once: the notifications of these writes go
+    // to connections that no longer exist.
+    let admin = cluster.database.connect().await;
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query = 'LISTEN livesession'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cut, 2, "each instance has one listening connection");
+    for n in 0..5 {
+        assert_eq!(
+            writer
+                .post_message(&format!("while away {n}"))
+                .await
+                .status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    writer.save_settings("after", "dark").await;
+
+    // B catches up from the tables once it is listening again: every message once, in order,
+    // and the settings tab shows the newest state.
+    let mut ids = Vec::new();
+    while ids.len() < 5 {
+        let delivered =
+            recv_until(&mut chat_b, |m| m["t"] == "messages" || m["t"] == "render").await;
+        ids.extend(message_ids(delivered["html"].as_str().unwrap()));
+    }
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {ids:?}"
+    );
+    let more = live::try_recv(&mut chat_b, Duration::from_millis(300)).await;
+    assert!(more.is_none(), "nothing more: {more:?}");
+    recv_until(&mut tab_b, |m| {
+        m["t"] == "render" && m["html"].as_str().unwrap_or("").contains("after")
+    })
+    .await;
+    assert!(
+        cluster
+            .b
+            .logged("caught up with the other instances after reconnecting")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_an_instance_loses_nothing_it_acknowledged() {
+    let Some(cluster) = Cluster::start("stopping_an_instance_loses_nothing").await else {
+        return;
+    };
+    let a = cluster.a.addr;
+    // Writers keep saving through A while it is told to stop.
+    let writers: Vec<_> = (0..8)
+        .map(|n| {
+            tokio::spawn(async move {
+                let mut browser = Browser::new(a);
+                let token = browser.csrf_token().await;
+                let cookie = browser.cookie.clone().unwrap();
+                let mut acknowledged = None;
+                for round in 0.. {
+                    let name = format!("writer {n} round {round}");
+                    let form = [
+                        ("_csrf", token.as_str()),
+                        ("username", &name),
+                        ("theme", "dark"),
+                    ];
+                    let sent = browser
+                        .client
+                        .post(format!("http://{a}/settings"))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("cookie", &cookie)
+                        .body(common::encode_form(&form))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == StatusCode::SEE_OTHER => {
+                            acknowledged = Some(name);
+                        }
+                        // Refused or cut off by the shutdown: not acknowledged, and the end.
+                        _ => break,
+                    }
+                }
+                (cookie, acknowledged)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.a.signal("-TERM");
+    let mut results = Vec::new();
+    for writer in writers {
+        results.push(writer.await);
+    }
+    assert!(
+        cluster.a.wait(Duration::from_secs(15)),
+        "A did not stop cleanly"
+    );
+
+    for result in results {
+        let (cookie, acknowledged) = result.unwrap();
+        let name = acknowledged.expect("every writer got some writes in before the stop");
+        let mut on_b = Browser::new(cluster.b.addr);
+        on_b.cookie = Some(cookie);
+        let page = on_b.page("/settings").await;
+        assert_eq!(
+            username_field(&page),
+            name,
+            "B shows the last write A acknowledged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_instance_with_another_signing_key_refuses_to_start() {
+    let Some(cluster) = Cluster::start("an_instance_with_another_signing_key").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary::command(
+        dir.path(),
+        &[
+            "--database-url",
+            &cluster.database.url,
+            "--secret-key",
+            SECRET_B,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("sign cookies with another key"), "{stderr}");
+    assert!(stderr.contains("LIVESESSION_SECRET_KEY"), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET_B) && !stderr.contains(SECRET_A),
+        "a secret was printed: {stderr}"
+    );
+}
