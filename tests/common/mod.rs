@@ -519,7 +519,7 @@ pub mod binary {
 /// A PostgreSQL database of the test's own, created on the server tests use and dropped after.
 ///
 /// The server is `LIVESESSION_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`).
-/// Without one, a test that needs it says it was skipped and why, unless `CI` is set: there,
+/// Without one, a test that needs it says it was skipped and why, unless `CI=true`: there,
 /// a missing server is a failure, never a silent pass.
 pub mod postgres {
     use tokio_postgres::NoTls;
@@ -543,7 +543,7 @@ pub mod postgres {
             let (client, connection) = match tokio_postgres::connect(&admin, NoTls).await {
                 Ok(connected) => connected,
                 Err(e) => {
-                    if std::env::var_os("CI").is_some() {
+                    if std::env::var("CI").is_ok_and(|v| v == "true") {
                         panic!("CI is set but PostgreSQL at {admin} is not reachable: {e}");
                     }
                     eprintln!(
