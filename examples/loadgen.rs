@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example loadgen -- live-writes ADDR SOCKETS SECONDS [PAUSE_MS]
 //! cargo run --release --example loadgen -- connections ADDR SOCKETS SECONDS SERVER_PID
+//! cargo run --release --example loadgen -- cross ADDR_A ADDR_B ROUNDS
 //! ```
 //!
 //! `live-writes`: SOCKETS sockets, each its own session, each sending a change and waiting for its
@@ -14,6 +15,11 @@
 //! path is probed; prints the server's memory growth per socket (from /proc/PID/status) and the
 //! errors seen. Sockets come from several loopback addresses (127.0.0.2, ...) so ephemeral ports
 //! do not run out. Only loopback addresses are ever used.
+//!
+//! `cross`: two instances on one PostgreSQL database. One session has a tab on each; ROUNDS times,
+//! a change typed in the tab on A is timed until the tab on B shows it, and a chat message sent
+//! from A until a chat page on B shows it. The same is measured with both tabs on A, the
+//! baseline; prints p50/p99 of each and the ratio.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -65,6 +71,16 @@ async fn connect(addr: SocketAddr, source: IpAddr) -> TcpStream {
 }
 
 async fn join(addr: SocketAddr, source: IpAddr, page: &Page, id: usize) -> Socket {
+    join_view(addr, source, page, &format!("p{id}"), "settings").await
+}
+
+async fn join_view(
+    addr: SocketAddr,
+    source: IpAddr,
+    page: &Page,
+    page_id: &str,
+    view: &str,
+) -> Socket {
     let mut request = format!("ws://{addr}/live").into_client_request().unwrap();
     let headers = request.headers_mut();
     headers.insert("cookie", HeaderValue::from_str(&page.cookie).unwrap());
@@ -75,8 +91,8 @@ async fn join(addr: SocketAddr, source: IpAddr, page: &Page, id: usize) -> Socke
     let (mut socket, _) = client_async(request, connect(addr, source).await)
         .await
         .unwrap();
-    let join = serde_json::json!({"t": "join", "view": "settings", "csrf": page.csrf,
-                                  "build": page.build, "page": format!("p{id}"), "version": -1});
+    let join = serde_json::json!({"t": "join", "view": view, "csrf": page.csrf,
+                                  "build": page.build, "page": page_id, "version": -1});
     socket.send(Message::text(join.to_string())).await.unwrap();
     loop {
         if let Some(Ok(Message::Text(text))) = socket.next().await
@@ -239,12 +255,94 @@ async fn connections(addr: SocketAddr, sockets: usize, seconds: u64, pid: u32) {
     drop(keep);
 }
 
+/// Reads `socket` until a text message contains every one of `needles` (at most 10 s).
+async fn wait_for(socket: &mut Socket, needles: &[&str]) {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("nothing with {needles:?} within 10 s"));
+        match next {
+            Some(Ok(Message::Text(text))) if needles.iter().all(|n| text.contains(n)) => return,
+            Some(Ok(_)) => {}
+            other => panic!("socket failed: {other:?}"),
+        }
+    }
+}
+
+/// p50/p99 of how long a change in a tab on `from` takes to show in a tab on `to`, and of how
+/// long a chat message sent on `from` takes to show on a chat page on `to`.
+async fn propagation(from: SocketAddr, to: SocketAddr, rounds: usize, tag: &str) -> [Duration; 4] {
+    let local = source(0);
+    let page = load_page(from, local).await;
+    let mut writer = join_view(from, local, &page, &format!("{tag}-w"), "settings").await;
+    let mut reader = join_view(to, local, &page, &format!("{tag}-r"), "settings").await;
+    let mut chat_writer = join_view(from, local, &page, &format!("{tag}-cw"), "chat").await;
+    let mut chat_reader = join_view(to, local, &page, &format!("{tag}-cr"), "chat").await;
+    let (mut changes, mut messages) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let name = format!("{tag}{round}x");
+        let change = serde_json::json!({"t": "change", "form": "settings", "seq": round,
+            "fields": {"username": name, "theme": "dark"}});
+        let sent = Instant::now();
+        writer
+            .send(Message::text(change.to_string()))
+            .await
+            .unwrap();
+        wait_for(&mut reader, &["\"render\"", &name]).await;
+        changes.push(sent.elapsed());
+        wait_for(&mut writer, &["\"ack\""]).await;
+
+        let body = format!("{tag} message {round}x");
+        let post = serde_json::json!({"t": "post", "form": "composer", "seq": round,
+            "nonce": format!("{tag}-{round}"), "body": body});
+        let sent = Instant::now();
+        chat_writer
+            .send(Message::text(post.to_string()))
+            .await
+            .unwrap();
+        wait_for(&mut chat_reader, &["\"messages\"", &body]).await;
+        messages.push(sent.elapsed());
+        wait_for(&mut chat_writer, &["\"ack\""]).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    changes.sort();
+    messages.sort();
+    [
+        percentile(&changes, 0.50),
+        percentile(&changes, 0.99),
+        percentile(&messages, 0.50),
+        percentile(&messages, 0.99),
+    ]
+}
+
+async fn cross(a: SocketAddr, b: SocketAddr, rounds: usize) {
+    let same = propagation(a, a, rounds, "same").await;
+    let across = propagation(a, b, rounds, "across").await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("{rounds} rounds each; milliseconds from sending on A to showing on the other tab");
+    println!("| what | same instance p50 / p99 | across instances p50 / p99 | p99 ratio |");
+    println!("|---|---|---|---|");
+    for (what, at) in [
+        ("settings change, tab to tab", 0),
+        ("chat message, page to page", 2),
+    ] {
+        println!(
+            "| {what} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1}x |",
+            ms(same[at]),
+            ms(same[at + 1]),
+            ms(across[at]),
+            ms(across[at + 1]),
+            ms(across[at + 1]) / ms(same[at + 1]).max(0.001),
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage =
-        "usage: loadgen live-writes ADDR SOCKETS SECONDS | connections ADDR SOCKETS SECONDS PID";
+    let usage = "usage: loadgen live-writes ADDR SOCKETS SECONDS | connections ADDR SOCKETS \
+                 SECONDS PID | cross ADDR_A ADDR_B ROUNDS";
     let addr: SocketAddr = args
         .get(1)
         .expect(usage)
@@ -254,6 +352,19 @@ async fn main() {
         addr.ip().is_loopback(),
         "the load generator only targets loopback addresses"
     );
+    if args[0] == "cross" {
+        let b: SocketAddr = args
+            .get(2)
+            .expect(usage)
+            .parse()
+            .expect("ADDR_B as host:port");
+        assert!(
+            b.ip().is_loopback(),
+            "the load generator only targets loopback addresses"
+        );
+        let rounds: usize = args.get(3).expect(usage).parse().unwrap();
+        return cross(addr, b, rounds).await;
+    }
     let sockets: usize = args.get(2).expect(usage).parse().unwrap();
     let seconds: u64 = args.get(3).expect(usage).parse().unwrap();
     match args[0].as_str() {
