@@ -229,6 +229,16 @@ impl Config {
     pub fn secret_key_path(&self) -> PathBuf {
         self.data_dir.join("secret.key")
     }
+
+    /// What the prune task keeps, and for how long.
+    pub fn retention(&self) -> crate::prune::Retention {
+        crate::prune::Retention {
+            stale_after: self.stale_after,
+            touch_window: self.touch_window(),
+            message_retention: self.message_retention,
+            message_limit: self.message_limit as usize,
+        }
+    }
 }
 
 fn parse_duration(input: &str) -> Result<Duration, String> {

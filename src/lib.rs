@@ -13,6 +13,7 @@
 //! - [`routes`]: the HTTP handlers.
 //! - [`server`]: the accept loop, with header and request time limits.
 //! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
+//! - [`ops`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
 //! - [`chat`]: chat messages: validation, the stored form, the rate limit.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod limit;
 pub mod live;
+pub mod ops;
 pub mod prune;
 pub mod routes;
 pub mod server;
@@ -57,7 +59,6 @@ pub use config::Config;
 
 use chat::RateLimiter;
 use live::Live;
-use prune::Retention;
 use session::{Forgotten, Keys};
 use store::{SqliteOptions, Store};
 
@@ -98,12 +99,7 @@ impl App {
         let state = AppState::new(app::Shared {
             store,
             keys: Arc::new(keys),
-            retention: Retention {
-                stale_after: config.stale_after,
-                touch_window: config.touch_window(),
-                message_retention: config.message_retention,
-                message_limit: config.message_limit as usize,
-            },
+            retention: config.retention(),
             chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
             forgotten,
             pages: views::PageCache::default(),

@@ -303,4 +303,80 @@ impl Store {
             Backend::Sqlite(s) => s.ping().await,
         }
     }
+
+    /// Opens the existing SQLite database at `path` for a maintenance command (`backup`,
+    /// `prune`, `stats`), beside a server that may be running on it. Unlike
+    /// [`Store::open_sqlite`] it creates nothing and upgrades nothing: a missing file, another
+    /// program's database or another schema version is refused before anything is written.
+    pub fn open_sqlite_existing(path: &Path, options: SqliteOptions) -> anyhow::Result<Store> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::SqliteStore::open_existing(path, options)?),
+            cache: Arc::new(Cache::new(CACHE_ROWS)),
+        })
+    }
+
+    /// How many rows [`Store::prune_batch`] would delete in all at `cutoff`, deleting nothing:
+    /// the dry run of pruning, with the same predicate.
+    pub async fn count_stale(&self, cutoff: Millis) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_stale(cutoff).await,
+        }
+    }
+
+    /// How many messages [`Store::prune_messages_batch`] would delete in all, deleting nothing.
+    pub async fn count_old_messages(
+        &self,
+        created_before: Millis,
+        keep_newest: usize,
+    ) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_old_messages(created_before, keep_newest).await,
+        }
+    }
+
+    /// How many ids [`Store::prune_forgotten`] would stop remembering, deleting nothing.
+    pub async fn count_expired_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_expired_forgotten(before).await,
+        }
+    }
+
+    /// What the database holds and how big it is.
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.stats().await,
+        }
+    }
+
+    /// Writes a consistent copy of the database into `file` (an empty file that exists) while
+    /// the database stays in use, and returns what an integrity check says of the copy (`ok`
+    /// when it is sound). The caller owns `file`: on an error it holds nothing usable.
+    pub async fn backup_into(&self, file: &Path) -> Result<String, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.backup_into(file).await,
+        }
+    }
+}
+
+/// What the database holds, as `livesession stats` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Settings rows: browsers that saved something.
+    pub sessions: u64,
+    /// Chat messages.
+    pub messages: u64,
+    /// Ids of forgotten browsers still remembered.
+    pub forgotten: u64,
+    /// The size of the database file, in bytes.
+    pub database_bytes: u64,
+    /// The size of its write-ahead log, in bytes (not yet checkpointed into the file).
+    pub wal_bytes: u64,
+    /// The least recent use of a settings row (`read_at`), if there is a row.
+    pub oldest_activity: Option<Millis>,
+    /// The most recent use of a settings row.
+    pub newest_activity: Option<Millis>,
+    /// When the oldest chat message kept was posted.
+    pub oldest_message: Option<Millis>,
+    /// When the newest chat message was posted.
+    pub newest_message: Option<Millis>,
 }
