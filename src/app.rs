@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::chat::{Message, MessageBody, RateLimiter, rate_limited_message};
 use crate::live::{self, Live};
+use crate::metrics::{Limit, metrics};
 use crate::prune::Retention;
 use crate::routes;
 use crate::session::{Forgotten, SessionId, Verdict};
@@ -96,10 +97,13 @@ impl AppState {
         };
         let now = now_millis();
         if stored.read_at < self.retention.touch_before(now) {
+            metrics().touched();
             match self.store.touch(session.id, now).await? {
                 Some(touched) => stored = touched,
                 None => return Ok((Settings::default(), 0)),
             }
+        } else {
+            metrics().touch_skipped();
         }
         Ok((stored.settings, stored.version))
     }
@@ -123,6 +127,7 @@ impl AppState {
         };
         if let Err(wait) = self.chat_limit.try_acquire(author, Instant::now()) {
             tracing::info!("chat rate limit reached by a session");
+            metrics().rate_limited(Limit::Chat);
             let error = rate_limited_message(wait, self.chat_limit.limit());
             return Ok(Err(Refusal::TooFast(error)));
         }
@@ -140,6 +145,7 @@ impl AppState {
         if posted.duplicate {
             self.chat_limit.refund(author);
         } else {
+            metrics().chat_message_posted();
             self.live.hub.publish_message(posted.message.id);
         }
         Ok(Ok(posted.message))
@@ -171,6 +177,11 @@ pub fn new_nonce() -> String {
 
 /// Every route of the app.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Every route of the app and the `extra` ones (the public `/metrics`), behind the same layers.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // A request with a body must be done in this long once its headers are in (the server times
     // the headers itself): a client trickling its body does not hold a worker forever.
     let timeout = || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
@@ -188,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
     Router::new()
         .merge(pages)
+        .merge(extra)
         .route("/live", get(live::endpoint))
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))

@@ -160,6 +160,18 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Serve Prometheus metrics at /metrics on the public listener. Off by default: the numbers
+    /// are for the operator, not for every visitor; --metrics-listen keeps them on an address of
+    /// their own.
+    #[arg(long, env = "LIVESESSION_METRICS",
+          value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]
+    pub metrics: bool,
+
+    /// Serve Prometheus metrics at /metrics on a listener of their own at this address (e.g.
+    /// 127.0.0.1:9464), apart from the public one.
+    #[arg(long, env = "LIVESESSION_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The shape of log lines.

@@ -13,6 +13,7 @@
 //! - [`routes`]: the HTTP handlers.
 //! - [`server`]: the accept loop, with header and request time limits.
 //! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
+//! - [`metrics`]: the Prometheus metrics and the `/metrics` endpoint.
 //! - [`ops`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod limit;
 pub mod live;
+pub mod metrics;
 pub mod ops;
 pub mod prune;
 pub mod routes;
@@ -68,6 +70,7 @@ pub struct App {
     state: AppState,
     config: Config,
     shutdown: CancellationToken,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -105,11 +108,20 @@ impl App {
             pages: views::PageCache::default(),
             live: Arc::new(Live::new(config.live(), shutdown.clone())),
         });
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(App {
             listener,
             state,
             config,
             shutdown,
+            metrics_listener,
         })
     }
 
@@ -139,7 +151,25 @@ impl App {
             state,
             config,
             shutdown,
+            metrics_listener,
         } = self;
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .context("reading the metrics address")?;
+                tracing::info!("metrics on http://{addr}/metrics");
+                let router = metrics::router(state.clone());
+                let shutdown = shutdown.clone();
+                Some(tokio::spawn(server::serve(
+                    listener,
+                    router,
+                    config.header_timeout,
+                    shutdown,
+                )))
+            }
+            None => None,
+        };
         tracing::info!(
             "listening on http://{}",
             listener.local_addr().context("reading the bound address")?
@@ -155,12 +185,15 @@ impl App {
 
         let server = server::serve(
             listener,
-            app::router(state),
+            app::router_with(state, metrics::public_routes(config.metrics)),
             config.header_timeout,
             shutdown.clone(),
         );
         let stopped = async {
             server.await;
+            if let Some(metrics_server) = metrics_server {
+                let _ = metrics_server.await;
+            }
             live.tracker.close();
             live.tracker.wait().await;
         };

@@ -107,6 +107,8 @@ const SERVER_ONLY: &[&str] = &[
     "max_sockets",
     "header_timeout",
     "shutdown_grace",
+    "metrics",
+    "metrics_listen",
 ];
 
 /// Flags only `prune` uses among the maintenance commands.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use crate::metrics::metrics;
 use crate::session::{COOKIE_MAX_AGE, Forgotten};
 use crate::store::{Millis, Store, StoreError, now_millis};
 
@@ -150,6 +151,7 @@ pub fn spawn(
             let now = now_millis();
             let started = std::time::Instant::now();
             let pass = prune_pass(&store, retention, now, &shutdown).await;
+            metrics().prune_ran(&pass);
             match pass {
                 Ok(pruned) => {
                     forgotten.forget_before(retention.cutoffs(now).forgotten_before);
