@@ -9,13 +9,17 @@ use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::routing::{get, post};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
+use tracing::Span;
 
 use std::time::{Duration, Instant};
 
 use crate::chat::{Message, MessageBody, RateLimiter, rate_limited_message};
 use crate::live::{self, Live};
+use crate::metrics::{Limit, metrics};
 use crate::prune::Retention;
 use crate::routes;
 use crate::session::{Forgotten, SessionId, Verdict};
@@ -96,10 +100,13 @@ impl AppState {
         };
         let now = now_millis();
         if stored.read_at < self.retention.touch_before(now) {
+            metrics().touched();
             match self.store.touch(session.id, now).await? {
                 Some(touched) => stored = touched,
                 None => return Ok((Settings::default(), 0)),
             }
+        } else {
+            metrics().touch_skipped();
         }
         Ok((stored.settings, stored.version))
     }
@@ -123,6 +130,7 @@ impl AppState {
         };
         if let Err(wait) = self.chat_limit.try_acquire(author, Instant::now()) {
             tracing::info!("chat rate limit reached by a session");
+            metrics().rate_limited(Limit::Chat);
             let error = rate_limited_message(wait, self.chat_limit.limit());
             return Ok(Err(Refusal::TooFast(error)));
         }
@@ -140,6 +148,7 @@ impl AppState {
         if posted.duplicate {
             self.chat_limit.refund(author);
         } else {
+            metrics().chat_message_posted();
             self.live.hub.publish_message(posted.message.id);
         }
         Ok(Ok(posted.message))
@@ -171,6 +180,11 @@ pub fn new_nonce() -> String {
 
 /// Every route of the app.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Every route of the app and the `extra` ones (the public `/metrics`), behind the same layers.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // A request with a body must be done in this long once its headers are in (the server times
     // the headers itself): a client trickling its body does not hold a worker forever.
     let timeout = || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
@@ -188,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
     Router::new()
         .merge(pages)
+        .merge(extra)
         .route("/live", get(live::endpoint))
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
@@ -205,7 +220,50 @@ pub fn router(state: AppState) -> Router {
         .layer(header(header::REFERRER_POLICY, "same-origin"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::CACHE_CONTROL, "no-store"))
+        .layer(request_log())
         .with_state(state)
+}
+
+/// One `debug` line per request, once its response is ready: method, path (never the query
+/// string), status and latency. Nothing else about the request is logged: not its cookie, not its
+/// body. With `debug` off (the default), a request costs a disabled-level check and a clock read.
+fn request_log()
+-> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), Served, (), (), ()> {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_request(())
+        .on_response(Served)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+/// The span each request's log line is written in: its method and path.
+#[derive(Debug, Clone, Copy)]
+struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
+        tracing::debug_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path()
+        )
+    }
+}
+
+/// Logs the response's status and how long it took.
+#[derive(Debug, Clone, Copy)]
+struct Served;
+
+impl<B> OnResponse<B> for Served {
+    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, _: &Span) {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_ms = %format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
+            "served"
+        );
+    }
 }
 
 /// The Content-Security-Policy of every response.

@@ -37,7 +37,7 @@ pub struct Config {
 
     /// Keep everything in this PostgreSQL database instead of the SQLite file, so several
     /// instances can share sessions, chat and live updates (`postgres://user@host:5432/db`).
-    /// Every instance must then sign cookies with the same key (`--secret-key`).
+    /// Every instance must then sign cookies with the same secret (LIVESESSION_SECRET_KEY).
     #[arg(long, env = "LIVESESSION_DATABASE_URL", value_name = "URL",
           value_parser = parse_database_url, hide_env_values = true)]
     pub database_url: Option<String>,
@@ -167,6 +167,18 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_SHUTDOWN_GRACE", default_value = "10s", value_name = "DURATION",
           value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Serve Prometheus metrics at /metrics on the public listener. Off by default: the numbers
+    /// are for the operator, not for every visitor; --metrics-listen keeps them on an address of
+    /// their own.
+    #[arg(long, env = "LIVESESSION_METRICS",
+          value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]
+    pub metrics: bool,
+
+    /// Serve Prometheus metrics at /metrics on a listener of their own at this address (e.g.
+    /// 127.0.0.1:9464), apart from the public one.
+    #[arg(long, env = "LIVESESSION_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The shape of log lines.
@@ -235,6 +247,16 @@ impl Config {
     /// Where the signing key lives when it is not given in the environment.
     pub fn secret_key_path(&self) -> PathBuf {
         self.data_dir.join("secret.key")
+    }
+
+    /// What the prune task keeps, and for how long.
+    pub fn retention(&self) -> crate::prune::Retention {
+        crate::prune::Retention {
+            stale_after: self.stale_after,
+            touch_window: self.touch_window(),
+            message_retention: self.message_retention,
+            message_limit: self.message_limit as usize,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::metrics::metrics;
 use crate::store::{StoreError, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::Store(e) => {
+                metrics().database_error(&e);
                 let unavailable = e.unavailable();
                 tracing::error!(error = %e, reason = unavailable.reason(), "database request failed");
                 let status = match unavailable {

@@ -13,6 +13,8 @@
 //! - [`routes`]: the HTTP handlers.
 //! - [`server`]: the accept loop, with header and request time limits.
 //! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
+//! - [`metrics`]: the Prometheus metrics and the `/metrics` endpoint.
+//! - [`ops`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings domain types.
 //! - [`chat`]: chat messages: validation, the stored form, the rate limit.
@@ -37,6 +39,8 @@ pub mod config;
 pub mod error;
 pub mod limit;
 pub mod live;
+pub mod metrics;
+pub mod ops;
 pub mod prune;
 pub mod routes;
 pub mod server;
@@ -60,7 +64,6 @@ pub use config::Config;
 
 use chat::RateLimiter;
 use live::Live;
-use prune::Retention;
 use session::{Forgotten, Keys};
 use store::{PostgresOptions, SqliteOptions, Store};
 
@@ -70,6 +73,7 @@ pub struct App {
     state: AppState,
     config: Config,
     shutdown: CancellationToken,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -97,22 +101,26 @@ impl App {
         let state = AppState::new(app::Shared {
             store,
             keys: Arc::new(keys),
-            retention: Retention {
-                stale_after: config.stale_after,
-                touch_window: config.touch_window(),
-                message_retention: config.message_retention,
-                message_limit: config.message_limit as usize,
-            },
+            retention: config.retention(),
             chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
             forgotten,
             pages: views::PageCache::default(),
             live: Arc::new(Live::new(config.live(), shutdown.clone())),
         });
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(App {
             listener,
             state,
             config,
             shutdown,
+            metrics_listener,
         })
     }
 
@@ -142,7 +150,25 @@ impl App {
             state,
             config,
             shutdown,
+            metrics_listener,
         } = self;
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .context("reading the metrics address")?;
+                tracing::info!("metrics on http://{addr}/metrics");
+                let router = metrics::router(state.clone());
+                let shutdown = shutdown.clone();
+                Some(tokio::spawn(server::serve(
+                    listener,
+                    router,
+                    config.header_timeout,
+                    shutdown,
+                )))
+            }
+            None => None,
+        };
         tracing::info!(
             "listening on http://{}",
             listener.local_addr().context("reading the bound address")?
@@ -159,12 +185,15 @@ impl App {
 
         let server = server::serve(
             listener,
-            app::router(state),
+            app::router_with(state, metrics::public_routes(config.metrics)),
             config.header_timeout,
             shutdown.clone(),
         );
         let stopped = async {
             server.await;
+            if let Some(metrics_server) = metrics_server {
+                let _ = metrics_server.await;
+            }
             live.tracker.close();
             live.tracker.wait().await;
         };

@@ -1,11 +1,15 @@
-//! The `livesession` binary: parse the configuration, set up logging, serve until SIGINT/SIGTERM.
+//! The `livesession` binary: parse the command line, set up logging, then serve until
+//! SIGINT/SIGTERM, or run one maintenance command (`backup`, `prune`, `stats`) and print its
+//! result.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use livesession::config::LogFormat;
+use livesession::ops::{self, Cli, Command};
 use livesession::{App, Config, shutdown};
+use tokio::runtime::Runtime;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: measurably faster than the system allocator for a server that allocates a few
@@ -14,19 +18,25 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
-        Ok(config) => config,
+    let Cli { config, command } = match Cli::from_args(std::env::args_os()) {
+        Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // clap's message is one line followed by a usage hint; the line is what matters.
+            // clap's message is a paragraph followed by hints; the paragraph is what matters.
             let rendered = e.to_string();
-            let line = rendered
+            let paragraph: Vec<&str> = rendered
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let line = match paragraph.join(" ") {
+                line if line.is_empty() => "invalid arguments".to_owned(),
+                line => line,
+            };
             eprintln!(
                 "livesession: {} (see --help)",
                 line.trim_start_matches("error: ")
@@ -52,6 +62,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match command {
+        None | Some(Command::Serve) => serve(runtime, config),
+        Some(command) => maintain(runtime, &command, &config),
+    }
+}
+
+/// Serves until SIGINT or SIGTERM.
+fn serve(runtime: Runtime, config: Config) -> ExitCode {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %config.data_dir.display(),
+        "starting livesession"
+    );
     // Every live socket is a file descriptor: allow as many as the system lets this process have.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open-file limit raised to the hard limit"),
@@ -69,11 +92,26 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("livesession: {}", one_line(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => failed(&e),
     }
+}
+
+/// Runs one maintenance command and prints its result on standard output.
+fn maintain(runtime: Runtime, command: &Command, config: &Config) -> ExitCode {
+    match runtime.block_on(ops::run(command, config)) {
+        Ok(output) => {
+            // A closed standard output (`| head`) is the reader's choice, not a failure.
+            let _ = writeln!(std::io::stdout(), "{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+/// Says what went wrong, on one line of standard error.
+fn failed(error: &anyhow::Error) -> ExitCode {
+    eprintln!("livesession: {}", one_line(error));
+    ExitCode::FAILURE
 }
 
 /// The error and its causes on one line, skipping a cause that only repeats the line so far

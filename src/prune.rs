@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
+use crate::metrics::metrics;
 use crate::session::{COOKIE_MAX_AGE, Forgotten};
 use crate::store::{Millis, Store, StoreError, now_millis};
 
@@ -32,11 +33,35 @@ pub struct Retention {
     pub message_limit: usize,
 }
 
-/// What one prune pass removed.
+/// What one prune pass removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
+    /// Stale settings rows.
     pub sessions: usize,
+    /// Chat messages past the retention or beyond the newest `message_limit`.
     pub messages: usize,
+    /// Forgotten ids whose cookies have expired, so they need no remembering.
+    pub forgotten: usize,
+}
+
+impl Pruned {
+    /// True when nothing was (or would be) removed.
+    pub fn is_empty(&self) -> bool {
+        *self == Pruned::default()
+    }
+}
+
+/// Where one prune pass at a given time draws its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Settings rows last used before this are stale.
+    pub stale_before: Millis,
+    /// Messages posted before this are past the retention.
+    pub messages_before: Millis,
+    /// Only this many of the newest messages are kept.
+    pub keep_messages: usize,
+    /// Ids forgotten before this are remembered no more: every cookie holding one has expired.
+    pub forgotten_before: Millis,
 }
 
 impl Retention {
@@ -49,6 +74,16 @@ impl Retention {
     /// A read at `now` must bump `read_at` when it is older than this.
     pub fn touch_before(&self, now: Millis) -> Millis {
         now.saturating_sub(millis(self.touch_window))
+    }
+
+    /// The lines a prune pass at `now` draws: one definition for the real pass and the dry run.
+    pub fn cutoffs(&self, now: Millis) -> Cutoffs {
+        Cutoffs {
+            stale_before: self.cutoff(now),
+            messages_before: now.saturating_sub(millis(self.message_retention)),
+            keep_messages: self.message_limit,
+            forgotten_before: now.saturating_sub(millis(COOKIE_MAX_AGE.unsigned_abs())),
+        }
     }
 }
 
@@ -64,14 +99,20 @@ pub async fn prune_once(
     now: Millis,
     shutdown: &CancellationToken,
 ) -> Result<Pruned, StoreError> {
-    let cutoff = retention.cutoff(now);
-    let sessions = in_batches(shutdown, || store.prune_batch(cutoff, BATCH_SIZE)).await?;
-    let created_before = now.saturating_sub(millis(retention.message_retention));
-    let messages = in_batches(shutdown, || {
-        store.prune_messages_batch(created_before, retention.message_limit, BATCH_SIZE)
+    let cutoffs = retention.cutoffs(now);
+    let sessions = in_batches(shutdown, || {
+        store.prune_batch(cutoffs.stale_before, BATCH_SIZE)
     })
     .await?;
-    Ok(Pruned { sessions, messages })
+    let messages = in_batches(shutdown, || {
+        store.prune_messages_batch(cutoffs.messages_before, cutoffs.keep_messages, BATCH_SIZE)
+    })
+    .await?;
+    Ok(Pruned {
+        sessions,
+        messages,
+        forgotten: 0,
+    })
 }
 
 /// Runs `batch` until it deletes fewer than a full batch (or shutdown); returns the total.
@@ -108,32 +149,68 @@ pub fn spawn(
                 _ = shutdown.cancelled() => break,
             }
             let now = now_millis();
-            // A forgotten id needs remembering only while a cookie holding it could be valid.
-            let cookies_expired = now.saturating_sub(COOKIE_MAX_AGE.whole_milliseconds() as Millis);
-            match store.prune_forgotten(cookies_expired).await {
-                Ok(_) => forgotten.forget_before(cookies_expired),
-                Err(e) => tracing::error!(error = %e, "prune of forgotten sessions failed"),
-            }
             let started = std::time::Instant::now();
-            match prune_once(&store, retention, now, &shutdown).await {
-                Ok(Pruned {
-                    sessions: 0,
-                    messages: 0,
-                }) => tracing::debug!("prune: nothing to remove"),
-                Ok(Pruned { sessions, messages }) => {
-                    let elapsed_ms =
-                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    tracing::info!(
-                        sessions,
-                        messages,
-                        elapsed_ms,
-                        "prune: removed stale sessions and old messages"
-                    )
+            let pass = prune_pass(&store, retention, now, &shutdown).await;
+            metrics().prune_ran(&pass);
+            match pass {
+                Ok(pruned) => {
+                    forgotten.forget_before(retention.cutoffs(now).forgotten_before);
+                    if pruned.is_empty() {
+                        tracing::debug!("prune: nothing to remove");
+                    } else {
+                        let elapsed_ms =
+                            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        tracing::info!(
+                            sessions = pruned.sessions,
+                            messages = pruned.messages,
+                            forgotten = pruned.forgotten,
+                            elapsed_ms,
+                            "prune: removed stale sessions, old messages and expired forgotten ids"
+                        )
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "prune failed; will retry on the next run"),
             }
         }
         tracing::info!("prune task stopped");
+    })
+}
+
+/// One pass of pruning at `now`, the same whether the background task runs it every
+/// `--prune-every` or `livesession prune` runs it once: forgotten ids whose cookies have expired,
+/// then stale sessions and old messages (see [`prune_once`]).
+pub async fn prune_pass(
+    store: &Store,
+    retention: Retention,
+    now: Millis,
+    shutdown: &CancellationToken,
+) -> Result<Pruned, StoreError> {
+    let forgotten = store
+        .prune_forgotten(retention.cutoffs(now).forgotten_before)
+        .await?;
+    let pruned = prune_once(store, retention, now, shutdown).await?;
+    Ok(Pruned {
+        forgotten,
+        ..pruned
+    })
+}
+
+/// What [`prune_pass`] would remove at `now`, removing nothing: the same cutoffs, and the store
+/// counts with the same predicates it deletes with.
+pub async fn count_pass(
+    store: &Store,
+    retention: Retention,
+    now: Millis,
+) -> Result<Pruned, StoreError> {
+    let cutoffs = retention.cutoffs(now);
+    Ok(Pruned {
+        sessions: store.count_stale(cutoffs.stale_before).await?,
+        messages: store
+            .count_old_messages(cutoffs.messages_before, cutoffs.keep_messages)
+            .await?,
+        forgotten: store
+            .count_expired_forgotten(cutoffs.forgotten_before)
+            .await?,
     })
 }
 

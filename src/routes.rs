@@ -13,6 +13,7 @@ use crate::app::{AppState, Refusal, new_nonce};
 use crate::chat::RECENT_MESSAGES;
 use crate::error::AppError;
 use crate::live::pubsub::SessionEvent;
+use crate::metrics::{Page, WritePath, metrics};
 use crate::session::{ReplaceSession, Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
 use crate::store::now_millis;
@@ -20,6 +21,7 @@ use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// `GET /`: the chat room, with the last messages and the composer on the first render.
 pub async fn home(State(app): State<AppState>, session: Session) -> Result<Markup, AppError> {
+    metrics().page_view(Page::Chat);
     chat_page(&app, session, "", None).await
 }
 
@@ -28,6 +30,7 @@ pub async fn show_settings(
     State(app): State<AppState>,
     session: Session,
 ) -> Result<Response, AppError> {
+    metrics().page_view(Page::Settings);
     let (saved, version) = app.settings_for(session).await?;
     if let Some(html) = app.pages.get(session.id, &saved, version) {
         return Ok(Html(html).into_response());
@@ -153,6 +156,7 @@ pub async fn save_settings(
             // Forgotten in another tab meanwhile: nothing is saved under the dead id.
             return Ok(Redirect::to("/settings").into_response());
         };
+        metrics().settings_written(WritePath::Form);
         app.live.hub.publish(
             session.id,
             SessionEvent::SettingsChanged {
@@ -211,6 +215,7 @@ pub async fn health(State(app): State<AppState>) -> Response {
     match check {
         Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
         Ok(Err(e)) => {
+            metrics().database_error(&e);
             tracing::warn!(error = %e, "health check: the database did not answer");
             unavailable(e.unavailable().reason())
         }

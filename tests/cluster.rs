@@ -337,3 +337,52 @@ async fn an_instance_with_another_signing_key_refuses_to_start() {
         "a secret was printed: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_commands_work_on_the_shared_database() {
+    let Some(cluster) =
+        Cluster::start("the_maintenance_commands_work_on_the_shared_database").await
+    else {
+        return;
+    };
+    let mut browser = Browser::new(cluster.a.addr);
+    browser.save_settings("ada", "dark").await;
+    browser.post_message("hello").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = cluster.database.url.as_str();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--database-url", url];
+        all.extend_from_slice(args);
+        binary::command(dir.path(), &all).output().unwrap()
+    };
+
+    let stats = run(&["stats", "--json"]);
+    assert!(stats.status.success(), "{stats:?}");
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        (stats["sessions"].as_u64(), stats["messages"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(stats["size_bytes"].as_u64().unwrap() > 0);
+    let database = stats["database"].as_str().unwrap();
+    assert!(database.starts_with("postgres://") && database.contains("livesession_test_"));
+
+    // Everything is stale after a millisecond: the dry run counts it, the real run removes it.
+    std::thread::sleep(Duration::from_millis(5));
+    let dry = run(&["prune", "--dry-run", "--json", "--stale-after", "1ms"]);
+    let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(dry["sessions"], 1);
+    let page = same_browser_on(&browser, &cluster.b)
+        .page("/settings")
+        .await;
+    assert_eq!(username_field(&page), "ada", "the dry run deleted nothing");
+    let pruned = run(&["prune", "--json", "--stale-after", "1ms"]);
+    let pruned: Value = serde_json::from_slice(&pruned.stdout).unwrap();
+    assert_eq!(pruned["sessions"], 1);
+
+    let backup = run(&["backup", dir.path().join("copy.db").to_str().unwrap()]);
+    assert!(!backup.status.success());
+    let stderr = String::from_utf8_lossy(&backup.stderr);
+    assert!(stderr.contains("pg_dump"), "{stderr}");
+    assert!(!dir.path().join("copy.db").exists());
+}

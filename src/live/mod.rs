@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::AppState;
+use crate::metrics::metrics;
 use crate::session::Verdict;
 use pubsub::Hub;
 use socket::MAX_MESSAGE_BYTES;
@@ -120,6 +121,7 @@ pub async fn endpoint(
         &app.live.config.allowed_origins,
         app.live.config.https_only,
     ) {
+        metrics().live_origin_rejected();
         tracing::info!(
             origin = headers
                 .get(ORIGIN)

@@ -20,6 +20,7 @@ use crate::app::{AppState, new_nonce};
 use crate::assets::LIVE_SCRIPT;
 use crate::chat::RECENT_MESSAGES;
 use crate::limit::TokenBucket;
+use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
 use crate::store::{StoreError, now_millis};
@@ -135,6 +136,7 @@ impl<S: Transport> Peer<S> {
     /// The database failed: tell the person in words, then close with 1011 so the client
     /// reconnects (with backoff) and re-sends what was not acknowledged.
     async fn store_failed(&mut self, doing: &str, error: &StoreError) -> End {
+        metrics().database_error(error);
         let unavailable = error.unavailable();
         tracing::error!(error = %error, reason = unavailable.reason(), "live: {doing} failed");
         let _ = self
@@ -364,6 +366,7 @@ impl LiveView {
                     match frame {
                         Frame::Text(_) if allowance.take(burst, rate, std::time::Instant::now()).is_err() => {
                             tracing::info!("live socket closed: over the message rate limit");
+                            metrics().rate_limited(Limit::Live);
                             Err(peer.close(code::POLICY, "too many messages").await)
                         }
                         Frame::Text(text) => self.on_text(peer, app, &text).await,
@@ -389,7 +392,9 @@ impl LiveView {
                     }
                 }
                 _ = touches.tick() => {
+                    metrics().touched();
                     if let Err(e) = app.store.touch(self.id, now_millis()).await {
+                        metrics().database_error(&e);
                         tracing::warn!(error = %e, "live: touching the session failed");
                     }
                     Ok(())
@@ -471,6 +476,7 @@ impl LiveView {
                     return Err(peer.close(code::NORMAL, "session ended").await);
                 }
                 Ok(Some(saved)) => {
+                    metrics().settings_written(WritePath::Live);
                     if saved.version != self.version {
                         hub.publish(
                             self.id,

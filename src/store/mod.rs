@@ -23,6 +23,15 @@ use crate::settings::{Settings, SettingsChange};
 pub use postgres::PostgresOptions;
 pub use sqlite::SCHEMA_VERSION;
 
+/// Where a PostgreSQL URL points, for messages: user, host, port and database, never the
+/// password.
+pub fn describe_postgres(url: &str) -> String {
+    match url.parse() {
+        Ok(config) => postgres::describe(&config),
+        Err(_) => "the configured PostgreSQL database".to_owned(),
+    }
+}
+
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub type Millis = i64;
 
@@ -76,6 +85,8 @@ pub enum StoreError {
     Vanished(String),
     #[error("the database writer stopped")]
     WriterStopped,
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("database error: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("no database connection available: {0}")]
@@ -220,7 +231,19 @@ impl Store {
     /// acknowledged write.
     pub async fn open_postgres(url: &str, options: PostgresOptions) -> anyhow::Result<Store> {
         Ok(Store {
-            backend: Backend::Postgres(postgres::PostgresStore::open(url, options).await?),
+            backend: Backend::Postgres(postgres::PostgresStore::open(url, options, false).await?),
+            cache: Arc::new(Cache::disabled()),
+        })
+    }
+
+    /// Connects to the PostgreSQL database at `url` for a maintenance command: like
+    /// [`Store::open_sqlite_existing`], it creates and upgrades nothing.
+    pub async fn open_postgres_existing(
+        url: &str,
+        options: PostgresOptions,
+    ) -> anyhow::Result<Store> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::PostgresStore::open(url, options, true).await?),
             cache: Arc::new(Cache::disabled()),
         })
     }
@@ -366,4 +389,75 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_backend!(self, s => s.ping().await)
     }
+
+    /// Opens the existing SQLite database at `path` for a maintenance command (`backup`,
+    /// `prune`, `stats`), beside a server that may be running on it. Unlike
+    /// [`Store::open_sqlite`] it creates nothing and upgrades nothing: a missing file, another
+    /// program's database or another schema version is refused before anything is written.
+    pub fn open_sqlite_existing(path: &Path, options: SqliteOptions) -> anyhow::Result<Store> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::SqliteStore::open_existing(path, options)?),
+            cache: Arc::new(Cache::new(CACHE_ROWS)),
+        })
+    }
+
+    /// How many rows [`Store::prune_batch`] would delete in all at `cutoff`, deleting nothing:
+    /// the dry run of pruning, with the same predicate.
+    pub async fn count_stale(&self, cutoff: Millis) -> Result<usize, StoreError> {
+        on_backend!(self, s => s.count_stale(cutoff).await)
+    }
+
+    /// How many messages [`Store::prune_messages_batch`] would delete in all, deleting nothing.
+    pub async fn count_old_messages(
+        &self,
+        created_before: Millis,
+        keep_newest: usize,
+    ) -> Result<usize, StoreError> {
+        on_backend!(self, s => s.count_old_messages(created_before, keep_newest).await)
+    }
+
+    /// How many ids [`Store::prune_forgotten`] would stop remembering, deleting nothing.
+    pub async fn count_expired_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
+        on_backend!(self, s => s.count_expired_forgotten(before).await)
+    }
+
+    /// What the database holds and how big it is.
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        on_backend!(self, s => s.stats().await)
+    }
+
+    /// Writes a consistent copy of the database into `file` (an empty file that exists) while
+    /// the database stays in use, and returns what an integrity check says of the copy (`ok`
+    /// when it is sound). The caller owns `file`: on an error it holds nothing usable.
+    pub async fn backup_into(&self, file: &Path) -> Result<String, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.backup_into(file).await,
+            Backend::Postgres(_) => Err(StoreError::Unsupported(
+                "a PostgreSQL database is backed up with pg_dump",
+            )),
+        }
+    }
+}
+
+/// What the database holds, as `livesession stats` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Settings rows: browsers that saved something.
+    pub sessions: u64,
+    /// Chat messages.
+    pub messages: u64,
+    /// Ids of forgotten browsers still remembered.
+    pub forgotten: u64,
+    /// The size of the database file, in bytes.
+    pub database_bytes: u64,
+    /// The size of its write-ahead log, in bytes (not yet checkpointed into the file).
+    pub wal_bytes: u64,
+    /// The least recent use of a settings row (`read_at`), if there is a row.
+    pub oldest_activity: Option<Millis>,
+    /// The most recent use of a settings row.
+    pub newest_activity: Option<Millis>,
+    /// When the oldest chat message kept was posted.
+    pub oldest_message: Option<Millis>,
+    /// When the newest chat message was posted.
+    pub newest_message: Option<Millis>,
 }

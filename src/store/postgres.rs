@@ -15,7 +15,7 @@
 //!   rows, and a row being written is left for the next pass (where its new `read_at` keeps it).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -24,9 +24,10 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Millis, Notice, Posted, StoreError, StoredSettings};
+use super::{Millis, Notice, Posted, StoreError, StoreStats, StoredSettings};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
+use crate::metrics::metrics;
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, Theme, Username};
 
@@ -47,6 +48,25 @@ const LISTEN: &str = "LISTEN livesession";
 /// into the same space; a collision only makes two writes wait for each other.
 const SCHEMA_LOCK: i64 = 0x6c69_7665_0001;
 const CHAT_LOCK: i64 = 0x6c69_7665_0002;
+
+// What pruning deletes, shared by the deletes and the dry run's counts so they cannot drift.
+macro_rules! stale_settings {
+    () => {
+        "FROM settings WHERE read_at < $1"
+    };
+}
+macro_rules! old_messages {
+    () => {
+        "FROM messages WHERE created_at < $1
+            OR id < coalesce((SELECT id FROM messages ORDER BY id DESC
+                              LIMIT 1 OFFSET $2::bigint - 1), 0)"
+    };
+}
+macro_rules! expired_forgotten {
+    () => {
+        "FROM forgotten WHERE forgotten_at < $1"
+    };
+}
 
 /// Connections in each instance's pool.
 const POOL_SIZE: usize = 16;
@@ -79,8 +99,14 @@ pub(super) struct PostgresStore {
 
 impl PostgresStore {
     /// Connects, applies or upgrades the schema, and refuses a database from a newer version or
-    /// one that holds another program's tables of the same names.
-    pub(super) async fn open(url: &str, options: PostgresOptions) -> anyhow::Result<PostgresStore> {
+    /// one that holds another program's tables of the same names. With `existing`, for the
+    /// maintenance commands, it creates and upgrades nothing: the schema must be there, at this
+    /// build's version.
+    pub(super) async fn open(
+        url: &str,
+        options: PostgresOptions,
+        existing: bool,
+    ) -> anyhow::Result<PostgresStore> {
         let mut config: tokio_postgres::Config =
             url.parse().context("the PostgreSQL URL cannot be read")?;
         let name = describe(&config);
@@ -118,9 +144,12 @@ impl PostgresStore {
             .get()
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {name}"))?;
-        migrate(&mut client)
-            .await
-            .with_context(|| format!("cannot use the PostgreSQL database at {name}"))?;
+        let schema = if existing {
+            check_schema(&client).await
+        } else {
+            migrate(&mut client).await
+        };
+        schema.with_context(|| format!("cannot use the PostgreSQL database at {name}"))?;
         drop(client);
         Ok(PostgresStore {
             pool,
@@ -145,6 +174,15 @@ impl PostgresStore {
     }
 
     pub(super) async fn save(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+    ) -> Result<Option<StoredSettings>, StoreError> {
+        timed(self.save_now(id, change, now)).await
+    }
+
+    async fn save_now(
         &self,
         id: SessionId,
         change: SettingsChange,
@@ -188,6 +226,14 @@ impl PostgresStore {
     }
 
     pub(super) async fn touch(
+        &self,
+        id: SessionId,
+        now: Millis,
+    ) -> Result<Option<StoredSettings>, StoreError> {
+        timed(self.touch_now(id, now)).await
+    }
+
+    async fn touch_now(
         &self,
         id: SessionId,
         now: Millis,
@@ -237,7 +283,7 @@ impl PostgresStore {
     pub(super) async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached("DELETE FROM forgotten WHERE forgotten_at < $1")
+            .prepare_cached(concat!("DELETE ", expired_forgotten!()))
             .await?;
         Ok(count(client.execute(&statement, &[&before]).await?))
     }
@@ -251,13 +297,13 @@ impl PostgresStore {
         // The outer condition is checked again on each locked row, so a row touched since the
         // inner scan is kept.
         let statement = client
-            .prepare_cached(
-                "DELETE FROM settings WHERE session_id IN (
-                     SELECT session_id FROM settings WHERE read_at < $1
-                     ORDER BY read_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            .prepare_cached(concat!(
+                "DELETE FROM settings WHERE session_id IN (SELECT session_id ",
+                stale_settings!(),
+                " ORDER BY read_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                  AND read_at < $1
-                 RETURNING session_id",
-            )
+                 RETURNING session_id"
+            ))
             .await?;
         let rows = client
             .query(&statement, &[&cutoff, &to_limit(limit)])
@@ -269,6 +315,16 @@ impl PostgresStore {
     }
 
     pub(super) async fn post_message(
+        &self,
+        author: SessionId,
+        body: MessageBody,
+        nonce: String,
+        now: Millis,
+    ) -> Result<Posted, StoreError> {
+        timed(self.post_message_now(author, body, nonce, now)).await
+    }
+
+    async fn post_message_now(
         &self,
         author: SessionId,
         body: MessageBody,
@@ -365,14 +421,11 @@ impl PostgresStore {
         // The oldest id still kept by the count limit; everything below it goes, as does
         // everything older than the retention cutoff.
         let statement = client
-            .prepare_cached(
-                "DELETE FROM messages WHERE id IN (
-                     SELECT id FROM messages
-                     WHERE created_at < $1
-                        OR id < coalesce((SELECT id FROM messages ORDER BY id DESC
-                                          LIMIT 1 OFFSET $2::bigint - 1), 0)
-                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)",
-            )
+            .prepare_cached(concat!(
+                "DELETE FROM messages WHERE id IN (SELECT id ",
+                old_messages!(),
+                " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            ))
             .await?;
         let deleted = client
             .execute(
@@ -393,6 +446,80 @@ impl PostgresStore {
             .await?;
         client.execute(&statement, &[&super::now_millis()]).await?;
         Ok(())
+    }
+
+    /// How many rows [`Self::prune_batch`] would delete in all at `cutoff`; deletes nothing.
+    pub(super) async fn count_stale(&self, cutoff: Millis) -> Result<usize, StoreError> {
+        self.count(concat!("SELECT count(*) ", stale_settings!()), &[&cutoff])
+            .await
+    }
+
+    /// How many messages [`Self::prune_messages_batch`] would delete in all; deletes nothing.
+    pub(super) async fn count_old_messages(
+        &self,
+        created_before: Millis,
+        keep_newest: usize,
+    ) -> Result<usize, StoreError> {
+        let keep = to_limit(keep_newest);
+        self.count(
+            concat!("SELECT count(*) ", old_messages!()),
+            &[&created_before, &keep],
+        )
+        .await
+    }
+
+    /// How many ids [`Self::prune_forgotten`] would delete; deletes nothing.
+    pub(super) async fn count_expired_forgotten(
+        &self,
+        before: Millis,
+    ) -> Result<usize, StoreError> {
+        self.count(
+            concat!("SELECT count(*) ", expired_forgotten!()),
+            &[&before],
+        )
+        .await
+    }
+
+    async fn count(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        let n: i64 = client.query_one(&statement, params).await?.get(0);
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Row counts and activity times, read in one statement (one snapshot), and the size of
+    /// the database on disk.
+    pub(super) async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM settings),
+                        (SELECT count(*) FROM messages),
+                        (SELECT count(*) FROM forgotten),
+                        (SELECT min(read_at) FROM settings),
+                        (SELECT max(read_at) FROM settings),
+                        (SELECT min(created_at) FROM messages),
+                        (SELECT max(created_at) FROM messages),
+                        pg_database_size(current_database())",
+                &[],
+            )
+            .await?;
+        let unsigned = |n: i64| n.unsigned_abs();
+        Ok(StoreStats {
+            sessions: unsigned(row.get(0)),
+            messages: unsigned(row.get(1)),
+            forgotten: unsigned(row.get(2)),
+            oldest_activity: row.get(3),
+            newest_activity: row.get(4),
+            oldest_message: row.get(5),
+            newest_message: row.get(6),
+            database_bytes: unsigned(row.get(7)),
+            wal_bytes: 0,
+        })
     }
 
     /// Records `current` as the fingerprint of the key that signs cookies, unless the database
@@ -572,6 +699,32 @@ async fn lock_session(
     Ok(())
 }
 
+/// Checks that the schema is there at this build's version, changing nothing.
+async fn check_schema(client: &deadpool_postgres::Object) -> anyhow::Result<()> {
+    let has_meta: bool = client
+        .query_one("SELECT to_regclass('livesession_meta') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !has_meta {
+        bail!("it has no livesession schema; start the server on it once to create one");
+    }
+    let recorded: Option<String> = client
+        .query_opt(
+            "SELECT value FROM livesession_meta WHERE name = 'schema_version'",
+            &[],
+        )
+        .await?
+        .map(|row| row.get(0));
+    match recorded.as_deref().and_then(|v| v.parse::<i64>().ok()) {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(version) => bail!(
+            "its schema is version {version} and this build's is {SCHEMA_VERSION}; run the \
+             matching livesession (a server of this build upgrades an older schema)"
+        ),
+        None => bail!("its livesession_meta table records no schema version"),
+    }
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`], or refuses a database it cannot use.
 async fn migrate(client: &mut deadpool_postgres::Object) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
@@ -636,7 +789,7 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> anyhow::Result<()> {
 }
 
 /// Where the database is, for messages: host, port, database and user, never the password.
-fn describe(config: &tokio_postgres::Config) -> String {
+pub(super) fn describe(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
@@ -673,6 +826,16 @@ fn message(row: &Row) -> Message {
         body: row.get(3),
         created_at: row.get(4),
     }
+}
+
+/// Runs a write, recording its latency for `/metrics` when it succeeds.
+async fn timed<T>(write: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let result = write.await;
+    if result.is_ok() {
+        metrics().write_took(started.elapsed());
+    }
+    result
 }
 
 /// A `LIMIT` parameter.

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::writer::Writer;
-use super::{Millis, Posted, SqliteOptions, StoreError, StoredSettings};
+use super::{Millis, Posted, SqliteOptions, StoreError, StoreStats, StoredSettings};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::session::SessionId;
@@ -37,6 +38,25 @@ const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 /// Connections in the pool. Readers run concurrently in WAL mode; writers queue on the lock.
 const POOL_SIZE: u32 = 8;
 
+// The rows each prune deletes, written once: a dry run counts with the very predicate the real
+// run deletes with. `?1` is the cutoff; for messages, `?2` is how many of the newest are kept.
+macro_rules! stale_settings {
+    () => {
+        "FROM settings WHERE read_at < ?1"
+    };
+}
+macro_rules! old_messages {
+    () => {
+        "FROM messages WHERE created_at < ?1
+            OR id < coalesce((SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?2 - 1), 0)"
+    };
+}
+macro_rules! expired_forgotten {
+    () => {
+        "FROM forgotten WHERE forgotten_at < ?1"
+    };
+}
+
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     /// Readers: run concurrently in WAL mode, each seeing the last commit.
@@ -56,6 +76,12 @@ impl SqliteStore {
             .map_err(anyhow::Error::from)
             .and_then(|()| migrate(&mut conn))
             .with_context(|| format!("cannot use the database {}", path.display()))?;
+        SqliteStore::start(conn, path, options)
+    }
+
+    /// Starts the writer thread on `conn`, the configured connection to the database at `path`,
+    /// and opens the readers' pool on the same file.
+    fn start(conn: Connection, path: &Path, options: SqliteOptions) -> anyhow::Result<SqliteStore> {
         let writer = Writer::start(conn)
             .with_context(|| format!("cannot start the writer thread for {}", path.display()))?;
 
@@ -202,7 +228,7 @@ impl SqliteStore {
     pub(super) async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
         self.writer
             .write(move |conn| {
-                conn.prepare_cached("DELETE FROM forgotten WHERE forgotten_at < ?1")?
+                conn.prepare_cached(concat!("DELETE ", expired_forgotten!()))?
                     .execute([before])
             })
             .await
@@ -216,12 +242,11 @@ impl SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.writer
             .write(move |tx| {
-                let mut statement = tx.prepare_cached(
-                    "DELETE FROM settings WHERE session_id IN (
-                         SELECT session_id FROM settings
-                         WHERE read_at < ?1 ORDER BY read_at LIMIT ?2)
-                     RETURNING session_id",
-                )?;
+                let mut statement = tx.prepare_cached(concat!(
+                    "DELETE FROM settings WHERE session_id IN (SELECT session_id ",
+                    stale_settings!(),
+                    " ORDER BY read_at LIMIT ?2) RETURNING session_id"
+                ))?;
                 let deleted = statement
                     .query_map(params![cutoff, limit], |row| row.get::<_, String>(0))?
                     .filter_map(|id| id.map(|id| id.parse().ok()).transpose())
@@ -324,14 +349,11 @@ impl SqliteStore {
                 // The oldest id still kept by the count limit; everything below it goes, as does
                 // everything older than the retention cutoff.
                 let deleted = tx
-                    .prepare_cached(
-                        "DELETE FROM messages WHERE id IN (
-                         SELECT id FROM messages
-                         WHERE created_at < ?1
-                            OR id < coalesce((SELECT id FROM messages ORDER BY id DESC
-                                              LIMIT 1 OFFSET ?2 - 1), 0)
-                         ORDER BY id LIMIT ?3)",
-                    )?
+                    .prepare_cached(concat!(
+                        "DELETE FROM messages WHERE id IN (SELECT id ",
+                        old_messages!(),
+                        " ORDER BY id LIMIT ?3)"
+                    ))?
                     .execute(params![created_before, keep, limit])?;
                 Ok(deleted)
             })
@@ -359,6 +381,190 @@ impl SqliteStore {
             _ => Err(StoreError::Vanished(self.path.display().to_string())),
         }
     }
+
+    /// Opens the existing database at `path` for the maintenance commands. It must be a
+    /// livesession database of this build's schema version: nothing is created or upgraded, and a
+    /// missing, damaged or foreign file is refused, with the reason, before anything touches it.
+    pub(super) fn open_existing(
+        path: &Path,
+        options: SqliteOptions,
+    ) -> anyhow::Result<SqliteStore> {
+        let conn = open_current(path, options)
+            .with_context(|| format!("cannot use the database {}", path.display()))?;
+        SqliteStore::start(conn, path, options)
+    }
+
+    /// How many rows [`Self::prune_batch`] would delete in all at `cutoff`; deletes nothing.
+    pub(super) async fn count_stale(&self, cutoff: Millis) -> Result<usize, StoreError> {
+        self.count(concat!("SELECT count(*) ", stale_settings!()), vec![cutoff])
+            .await
+    }
+
+    /// How many messages [`Self::prune_messages_batch`] would delete in all; deletes nothing.
+    pub(super) async fn count_old_messages(
+        &self,
+        created_before: Millis,
+        keep_newest: usize,
+    ) -> Result<usize, StoreError> {
+        let keep = i64::try_from(keep_newest).unwrap_or(i64::MAX);
+        self.count(
+            concat!("SELECT count(*) ", old_messages!()),
+            vec![created_before, keep],
+        )
+        .await
+    }
+
+    /// How many ids [`Self::prune_forgotten`] would delete; deletes nothing.
+    pub(super) async fn count_expired_forgotten(
+        &self,
+        before: Millis,
+    ) -> Result<usize, StoreError> {
+        self.count(
+            concat!("SELECT count(*) ", expired_forgotten!()),
+            vec![before],
+        )
+        .await
+    }
+
+    /// Runs a `SELECT count(*)` with `params` as `?1`, `?2`, ...
+    async fn count(&self, sql: &'static str, params: Vec<i64>) -> Result<usize, StoreError> {
+        self.run(move |conn| {
+            conn.prepare_cached(sql)?
+                .query_row(rusqlite::params_from_iter(params), |row| {
+                    row.get::<_, i64>(0)
+                })
+        })
+        .await
+        .map(|n| usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Row counts, activity times (all read in one statement, so from one snapshot) and the
+    /// size of the files.
+    pub(super) async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let path = Arc::clone(&self.path);
+        self.run(move |conn| {
+            let mut stats = conn.query_row(
+                "SELECT (SELECT count(*) FROM settings),
+                        (SELECT count(*) FROM messages),
+                        (SELECT count(*) FROM forgotten),
+                        (SELECT min(read_at) FROM settings),
+                        (SELECT max(read_at) FROM settings),
+                        (SELECT min(created_at) FROM messages),
+                        (SELECT max(created_at) FROM messages)",
+                [],
+                |row| {
+                    Ok(StoreStats {
+                        sessions: row.get::<_, i64>(0)?.unsigned_abs(),
+                        messages: row.get::<_, i64>(1)?.unsigned_abs(),
+                        forgotten: row.get::<_, i64>(2)?.unsigned_abs(),
+                        oldest_activity: row.get(3)?,
+                        newest_activity: row.get(4)?,
+                        oldest_message: row.get(5)?,
+                        newest_message: row.get(6)?,
+                        ..StoreStats::default()
+                    })
+                },
+            )?;
+            stats.database_bytes = file_size(&path);
+            stats.wal_bytes = file_size(&sidecar(&path, "-wal"));
+            Ok(stats)
+        })
+        .await
+    }
+
+    /// Copies the database into `file`, an empty file that exists, through SQLite's online
+    /// backup API: one consistent snapshot, taken while the server goes on reading and writing
+    /// (in WAL mode a reader blocks nobody). The copy is a single file (rollback journal, no
+    /// `-wal` beside it). Returns what `PRAGMA integrity_check` says of the copy: `ok` when sound.
+    pub(super) async fn backup_into(&self, file: &Path) -> Result<String, StoreError> {
+        let file = file.to_path_buf();
+        self.run(move |source| {
+            let mut copy = Connection::open_with_flags(
+                &file,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            copy_pages(source, &mut copy)?;
+            copy.pragma_update_and_check(None, "journal_mode", "DELETE", |row| {
+                row.get::<_, String>(0)
+            })?;
+            let problems = copy
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(problems.join("; "))
+        })
+        .await
+    }
+}
+
+/// How often a backup tries again while the source is busy, and how long it waits each time.
+const BACKUP_TRIES: u32 = 100;
+const BACKUP_PAUSE: Duration = Duration::from_millis(50);
+
+/// Copies every page of `source` into `copy` in one step, so the copy is one snapshot (a backup
+/// in several steps starts over whenever another connection writes in between).
+fn copy_pages(source: &Connection, copy: &mut Connection) -> rusqlite::Result<()> {
+    let backup = Backup::new(source, copy)?;
+    for _ in 0..BACKUP_TRIES {
+        // Busy or locked: a writer of another process is in the way for a moment.
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            _ => std::thread::sleep(BACKUP_PAUSE),
+        }
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("the database stayed locked; the backup was not made".to_owned()),
+    ))
+}
+
+/// A configured connection to the existing database at `path`, if it holds this build's schema;
+/// the file is neither created nor written before that is known.
+fn open_current(path: &Path, options: SqliteOptions) -> anyhow::Result<Connection> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("there is no database there (is --data-dir right?)")
+        }
+        Err(e) => return Err(e).context("cannot read it"),
+        Ok(meta) if !meta.is_file() => bail!("it is not a file"),
+        Ok(_) => {}
+    }
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(options.busy_timeout)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .context("not a SQLite database, or a damaged one")?;
+    match version {
+        SCHEMA_VERSION => {}
+        0 => bail!("it is not a livesession database"),
+        newer if newer > SCHEMA_VERSION => bail!(
+            "it was written by a newer livesession (schema version {newer}; this build knows up \
+             to {SCHEMA_VERSION})"
+        ),
+        older => bail!(
+            "it has the older schema version {older}; start this version's server once to \
+             upgrade it (it keeps everything)"
+        ),
+    }
+    configure(&mut conn, options)?;
+    Ok(conn)
+}
+
+/// The `-wal` or `-shm` file beside the database `path`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The size of `path` in bytes; 0 when it does not exist.
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {

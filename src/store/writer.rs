@@ -12,6 +12,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use crate::metrics::metrics;
 
 /// Writes waiting for the writer, at most; more callers wait for room (backpressure).
 const QUEUE: usize = 4096;
@@ -42,6 +43,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
             work: Some(work),
@@ -52,7 +54,9 @@ impl Writer {
             .send(job)
             .await
             .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        let answer = answer.await.map_err(|_| StoreError::WriterStopped)?;
+        metrics().write_took(started.elapsed());
+        answer
     }
 }
 

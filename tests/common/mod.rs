@@ -412,6 +412,7 @@ pub mod binary {
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
     pub const BIN: &str = env!("CARGO_BIN_EXE_livesession");
@@ -437,50 +438,104 @@ pub mod binary {
         command
     }
 
+    /// What a process wrote to standard error, line by line as it came, and the thread reading
+    /// it (it ends when the process closes standard error).
+    #[derive(Clone, Default)]
+    pub struct Log(Arc<Mutex<LogState>>);
+
+    #[derive(Default)]
+    struct LogState {
+        lines: Vec<String>,
+        reader: Option<JoinHandle<()>>,
+    }
+
+    impl Log {
+        /// The lines so far.
+        pub fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().lines.clone()
+        }
+
+        /// Waits (20 s at most) for a line containing `needle`, and returns it.
+        pub fn wait_for(&self, needle: &str) -> String {
+            let started = Instant::now();
+            loop {
+                if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                    return line;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "no line with {needle:?} in:\n{}",
+                    self.lines().join("\n")
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+
+        /// Everything the process wrote, once it has exited and closed standard error.
+        pub fn finished(&self) -> String {
+            let reader = self.0.lock().unwrap().reader.take();
+            if let Some(reader) = reader {
+                reader.join().unwrap();
+            }
+            self.lines().join("\n")
+        }
+    }
+
     /// A running server process.
     pub struct Server {
         pub child: Child,
         pub addr: SocketAddr,
         /// Every line the server has logged so far.
-        pub log: Arc<Mutex<Vec<String>>>,
+        pub log: Log,
     }
 
     impl Server {
         /// Starts the binary and waits until it prints the URL it listens on.
         pub fn start(data_dir: &Path, args: &[&str]) -> Server {
-            let mut child = command(data_dir, args)
+            Server::start_logged(command(data_dir, args)).0
+        }
+
+        /// Starts `command` (see [`command`]), keeps every line it writes to standard error,
+        /// and waits until it prints the URL it listens on.
+        pub fn start_logged(mut command: Command) -> (Server, Log) {
+            let mut child = command
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
             let stderr = BufReader::new(child.stderr.take().unwrap());
-            let (tx, rx) = std::sync::mpsc::channel();
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let lines = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in stderr.lines().map_while(Result::ok) {
-                    if let Some(at) = line.find("listening on http://") {
-                        let _ =
-                            tx.send(line[at + "listening on http://".len()..].trim().to_owned());
+            let log = Log::default();
+            let reader = {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for line in stderr.lines().map_while(Result::ok) {
+                        log.0.lock().unwrap().lines.push(line);
                     }
-                    lines.lock().unwrap().push(line);
-                }
-            });
-            let addr = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the server never printed its URL")
-                .parse()
-                .unwrap();
-            Server { child, addr, log }
+                })
+            };
+            log.0.lock().unwrap().reader = Some(reader);
+            let url = log.wait_for("listening on http://");
+            let at = url.find("listening on http://").unwrap() + "listening on http://".len();
+            let addr = url[at..].trim().parse().unwrap();
+            (
+                Server {
+                    child,
+                    addr,
+                    log: log.clone(),
+                },
+                log,
+            )
+        }
+
+        /// Stops the server with SIGTERM, as systemd does, and asserts it exits with 0.
+        pub fn stop(self) {
+            self.signal("-TERM");
+            assert!(self.wait(Duration::from_secs(10)), "exited with an error");
         }
 
         /// Whether the server has logged a line containing `text`.
         pub fn logged(&self, text: &str) -> bool {
-            self.log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|line| line.contains(text))
+            self.log.lines().iter().any(|line| line.contains(text))
         }
 
         /// Sends a signal (`-TERM`, `-KILL`) to the process.

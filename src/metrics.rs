@@ -1,0 +1,465 @@
+//! Metrics for Prometheus, served in its text format at `/metrics`: on the public listener with
+//! `--metrics`, or on a listener of its own with `--metrics-listen ADDR` (the public one then
+//! answers `404` there, as it does by default).
+//!
+//! The metrics are process-wide, like the process they describe: one process is one scrape
+//! target, and the code that sees an event (a handler, the database writer, the prune task)
+//! counts it without a handle threaded through to it. Every series is made once, at first use,
+//! so recording an event is one relaxed atomic add: no lock, no allocation, no label lookup. The
+//! live-socket gauge costs nothing at all until a scrape, which reads the live layer's own count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::app::AppState;
+use crate::prune::Pruned;
+use crate::store::{StoreError, Unavailable};
+
+/// The metrics of this process.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// The pages whose views are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// `GET /`.
+    Chat,
+    /// `GET /settings`.
+    Settings,
+}
+
+/// How a settings write arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePath {
+    /// A plain form post.
+    Form,
+    /// A change over the live socket.
+    Live,
+}
+
+/// Which rate limit refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A browser sending chat messages too fast.
+    Chat,
+    /// A live socket sending messages too fast.
+    Live,
+}
+
+/// Every metric, each labelled series held as its own handle.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    live_sockets: Gauge,
+    page_views: [Counter; 2],
+    settings_writes: [Counter; 2],
+    touches_skipped: Counter,
+    touches: Counter,
+    prune_runs: Counter,
+    pruned_rows: [Counter; 3],
+    write_duration: LatencyHistogram,
+    database_errors: [Counter; 4],
+    chat_messages: Counter,
+    live_origin_rejections: Counter,
+    rate_limited: [Counter; 2],
+}
+
+/// A label and its values, in the order of the metric's array of series (and of its enum).
+type Label<const N: usize> = (&'static str, [&'static str; N]);
+
+const PAGES: Label<2> = ("page", ["chat", "settings"]);
+const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
+const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
+const LIMITS: Label<2> = ("limit", ["chat", "live"]);
+
+/// The kinds of database failure, as [`Unavailable::reason`] names them.
+const UNAVAILABLE: [Unavailable; 4] = [
+    Unavailable::DiskFull,
+    Unavailable::ReadOnly,
+    Unavailable::Busy,
+    Unavailable::Failed,
+];
+
+impl Metrics {
+    /// A fresh set of metrics, all at zero. The process has one ([`metrics`]); tests make
+    /// their own.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("livesession");
+        let live_sockets = Gauge::default();
+        registry.register(
+            "live_sockets",
+            "Live WebSocket connections joined right now",
+            live_sockets.clone(),
+        );
+        let page_views = labelled(
+            &mut registry,
+            "page_views",
+            "Pages requested with a GET, by page",
+            PAGES,
+        );
+        let settings_writes = labelled(
+            &mut registry,
+            "settings_writes",
+            "Settings saved, by how they arrived",
+            WRITE_PATHS,
+        );
+        let touches_skipped = counter(
+            &mut registry,
+            "touches_skipped",
+            "Reads of a settings row that wrote nothing, its read_at being within the touch window",
+        );
+        let touches = counter(
+            &mut registry,
+            "touches",
+            "Writes of read_at alone: a read past the touch window, or an open live socket",
+        );
+        let prune_runs = counter(
+            &mut registry,
+            "prune_runs",
+            "Passes of the prune task, failed ones included",
+        );
+        let pruned_rows = labelled(
+            &mut registry,
+            "pruned_rows",
+            "Rows the prune task deleted, by kind",
+            PRUNED_KINDS,
+        );
+        let write_duration = LatencyHistogram::default();
+        registry.register_with_unit(
+            "write_duration",
+            "Database writes, from being queued to being committed",
+            Unit::Seconds,
+            write_duration.clone(),
+        );
+        let reasons = UNAVAILABLE.map(Unavailable::reason);
+        let database_errors = labelled(
+            &mut registry,
+            "database_errors",
+            "Database requests that failed, by kind",
+            ("kind", reasons),
+        );
+        let chat_messages = counter(
+            &mut registry,
+            "chat_messages",
+            "Chat messages posted (a resent one is not counted again)",
+        );
+        let live_origin_rejections = counter(
+            &mut registry,
+            "live_origin_rejections",
+            "Live socket upgrades refused for a foreign Origin",
+        );
+        let rate_limited = labelled(
+            &mut registry,
+            "rate_limited",
+            "Requests refused by a rate limit, by limit",
+            LIMITS,
+        );
+        Metrics {
+            registry,
+            live_sockets,
+            page_views,
+            settings_writes,
+            touches_skipped,
+            touches,
+            prune_runs,
+            pruned_rows,
+            write_duration,
+            database_errors,
+            chat_messages,
+            live_origin_rejections,
+            rate_limited,
+        }
+    }
+
+    /// A page was rendered for a GET.
+    pub fn page_view(&self, page: Page) {
+        self.page_views[page as usize].inc();
+    }
+
+    /// Settings were saved.
+    pub fn settings_written(&self, path: WritePath) {
+        self.settings_writes[path as usize].inc();
+    }
+
+    /// A read found `read_at` recent enough and wrote nothing.
+    pub fn touch_skipped(&self) {
+        self.touches_skipped.inc();
+    }
+
+    /// A row's `read_at` was written.
+    pub fn touched(&self) {
+        self.touches.inc();
+    }
+
+    /// A prune pass ended: its rows, or its failure.
+    pub fn prune_ran(&self, pass: &Result<Pruned, StoreError>) {
+        self.prune_runs.inc();
+        match pass {
+            Ok(pruned) => {
+                let [sessions, messages, forgotten] = &self.pruned_rows;
+                sessions.inc_by(pruned.sessions as u64);
+                messages.inc_by(pruned.messages as u64);
+                forgotten.inc_by(pruned.forgotten as u64);
+            }
+            Err(e) => self.database_error(e),
+        }
+    }
+
+    /// A database write took `elapsed`, from being queued to being answered.
+    pub fn write_took(&self, elapsed: Duration) {
+        self.write_duration.observe(elapsed);
+    }
+
+    /// A database request failed.
+    pub fn database_error(&self, error: &StoreError) {
+        let kind = error.unavailable();
+        let index = UNAVAILABLE.iter().position(|&k| k == kind).unwrap_or(3);
+        self.database_errors[index].inc();
+    }
+
+    /// A chat message was stored.
+    pub fn chat_message_posted(&self) {
+        self.chat_messages.inc();
+    }
+
+    /// A live socket upgrade was refused for its Origin.
+    pub fn live_origin_rejected(&self) {
+        self.live_origin_rejections.inc();
+    }
+
+    /// A rate limit refused something.
+    pub fn rate_limited(&self, limit: Limit) {
+        self.rate_limited[limit as usize].inc();
+    }
+
+    /// Every metric in the Prometheus text format, with `live_sockets` as the gauge's value.
+    pub fn encode(&self, live_sockets: usize) -> String {
+        self.live_sockets
+            .set(i64::try_from(live_sockets).unwrap_or(i64::MAX));
+        let mut text = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+/// Registers a counter with one label and makes its series, one per value, in order.
+fn labelled<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    (key, values): Label<N>,
+) -> [Counter; N] {
+    let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    registry.register(name, help, family.clone());
+    std::array::from_fn(|i| family.get_or_create(&[(key, values[i])]).clone())
+}
+
+/// Upper bounds of the write-duration buckets, in seconds: a commit takes well under a
+/// millisecond on a quiet disk, and up to `--busy-timeout` (5 s) when another process holds the
+/// lock.
+const WRITE_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+/// A histogram of durations kept in atomics: observing is two relaxed adds, never a lock (the
+/// crate's own histogram takes a mutex per observation).
+#[derive(Debug, Clone, Default)]
+struct LatencyHistogram(Arc<Buckets>);
+
+#[derive(Debug, Default)]
+struct Buckets {
+    /// Observations per bucket (not cumulative); the last is above every bound.
+    counts: [AtomicU64; WRITE_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = WRITE_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(WRITE_BUCKETS.len());
+        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = [(f64::INFINITY, 0); WRITE_BUCKETS.len() + 1];
+        for (i, bucket) in buckets.iter_mut().enumerate() {
+            *bucket = (
+                WRITE_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                self.0.counts[i].load(Ordering::Relaxed),
+            );
+        }
+        let count = buckets.iter().map(|&(_, n)| n).sum();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// `GET /metrics`.
+pub async fn endpoint(State(app): State<AppState>) -> Response {
+    let text = metrics().encode(app.live.open_sockets());
+    ([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text).into_response()
+}
+
+/// The routes the public listener adds: `/metrics` with `--metrics`, else none.
+pub fn public_routes(enabled: bool) -> Router<AppState> {
+    if enabled {
+        Router::new().route("/metrics", get(endpoint))
+    } else {
+        Router::new()
+    }
+}
+
+/// The whole app of a `--metrics-listen` listener: `/metrics`, and `404` for anything else.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(endpoint))
+        .fallback(crate::routes::not_found)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line that starts with `series ` in `text`.
+    fn sample(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_series_shows_at_zero_before_anything_happens() {
+        let text = Metrics::new().encode(0);
+        for series in [
+            "livesession_live_sockets",
+            r#"livesession_page_views_total{page="chat"}"#,
+            r#"livesession_settings_writes_total{path="live"}"#,
+            "livesession_touches_skipped_total",
+            "livesession_touches_total",
+            "livesession_prune_runs_total",
+            r#"livesession_pruned_rows_total{kind="forgotten"}"#,
+            "livesession_write_duration_seconds_count",
+            r#"livesession_database_errors_total{kind="disk full"}"#,
+            "livesession_chat_messages_total",
+            "livesession_live_origin_rejections_total",
+            r#"livesession_rate_limited_total{limit="chat"}"#,
+        ] {
+            assert_eq!(sample(&text, series), 0.0, "{series}");
+        }
+    }
+
+    #[test]
+    fn each_event_moves_its_own_series_only() {
+        let metrics = Metrics::new();
+        metrics.page_view(Page::Settings);
+        metrics.page_view(Page::Settings);
+        metrics.settings_written(WritePath::Live);
+        metrics.rate_limited(Limit::Live);
+        metrics.prune_ran(&Ok(Pruned {
+            sessions: 3,
+            messages: 2,
+            forgotten: 1,
+        }));
+        let text = metrics.encode(7);
+        for (series, expected) in [
+            ("livesession_live_sockets", 7.0),
+            (r#"livesession_page_views_total{page="settings"}"#, 2.0),
+            (r#"livesession_page_views_total{page="chat"}"#, 0.0),
+            (r#"livesession_settings_writes_total{path="live"}"#, 1.0),
+            (r#"livesession_settings_writes_total{path="form"}"#, 0.0),
+            (r#"livesession_rate_limited_total{limit="live"}"#, 1.0),
+            ("livesession_prune_runs_total", 1.0),
+            (r#"livesession_pruned_rows_total{kind="sessions"}"#, 3.0),
+            (r#"livesession_pruned_rows_total{kind="forgotten"}"#, 1.0),
+        ] {
+            assert_eq!(sample(&text, series), expected, "{series}");
+        }
+    }
+
+    #[test]
+    fn a_failed_prune_counts_as_a_run_and_a_database_error_of_its_kind() {
+        let metrics = Metrics::new();
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        metrics.prune_ran(&Err(StoreError::Sqlite(busy)));
+        let text = metrics.encode(0);
+        assert_eq!(sample(&text, "livesession_prune_runs_total"), 1.0);
+        assert_eq!(
+            sample(
+                &text,
+                r#"livesession_database_errors_total{kind="database locked"}"#
+            ),
+            1.0
+        );
+    }
+
+    #[test]
+    fn write_durations_land_in_cumulative_buckets() {
+        let metrics = Metrics::new();
+        metrics.write_took(Duration::from_micros(50));
+        metrics.write_took(Duration::from_millis(3));
+        metrics.write_took(Duration::from_secs(60));
+        let text = metrics.encode(0);
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!(r#"livesession_write_duration_seconds_bucket{{le="{le}"}}"#),
+            )
+        };
+        assert_eq!(bucket("0.0001"), 1.0);
+        assert_eq!(bucket("0.0025"), 1.0);
+        assert_eq!(bucket("0.005"), 2.0);
+        assert_eq!(bucket("5"), 2.0);
+        assert_eq!(bucket("+Inf"), 3.0);
+        assert_eq!(
+            sample(&text, "livesession_write_duration_seconds_count"),
+            3.0
+        );
+        let sum = sample(&text, "livesession_write_duration_seconds_sum");
+        assert!((sum - 60.00305).abs() < 1e-9, "{sum}");
+    }
+}
