@@ -300,7 +300,9 @@ async fn propagation(from: SocketAddr, to: SocketAddr, rounds: usize, tag: &str)
             .send(Message::text(post.to_string()))
             .await
             .unwrap();
-        wait_for(&mut chat_reader, &["\"messages\"", &body]).await;
+        // It arrives as new messages, or inside a full render when the page re-rendered for
+        // the settings change at the same moment.
+        wait_for(&mut chat_reader, &[&body]).await;
         messages.push(sent.elapsed());
         wait_for(&mut chat_writer, &["\"ack\""]).await;
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -266,7 +266,7 @@ fn parse_duration(input: &str) -> Result<Duration, String> {
 }
 
 /// Accepts a `postgres://` or `postgresql://` URL the driver can read; anything else is refused
-/// here, with the reason, rather than at the first connection.
+/// here, with the reason. The message never repeats the value: it may hold a password.
 fn parse_database_url(input: &str) -> Result<String, String> {
     let input = input.trim();
     if !(input.starts_with("postgres://") || input.starts_with("postgresql://")) {

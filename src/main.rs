@@ -12,6 +12,24 @@ use livesession::{App, Config, shutdown};
 use tokio::runtime::Runtime;
 use tracing_subscriber::EnvFilter;
 
+/// clap's message for `e`, without the value when the flag holds a secret (a database URL may
+/// carry a password; the signing secret is one).
+fn redact_secrets(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let rendered = e.to_string();
+    let secret_flag = matches!(
+        e.get(ContextKind::InvalidArg),
+        Some(ContextValue::String(arg))
+            if arg.starts_with("--database-url") || arg.starts_with("--secret-key")
+    );
+    match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) if secret_flag && !value.is_empty() => {
+            rendered.replace(value.as_str(), "(hidden)")
+        }
+        _ => rendered,
+    }
+}
+
 /// mimalloc: measurably faster than the system allocator for a server that allocates a few
 /// short-lived strings per request (see BENCHMARKS.md).
 #[global_allocator]
@@ -26,7 +44,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // clap's message is a paragraph followed by hints; the paragraph is what matters.
-            let rendered = e.to_string();
+            let rendered = redact_secrets(&e);
             let paragraph: Vec<&str> = rendered
                 .lines()
                 .map(str::trim)

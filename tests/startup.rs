@@ -59,6 +59,27 @@ fn a_zero_prune_interval_is_refused() {
 }
 
 #[test]
+fn a_bad_database_url_is_refused_without_showing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "mysql://ada:hunter2@db.example/app",
+        "postgres://ada:hunter2@db.example:notaport/app",
+    ] {
+        let output = run_to_exit(dir.path(), &["--database-url", url]);
+        assert_refused(&output, "--database-url");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    let unreachable = "postgres://ada:hunter2@127.0.0.1:1/app";
+    let output = run_to_exit(dir.path(), &["--database-url", unreachable]);
+    assert_refused(
+        &output,
+        "cannot connect to PostgreSQL at ada@127.0.0.1:1/app",
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
+}
+
+#[test]
 fn a_bad_durability_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_to_exit(dir.path(), &["--durability", "maybe"]);
