@@ -25,8 +25,8 @@ pub struct Config {
     )]
     pub listen: String,
 
-    /// Folder for the database (livesession.db) and the cookie signing key (secret.key); created
-    /// if missing.
+    /// Folder for the database (livesession.db) and the cookie signing key (secret.key); the
+    /// server creates it if missing.
     #[arg(
         long,
         env = "LIVESESSION_DATA_DIR",

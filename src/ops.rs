@@ -185,7 +185,10 @@ fn to_json(report: &impl Serialize) -> String {
 }
 
 /// Opens the data dir's database for a maintenance command.
-async fn open(config: &Config) -> anyhow::Result<Store> {
+///
+/// Only `backup` (`accept_older`) takes a database of an older schema version, as it is: a copy
+/// before an upgrade is what backups are for.
+async fn open(config: &Config, accept_older: bool) -> anyhow::Result<Store> {
     if let Some(url) = &config.database_url {
         let options = PostgresOptions {
             durability: config.durability,
@@ -198,7 +201,8 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
         durability: config.durability,
         busy_timeout: config.busy_timeout,
     };
-    tokio::task::spawn_blocking(move || Store::open_sqlite_existing(&path, options)).await?
+    tokio::task::spawn_blocking(move || Store::open_sqlite_existing(&path, options, accept_older))
+        .await?
 }
 
 /// What `backup` did.
@@ -240,7 +244,7 @@ async fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<Bac
     }
     let database = config.database_path();
     let temporary = backup_target(file, &database, force)?;
-    let store = open(config).await?;
+    let store = open(config, true).await?;
     let partial = Partial::create(temporary)
         .with_context(|| format!("cannot write the backup beside {}", file.display()))?;
     let integrity = store
@@ -410,7 +414,7 @@ impl std::fmt::Display for PruneReport {
 
 /// One pass of pruning, as the server's background task runs it, or its dry run.
 async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<PruneReport> {
-    let store = open(config).await?;
+    let store = open(config, false).await?;
     let retention = config.retention();
     let now = now_millis();
     let pruned = if dry_run {
@@ -509,7 +513,7 @@ impl std::fmt::Display for StatsReport {
 }
 
 async fn stats(config: &Config) -> anyhow::Result<StatsReport> {
-    let store = open(config).await?;
+    let store = open(config, false).await?;
     let stats = store
         .stats()
         .await

@@ -185,10 +185,11 @@ pub async fn prune_pass(
     now: Millis,
     shutdown: &CancellationToken,
 ) -> Result<Pruned, StoreError> {
+    // Sessions and messages first: a failure to expire forgotten ids must not keep stale data.
+    let pruned = prune_once(store, retention, now, shutdown).await?;
     let forgotten = store
         .prune_forgotten(retention.cutoffs(now).forgotten_before)
         .await?;
-    let pruned = prune_once(store, retention, now, shutdown).await?;
     Ok(Pruned {
         forgotten,
         ..pruned

@@ -461,3 +461,45 @@ fn a_missing_backup_file_name_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert_refused(&output, "<FILE>");
 }
+
+#[test]
+fn a_database_of_an_older_version_can_be_backed_up_before_its_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("livesession.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(include_str!("fixtures/schema-v1.sql"))
+        .unwrap();
+    conn.execute(
+        "INSERT INTO settings (session_id, username, theme, inserted_at, updated_at, read_at)
+         VALUES ('00000000-0000-4000-8000-000000000001', 'ada', 'dark', 1, 1, 1)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let copy = dir.path().join("before-upgrade.db");
+    let report = run_json(dir.path(), &["backup", copy.to_str().unwrap()]);
+    assert_eq!(report["integrity"], "ok");
+    let copied = rusqlite::Connection::open(&copy).unwrap();
+    let (version, name): (i64, String) = copied
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), username FROM settings",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (version, name.as_str()),
+        (1, "ada"),
+        "a copy of the old database as it was"
+    );
+    let original = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = original
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "the backup upgraded nothing");
+    // Everything else still asks for the upgrade first.
+    assert_refused(
+        &run(dir.path(), &["prune"]),
+        "start this version's server once",
+    );
+}

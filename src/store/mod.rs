@@ -394,9 +394,20 @@ impl Store {
     /// `prune`, `stats`), beside a server that may be running on it. Unlike
     /// [`Store::open_sqlite`] it creates nothing and upgrades nothing: a missing file, another
     /// program's database or another schema version is refused before anything is written.
-    pub fn open_sqlite_existing(path: &Path, options: SqliteOptions) -> anyhow::Result<Store> {
+    ///
+    /// With `accept_older`, a database of an older schema version is opened as it is: `backup`
+    /// takes a copy before an upgrade. Nothing else may run on it.
+    pub fn open_sqlite_existing(
+        path: &Path,
+        options: SqliteOptions,
+        accept_older: bool,
+    ) -> anyhow::Result<Store> {
         Ok(Store {
-            backend: Backend::Sqlite(sqlite::SqliteStore::open_existing(path, options)?),
+            backend: Backend::Sqlite(sqlite::SqliteStore::open_existing(
+                path,
+                options,
+                accept_older,
+            )?),
             cache: Arc::new(Cache::new(CACHE_ROWS)),
         })
     }

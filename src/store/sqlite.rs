@@ -388,8 +388,9 @@ impl SqliteStore {
     pub(super) fn open_existing(
         path: &Path,
         options: SqliteOptions,
+        accept_older: bool,
     ) -> anyhow::Result<SqliteStore> {
-        let conn = open_current(path, options)
+        let conn = open_current(path, options, accept_older)
             .with_context(|| format!("cannot use the database {}", path.display()))?;
         SqliteStore::start(conn, path, options)
     }
@@ -520,7 +521,11 @@ fn copy_pages(source: &Connection, copy: &mut Connection) -> rusqlite::Result<()
 
 /// A configured connection to the existing database at `path`, if it holds this build's schema;
 /// the file is neither created nor written before that is known.
-fn open_current(path: &Path, options: SqliteOptions) -> anyhow::Result<Connection> {
+fn open_current(
+    path: &Path,
+    options: SqliteOptions,
+    accept_older: bool,
+) -> anyhow::Result<Connection> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("there is no database there (is --data-dir right?)")
@@ -546,6 +551,7 @@ fn open_current(path: &Path, options: SqliteOptions) -> anyhow::Result<Connectio
             "it was written by a newer livesession (schema version {newer}; this build knows up \
              to {SCHEMA_VERSION})"
         ),
+        older if older > 0 && accept_older => {}
         older => bail!(
             "it has the older schema version {older}; start this version's server once to \
              upgrade it (it keeps everything)"
