@@ -5,8 +5,9 @@
 //! Here those notifications become the very hub events a local write publishes, so a live socket
 //! cannot tell a change made in a tab on this instance from one made on another.
 //!
-//! When the listening connection drops, notifications sent meanwhile are lost; on reconnecting,
-//! the instance catches up from the tables: it re-reads the forgotten sessions, and tells every
+//! When the listening connection drops, notifications sent meanwhile are lost; on reconnecting
+//! (and once at startup, for what happened between reading its state and listening), the
+//! instance catches up from the tables: it re-reads the forgotten sessions, and tells every
 //! live socket to re-read its settings and every chat page to fetch what follows its newest
 //! message. Both are reads by id and version, so nothing is missed and nothing is shown twice.
 
@@ -63,7 +64,7 @@ async fn apply(app: &AppState, notice: Notice) {
                 origin: 0,
             });
             hub.publish_message(i64::MAX);
-            tracing::info!("caught up with the other instances after reconnecting");
+            tracing::info!("caught up with the other instances");
         }
     }
 }

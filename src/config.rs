@@ -272,9 +272,16 @@ fn parse_database_url(input: &str) -> Result<String, String> {
     if !(input.starts_with("postgres://") || input.starts_with("postgresql://")) {
         return Err("must be a PostgreSQL URL starting with postgres://".to_owned());
     }
-    input
+    let config = input
         .parse::<tokio_postgres::Config>()
         .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "asks for TLS (sslmode=require), which this build does not speak; reach PostgreSQL \
+             over a private network or a Unix socket instead"
+                .to_owned(),
+        );
+    }
     Ok(input.to_owned())
 }
 

@@ -207,11 +207,20 @@ impl App {
             () = deadline => tracing::warn!(?grace, "connections did not finish in time; stopping anyway"),
         }
         shutdown.cancel();
-        prune.await.context("the prune task panicked")?;
-        if let Some(cluster) = cluster {
-            cluster
-                .await
-                .context("the notification listener panicked")?;
+        // Both stop at once on the token, unless a database call is hanging: give them the
+        // grace period, no more.
+        let background = async {
+            prune.await.context("the prune task panicked")?;
+            if let Some(cluster) = cluster {
+                cluster
+                    .await
+                    .context("the notification listener panicked")?;
+            }
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(grace, background).await {
+            Ok(finished) => finished?,
+            Err(_) => tracing::warn!("background tasks did not stop in time; stopping anyway"),
         }
         tracing::info!("stopped");
         Ok(())

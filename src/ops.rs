@@ -495,13 +495,22 @@ impl std::fmt::Display for StatsReport {
             None => "none".to_owned(),
         };
         writeln!(f, "database         {}", self.database)?;
-        writeln!(
-            f,
-            "size             {} bytes ({}), of which {} bytes in the WAL",
-            self.size_bytes,
-            human_bytes(self.size_bytes),
-            self.wal_bytes
-        )?;
+        if self.database.starts_with("postgres://") {
+            writeln!(
+                f,
+                "size             {} bytes ({})",
+                self.size_bytes,
+                human_bytes(self.size_bytes),
+            )?;
+        } else {
+            writeln!(
+                f,
+                "size             {} bytes ({}), of which {} bytes in the WAL",
+                self.size_bytes,
+                human_bytes(self.size_bytes),
+                self.wal_bytes
+            )?;
+        }
         writeln!(f, "sessions         {}", self.sessions)?;
         writeln!(f, "messages         {}", self.messages)?;
         writeln!(f, "forgotten ids    {}", self.forgotten)?;

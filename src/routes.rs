@@ -153,7 +153,9 @@ pub async fn save_settings(
         app.settings_for(session).await?
     } else {
         let Some(saved) = app.store.save(session.id, change, now_millis()).await? else {
-            // Forgotten in another tab meanwhile: nothing is saved under the dead id.
+            // Forgotten in another tab (or on another instance) meanwhile: nothing is saved
+            // under the dead id, and from now on its cookie is refused here too.
+            app.forgotten.insert(session.id, now_millis());
             return Ok(Redirect::to("/settings").into_response());
         };
         metrics().settings_written(WritePath::Form);

@@ -241,7 +241,18 @@ async fn after_its_notification_connection_drops_an_instance_misses_nothing() {
     assert!(
         cluster
             .b
-            .logged("caught up with the other instances after reconnecting")
+            .logged("notification connection closed; reconnecting")
+    );
+    let catch_ups = cluster
+        .b
+        .log
+        .lines()
+        .iter()
+        .filter(|line| line.contains("caught up with the other instances"))
+        .count();
+    assert!(
+        catch_ups >= 2,
+        "one at startup, one after the reconnect: {catch_ups}"
     );
 }
 

@@ -70,6 +70,10 @@ fn a_bad_database_url_is_refused_without_showing_its_password() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
+    let tls = "postgres://ada:hunter2@db.example/app?sslmode=require";
+    let output = run_to_exit(dir.path(), &["--database-url", tls]);
+    assert_refused(&output, "TLS");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
     let unreachable = "postgres://ada:hunter2@127.0.0.1:1/app";
     let output = run_to_exit(dir.path(), &["--database-url", unreachable]);
     assert_refused(

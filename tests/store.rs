@@ -659,20 +659,8 @@ async fn postgres_another_instance_hears_each_write_and_not_its_own() {
     let shutdown = CancellationToken::new();
     let (sender, mut notices) = tokio::sync::mpsc::channel(64);
     let listener = listening.listen(sender, shutdown.clone()).unwrap();
-    // The listener is up once it hears a first write.
-    let warmup = SessionId::generate();
-    loop {
-        f.store
-            .save(warmup, change(Some(&rand_name()), None), 1_000)
-            .await
-            .unwrap();
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), notices.recv()).await
-        {
-            break;
-        }
-    }
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), notices.recv()).await {
-    }
+    // The listener is up once it asks to catch up.
+    assert_eq!(next_notice(&mut notices).await, Notice::Resync);
 
     let id = SessionId::generate();
     save_and_hear(&f.store, id, &mut notices).await;
@@ -737,6 +725,11 @@ async fn postgres_a_dropped_listener_reconnects_and_asks_for_a_resync() {
     let shutdown = CancellationToken::new();
     let (sender, mut notices) = tokio::sync::mpsc::channel(64);
     let listener = listening.listen(sender, shutdown.clone()).unwrap();
+    assert_eq!(
+        next_notice(&mut notices).await,
+        Notice::Resync,
+        "once listening, an instance catches up with what happened before"
+    );
     let admin = database.connect().await;
     let terminate = "SELECT count(pg_terminate_backend(pid))::int FROM pg_stat_activity
                      WHERE datname = current_database() AND query = 'LISTEN livesession'";
@@ -788,4 +781,34 @@ async fn postgres_instances_must_share_the_signing_key() {
         Some("key-b".to_owned()),
         "after the rotation the old key alone is refused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_with_different_keys_cannot_both_start() {
+    let Some(f) = postgres_fixture("postgres_instances_starting_together").await else {
+        return;
+    };
+    for round in 0..10 {
+        let client = f.postgres.as_ref().unwrap().connect().await;
+        client
+            .execute(
+                "DELETE FROM livesession_meta WHERE name = 'key_fingerprint'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let other = f.another().await;
+        let (a, b) = tokio::join!(
+            f.store.claim_key("key-a", &[]),
+            other.claim_key("key-b", &[])
+        );
+        let refused = [a.unwrap(), b.unwrap()]
+            .iter()
+            .filter(|held| held.is_some())
+            .count();
+        assert_eq!(
+            refused, 1,
+            "round {round}: exactly one of the two keys is refused"
+        );
+    }
 }

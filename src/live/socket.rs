@@ -468,7 +468,9 @@ impl LiveView {
         if !change.is_empty() {
             match app.store.save(self.id, change, now_millis()).await {
                 Ok(None) => {
-                    // Forgotten in another tab: this page must start over with a new session.
+                    // Forgotten in another tab (or on another instance): this page must start
+                    // over with a new session, and the id's cookie is refused from now on.
+                    app.forgotten.insert(self.id, now_millis());
                     peer.send_json(&ServerMessage::Reload {
                         reason: "this browser was forgotten",
                     })

@@ -169,7 +169,9 @@ impl StoreError {
                 _ => Unavailable::Failed,
             },
             StoreError::Vanished(_) => Unavailable::ReadOnly,
-            StoreError::Postgres(e) => {
+            StoreError::PostgresPool(deadpool_postgres::PoolError::Timeout(_)) => Unavailable::Busy,
+            StoreError::PostgresPool(deadpool_postgres::PoolError::Backend(e))
+            | StoreError::Postgres(e) => {
                 use tokio_postgres::error::SqlState;
                 match e.code() {
                     Some(&SqlState::DISK_FULL) => Unavailable::DiskFull,
@@ -177,7 +179,9 @@ impl StoreError {
                     Some(
                         &SqlState::LOCK_NOT_AVAILABLE
                         | &SqlState::T_R_DEADLOCK_DETECTED
-                        | &SqlState::T_R_SERIALIZATION_FAILURE,
+                        | &SqlState::T_R_SERIALIZATION_FAILURE
+                        | &SqlState::TOO_MANY_CONNECTIONS
+                        | &SqlState::CANNOT_CONNECT_NOW,
                     ) => Unavailable::Busy,
                     _ => Unavailable::Failed,
                 }

@@ -78,6 +78,15 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 const RECONNECT_FIRST: Duration = Duration::from_millis(50);
 const RECONNECT_LAST: Duration = Duration::from_secs(5);
 
+/// How often the listening connection is asked whether it is alive, and how long it may take
+/// to answer before it is given up and replaced.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest one statement may run: a request waits no longer than that on a database that
+/// stopped answering.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How the PostgreSQL database is used.
 #[derive(Debug, Clone, Copy)]
 pub struct PostgresOptions {
@@ -112,8 +121,9 @@ impl PostgresStore {
         let name = describe(&config);
         let mut settings = config.get_options().unwrap_or_default().to_owned();
         settings.push_str(&format!(
-            " -c lock_timeout={} -c synchronous_commit={}",
+            " -c lock_timeout={} -c statement_timeout={} -c synchronous_commit={}",
             options.busy_timeout.as_millis().max(1),
+            STATEMENT_TIMEOUT.as_millis(),
             match options.durability {
                 Durability::Normal => "off",
                 Durability::Full => "on",
@@ -124,7 +134,10 @@ impl PostgresStore {
             .application_name("livesession")
             .connect_timeout(POOL_TIMEOUT)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(30));
 
         let manager = Manager::from_config(
             config.clone(),
@@ -206,7 +219,7 @@ impl PostgresStore {
                      username = coalesce($2, s.username),
                      theme = coalesce($3, s.theme),
                      updated_at = $4,
-                     read_at = $4
+                     read_at = greatest(s.read_at, $4)
                  RETURNING username, theme, version, read_at",
             )
             .await?;
@@ -354,7 +367,9 @@ impl PostgresStore {
             Some(row) => {
                 // Posting is using the session.
                 let touch = tx
-                    .prepare_cached("UPDATE settings SET read_at = $2 WHERE session_id = $1")
+                    .prepare_cached(
+                        "UPDATE settings SET read_at = greatest(read_at, $2) WHERE session_id = $1",
+                    )
                     .await?;
                 tx.execute(&touch, &[&author_id, &now]).await?;
                 let message = message(&row);
@@ -532,6 +547,10 @@ impl PostgresStore {
     ) -> Result<Option<String>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // Instances starting together on a new database take turns: the first records its key,
+        // the others compare with it.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await?;
         let held = tx
             .query_opt(
                 "SELECT value FROM livesession_meta WHERE name = 'key_fingerprint' FOR UPDATE",
@@ -571,7 +590,7 @@ impl PostgresStore {
             let mut delay = RECONNECT_FIRST;
             let mut connected_before = false;
             loop {
-                let attempt = listen_once(&config, &instance, &notices, connected_before);
+                let attempt = listen_once(&config, &instance, &notices);
                 let outcome = tokio::select! {
                     outcome = attempt => outcome,
                     () = shutdown.cancelled() => return,
@@ -610,12 +629,14 @@ enum Listened {
     Failed(tokio_postgres::Error),
 }
 
-/// Connects, listens, and forwards notifications until the connection ends.
+/// Connects, listens, and forwards notifications until the connection ends or stops answering.
+/// Once listening, it asks for a [`Notice::Resync`], even the first time: whatever happened
+/// before (since this instance read its state at startup, or while it was not listening) is read
+/// from the tables.
 async fn listen_once(
     config: &tokio_postgres::Config,
     instance: &str,
     notices: &mpsc::Sender<Notice>,
-    resync: bool,
 ) -> Listened {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(connected) => connected,
@@ -624,6 +645,12 @@ async fn listen_once(
     let listen = client.batch_execute(LISTEN);
     tokio::pin!(listen);
     let mut listening = false;
+    // A connection that only listens sends nothing, so a silently dead one (a network partition,
+    // a failover) would go unnoticed for as long as TCP takes to give up: ask it something now
+    // and then.
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    let mut probe: Option<std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
     loop {
         tokio::select! {
             done = &mut listen, if !listening => {
@@ -632,7 +659,20 @@ async fn listen_once(
                 }
                 listening = true;
                 tracing::debug!("listening for PostgreSQL notifications");
-                if resync && notices.send(Notice::Resync).await.is_err() {
+                if notices.send(Notice::Resync).await.is_err() {
+                    return Listened::Closed;
+                }
+            }
+            _ = heartbeat.tick(), if listening && probe.is_none() => {
+                let client = &client;
+                probe = Some(Box::pin(async move {
+                    let answer = tokio::time::timeout(HEARTBEAT_WAIT, client.simple_query("SELECT 1"));
+                    matches!(answer.await, Ok(Ok(_)))
+                }));
+            }
+            alive = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                probe = None;
+                if !alive {
                     return Listened::Closed;
                 }
             }
