@@ -75,6 +75,30 @@ async fn replaying_an_acknowledged_change_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_replayed_change_is_refused_again_for_the_same_reasons() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("kept", "dark").await;
+    let too_long = "x".repeat(41);
+    let mut socket = join_settings(&mut browser, "page-e").await;
+    change(&mut socket, 1, &too_long, "light").await;
+    let first = recv(&mut socket).await;
+    assert_eq!(first["t"], "ack");
+    assert!(first["errors"]["username"].is_string(), "{first}");
+    drop(socket);
+
+    // The ack was lost with the connection: the page replays the change.
+    let mut socket = join_settings(&mut browser, "page-e").await;
+    change(&mut socket, 1, &too_long, "light").await;
+    let replayed = recv(&mut socket).await;
+    assert_eq!(replayed, first, "the same ack, errors and all");
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "kept");
+    assert_eq!(html_theme(&page), "light", "the valid field was saved once");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn another_tab_of_the_same_session_gets_the_change_quickly_and_the_sender_no_echo() {
     let app = TestApp::spawn(&[]).await;
     let mut browser = app.browser();

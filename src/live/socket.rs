@@ -461,8 +461,11 @@ impl LiveView {
     ) -> Result<(), End> {
         let hub = &app.live.hub;
         if seq <= hub.acked_seq(self.id, &self.page, SETTINGS_FORM) {
-            // Already committed: a replay after a reconnect. Acknowledge it again, change nothing.
-            return ack(peer, SETTINGS_FORM, seq, None).await;
+            // Already committed: a replay after a reconnect. Acknowledge it again, change
+            // nothing; the fields it refused the first time are refused again (checking is pure).
+            let (_, errors) = SettingsChange::parse(&input);
+            let refused = refused_fields(&errors);
+            return ack(peer, SETTINGS_FORM, seq, Some(refused)).await;
         }
         let (change, errors) = SettingsChange::parse(&input);
         if !change.is_empty() {
@@ -501,13 +504,7 @@ impl LiveView {
         hub.record_ack(self.id, &self.page, SETTINGS_FORM, seq);
         self.typed_username = errors.username.as_ref().and(input.username);
         self.errors = errors;
-        let mut refused = FieldErrors::new();
-        if let Some(e) = &self.errors.username {
-            refused.insert("username", e.message());
-        }
-        if let Some(e) = &self.errors.theme {
-            refused.insert("theme", e.message());
-        }
+        let refused = refused_fields(&self.errors);
         // The ack and the render it brings go out in one write.
         let errors = (!refused.is_empty()).then_some(refused);
         peer.queue_json(&ServerMessage::Ack {
@@ -675,6 +672,18 @@ async fn next_message(chat: &mut Option<ChatSubscription>) -> i64 {
         Some(chat) => chat.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The refused fields of a settings change, as an ack names them.
+fn refused_fields(errors: &SettingsErrors) -> FieldErrors<'_> {
+    let mut refused = FieldErrors::new();
+    if let Some(e) = &errors.username {
+        refused.insert("username", e.message());
+    }
+    if let Some(e) = &errors.theme {
+        refused.insert("theme", e.message());
+    }
+    refused
 }
 
 async fn ack<S: Transport>(
