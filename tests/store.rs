@@ -812,3 +812,112 @@ async fn postgres_instances_starting_together_with_different_keys_cannot_both_st
         );
     }
 }
+
+/// A TCP proxy to PostgreSQL whose existing connections can be frozen: their bytes stop flowing
+/// both ways but nothing is closed, as in a network partition. Later connections pass.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>,
+}
+
+impl FreezingProxy {
+    async fn start(target: std::net::SocketAddr) -> FreezingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let registry = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let stuck = Arc::new(AtomicBool::new(false));
+                registry.lock().unwrap().push(Arc::clone(&stuck));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, Arc::clone(&stuck)));
+                tokio::spawn(pipe(server_read, client_write, stuck));
+            }
+        });
+        FreezingProxy { addr, connections }
+    }
+
+    /// Freezes every connection open now.
+    fn freeze(&self) {
+        for stuck in self.connections.lock().unwrap().iter() {
+            stuck.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Copies `from` to `to` until either ends; once `stuck`, swallows everything and never closes.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stuck: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if !stuck.load(Ordering::SeqCst) && to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    // Keep the other side open while stuck, as a partition would.
+    while stuck.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_listener_that_silently_stops_answering_is_replaced() {
+    let Some(f) = postgres_fixture("postgres_a_listener_that_silently_stops_answering").await
+    else {
+        return;
+    };
+    let url = &f.postgres.as_ref().unwrap().url;
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("the test server must be reached over TCP, not {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let target = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = FreezingProxy::start(target).await;
+    let dbname = config.get_dbname().unwrap();
+    let user = config.get_user().unwrap_or("postgres");
+    let proxied = format!("postgres://{user}@{}/{dbname}", proxy.addr);
+    let listening = open_postgres(&proxied).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let (sender, mut notices) = tokio::sync::mpsc::channel(64);
+    let listener = listening.listen(sender, shutdown.clone()).unwrap();
+    assert_eq!(next_notice(&mut notices).await, Notice::Resync);
+    // The partition: the listening connection gets no answer and no error, ever.
+    proxy.freeze();
+    let started = std::time::Instant::now();
+    let replaced = tokio::time::timeout(Duration::from_secs(30), notices.recv())
+        .await
+        .expect("the dead listening connection was never replaced");
+    assert_eq!(
+        replaced,
+        Some(Notice::Resync),
+        "caught up after replacing it"
+    );
+    eprintln!(
+        "a silently dead listener was replaced after {:?}",
+        started.elapsed()
+    );
+    // And it hears writes again, through a fresh connection.
+    save_and_hear(&f.store, SessionId::generate(), &mut notices).await;
+    shutdown.cancel();
+    listener.await.unwrap();
+}
