@@ -44,6 +44,21 @@ const MIGRATIONS: &[(i64, &str)] = &[];
 const CHANNEL: &str = "livesession";
 const LISTEN: &str = "LISTEN livesession";
 
+/// A statement parameter.
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
+/// Holds a session's advisory lock until the transaction ends. A save and a "forget me" of the
+/// same session take it first; the statement after it takes its snapshot once the lock is held,
+/// so it sees what the other committed. Pipelining keeps that order: statements sent back to
+/// back on one connection run one after the other.
+const LOCK_SESSION: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))";
+
+/// Holds the chat's advisory lock until the transaction ends.
+const LOCK_CHAT: &str = "SELECT pg_advisory_xact_lock($1)";
+
+/// Sends a notification when the transaction commits (never for one that rolls back).
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
 /// Advisory lock keys (PostgreSQL's one-`bigint` form). Per-session locks hash the session id
 /// into the same space; a collision only makes two writes wait for each other.
 const SCHEMA_LOCK: i64 = 0x6c69_7665_0001;
@@ -203,39 +218,45 @@ impl PostgresStore {
     ) -> Result<Option<StoredSettings>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        lock_session(&tx, id).await?;
-        // A forgotten session's id is never written again (no row comes back for it).
-        let statement = tx
+        let lock = tx.prepare_cached(LOCK_SESSION).await?;
+        // A forgotten session's id is never written again (no row comes back for it). The
+        // notification goes out with the commit, only when a row was written.
+        let upsert = tx
             .prepare_cached(
-                "INSERT INTO settings AS s
-                     (session_id, username, theme, version, inserted_at, updated_at, read_at)
-                 SELECT $1, coalesce($2, ''), coalesce($3, 'system'), 1, $4, $4, $4
-                 WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = $1)
-                 ON CONFLICT (session_id) DO UPDATE SET
-                     version = s.version
-                         + CASE WHEN s.username IS DISTINCT FROM coalesce($2, s.username)
-                                  OR s.theme IS DISTINCT FROM coalesce($3, s.theme)
-                                THEN 1 ELSE 0 END,
-                     username = coalesce($2, s.username),
-                     theme = coalesce($3, s.theme),
-                     updated_at = $4,
-                     read_at = greatest(s.read_at, $4)
-                 RETURNING username, theme, version, read_at",
+                "WITH saved AS (
+                     INSERT INTO settings AS s
+                         (session_id, username, theme, version, inserted_at, updated_at, read_at)
+                     SELECT $1, coalesce($2, ''), coalesce($3, 'system'), 1, $4, $4, $4
+                     WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = $1)
+                     ON CONFLICT (session_id) DO UPDATE SET
+                         version = s.version
+                             + CASE WHEN s.username IS DISTINCT FROM coalesce($2, s.username)
+                                      OR s.theme IS DISTINCT FROM coalesce($3, s.theme)
+                                    THEN 1 ELSE 0 END,
+                         username = coalesce($2, s.username),
+                         theme = coalesce($3, s.theme),
+                         updated_at = $4,
+                         read_at = greatest(s.read_at, $4)
+                     RETURNING username, theme, version, read_at)
+                 SELECT username, theme, version, read_at,
+                        pg_notify('livesession', $5::text || version::text)
+                 FROM saved",
             )
             .await?;
         let username = change.username.as_ref().map(Username::as_str);
         let theme = change.theme.map(Theme::as_str);
-        let saved = tx
-            .query_opt(&statement, &[&id.as_uuid(), &username, &theme, &now])
-            .await?
-            .as_ref()
-            .map(stored_settings);
-        if let Some(saved) = &saved {
-            let payload = format!("{}s {id} {}", self.instance, saved.version);
-            notify(&tx, &payload).await?;
-        }
+        let notice = format!("{}s {id} ", self.instance);
+        // Sent back to back on the one connection and run in that order (see
+        // [`LOCK_SESSION`]): one round trip for both.
+        let (key, uuid) = (id.to_key(), id.as_uuid());
+        let lock_params: [&Param<'_>; 1] = [&key];
+        let upsert_params: [&Param<'_>; 5] = [&uuid, &username, &theme, &now, &notice];
+        let (_, saved) = tokio::try_join!(
+            tx.execute(&lock, &lock_params),
+            tx.query_opt(&upsert, &upsert_params),
+        )?;
         tx.commit().await?;
-        Ok(saved)
+        Ok(saved.as_ref().map(stored_settings))
     }
 
     pub(super) async fn touch(
@@ -265,19 +286,30 @@ impl PostgresStore {
     pub(super) async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        lock_session(&tx, id).await?;
+        let lock = tx.prepare_cached(LOCK_SESSION).await?;
         let delete = tx
             .prepare_cached("DELETE FROM settings WHERE session_id = $1")
             .await?;
-        let deleted = tx.execute(&delete, &[&id.as_uuid()]).await?;
         let remember = tx
             .prepare_cached(
                 "INSERT INTO forgotten (session_id, forgotten_at) VALUES ($1, $2)
                  ON CONFLICT (session_id) DO NOTHING",
             )
             .await?;
-        tx.execute(&remember, &[&id.as_uuid(), &now]).await?;
-        notify(&tx, &format!("{}f {id} {now}", self.instance)).await?;
+        let notify = tx.prepare_cached(NOTIFY).await?;
+        let notice = format!("{}f {id} {now}", self.instance);
+        // Pipelined: sent back to back, run in this order, one round trip.
+        let (key, uuid) = (id.to_key(), id.as_uuid());
+        let lock_params: [&Param<'_>; 1] = [&key];
+        let delete_params: [&Param<'_>; 1] = [&uuid];
+        let remember_params: [&Param<'_>; 2] = [&uuid, &now];
+        let notify_params: [&Param<'_>; 2] = [&CHANNEL, &notice];
+        let (_, deleted, _, _) = tokio::try_join!(
+            tx.execute(&lock, &lock_params),
+            tx.execute(&delete, &delete_params),
+            tx.execute(&remember, &remember_params),
+            tx.execute(&notify, &notify_params),
+        )?;
         tx.commit().await?;
         Ok(deleted > 0)
     }
@@ -346,39 +378,42 @@ impl PostgresStore {
     ) -> Result<Posted, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAT_LOCK])
-            .await?;
+        let lock = tx.prepare_cached(LOCK_CHAT).await?;
         let author_id = author.as_uuid();
         // The name is read in the same transaction, so the message carries the name the author
-        // had at the moment it was sent.
+        // had at the moment it was sent. A new message also marks the author's row used, and
+        // tells the other instances once it commits.
         let insert = tx
             .prepare_cached(
-                "INSERT INTO messages (author_session, author_name, body, nonce, created_at)
-                 VALUES ($1, coalesce((SELECT username FROM settings WHERE session_id = $1), ''),
-                         $2, $3, $4)
-                 ON CONFLICT (author_session, nonce) DO NOTHING
-                 RETURNING id, author_session, author_name, body, created_at",
+                "WITH posted AS (
+                     INSERT INTO messages (author_session, author_name, body, nonce, created_at)
+                     VALUES ($1, coalesce((SELECT username FROM settings WHERE session_id = $1),
+                                          ''),
+                             $2, $3, $4)
+                     ON CONFLICT (author_session, nonce) DO NOTHING
+                     RETURNING id, author_session, author_name, body, created_at),
+                 used AS (
+                     UPDATE settings SET read_at = greatest(read_at, $4)
+                     WHERE session_id = $1 AND EXISTS (SELECT 1 FROM posted))
+                 SELECT id, author_session, author_name, body, created_at,
+                        pg_notify('livesession', $5::text || id::text)
+                 FROM posted",
             )
             .await?;
-        let inserted = tx
-            .query_opt(&insert, &[&author_id, &body.as_str(), &nonce, &now])
-            .await?;
+        let notice = format!("{}m ", self.instance);
+        // Pipelined behind the chat's lock: ids are taken, and commit, in order.
+        let text = body.as_str();
+        let lock_params: [&Param<'_>; 1] = [&CHAT_LOCK];
+        let insert_params: [&Param<'_>; 5] = [&author_id, &text, &nonce, &now, &notice];
+        let (_, inserted) = tokio::try_join!(
+            tx.execute(&lock, &lock_params),
+            tx.query_opt(&insert, &insert_params),
+        )?;
         let posted = match inserted {
-            Some(row) => {
-                // Posting is using the session.
-                let touch = tx
-                    .prepare_cached(
-                        "UPDATE settings SET read_at = greatest(read_at, $2) WHERE session_id = $1",
-                    )
-                    .await?;
-                tx.execute(&touch, &[&author_id, &now]).await?;
-                let message = message(&row);
-                notify(&tx, &format!("{}m {}", self.instance, message.id)).await?;
-                Posted {
-                    message,
-                    duplicate: false,
-                }
-            }
+            Some(row) => Posted {
+                message: message(&row),
+                duplicate: false,
+            },
             None => {
                 let existing = tx
                     .prepare_cached(
@@ -718,25 +753,6 @@ fn parse_notice(payload: &str, own_instance: &str) -> Option<Notice> {
         _ => return None,
     };
     parts.next().is_none().then_some(notice)
-}
-
-/// Sends `payload` on [`CHANNEL`] when `tx` commits.
-async fn notify(tx: &deadpool_postgres::Transaction<'_>, payload: &str) -> Result<(), StoreError> {
-    let statement = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    tx.execute(&statement, &[&CHANNEL, &payload]).await?;
-    Ok(())
-}
-
-/// Holds session `id`'s advisory lock until `tx` ends.
-async fn lock_session(
-    tx: &deadpool_postgres::Transaction<'_>,
-    id: SessionId,
-) -> Result<(), StoreError> {
-    let statement = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
-        .await?;
-    tx.execute(&statement, &[&id.to_key()]).await?;
-    Ok(())
 }
 
 /// Checks that the schema is there at this build's version, changing nothing.
