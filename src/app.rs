@@ -149,8 +149,10 @@ impl AppState {
             self.chat_limit.refund(author);
         } else {
             metrics().chat_message_posted();
-            self.live.hub.publish_message(posted.message.id);
         }
+        // Even a duplicate: the first try may have been stored without anyone being told (its
+        // answer lost with a dropped database connection). Pages that have it ignore it.
+        self.live.hub.publish_message(posted.message.id);
         Ok(Ok(posted.message))
     }
 }

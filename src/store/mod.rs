@@ -151,6 +151,16 @@ impl Unavailable {
 }
 
 impl StoreError {
+    /// True when the database connection was found closed: nothing was done on it, or what was
+    /// done may be done again.
+    pub fn is_closed_connection(&self) -> bool {
+        match self {
+            StoreError::Postgres(e)
+            | StoreError::PostgresPool(deadpool_postgres::PoolError::Backend(e)) => e.is_closed(),
+            _ => false,
+        }
+    }
+
     /// What kind of failure this is, for the user.
     pub fn unavailable(&self) -> Unavailable {
         use rusqlite::ErrorCode;

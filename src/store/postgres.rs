@@ -191,6 +191,10 @@ impl PostgresStore {
     }
 
     pub(super) async fn load(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
+        once_more_if_closed(&self.pool, || self.load_now(id)).await
+    }
+
+    async fn load_now(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -207,7 +211,10 @@ impl PostgresStore {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        timed(self.save_now(id, change, now)).await
+        timed(once_more_if_closed(&self.pool, || {
+            self.save_now(id, change.clone(), now)
+        }))
+        .await
     }
 
     async fn save_now(
@@ -264,7 +271,7 @@ impl PostgresStore {
         id: SessionId,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        timed(self.touch_now(id, now)).await
+        timed(once_more_if_closed(&self.pool, || self.touch_now(id, now))).await
     }
 
     async fn touch_now(
@@ -284,6 +291,10 @@ impl PostgresStore {
     }
 
     pub(super) async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
+        timed(once_more_if_closed(&self.pool, || self.forget_now(id, now))).await
+    }
+
+    async fn forget_now(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let lock = tx.prepare_cached(LOCK_SESSION).await?;
@@ -366,7 +377,10 @@ impl PostgresStore {
         nonce: String,
         now: Millis,
     ) -> Result<Posted, StoreError> {
-        timed(self.post_message_now(author, body, nonce, now)).await
+        timed(once_more_if_closed(&self.pool, || {
+            self.post_message_now(author, body.clone(), nonce.clone(), now)
+        }))
+        .await
     }
 
     async fn post_message_now(
@@ -432,6 +446,10 @@ impl PostgresStore {
     }
 
     pub(super) async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
+        once_more_if_closed(&self.pool, || self.recent_messages_now(limit)).await
+    }
+
+    async fn recent_messages_now(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -444,6 +462,14 @@ impl PostgresStore {
     }
 
     pub(super) async fn messages_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        once_more_if_closed(&self.pool, || self.messages_after_now(after, limit)).await
+    }
+
+    async fn messages_after_now(
         &self,
         after: i64,
         limit: usize,
@@ -487,6 +513,10 @@ impl PostgresStore {
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        once_more_if_closed(&self.pool, || self.ping_now()).await
+    }
+
+    async fn ping_now(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -881,6 +911,29 @@ fn message(row: &Row) -> Message {
         author_name: row.get(2),
         body: row.get(3),
         created_at: row.get(4),
+    }
+}
+
+/// Runs `op`, and once more when the pooled connection it got turned out to be closed (the
+/// database server restarted, or the network dropped it): the pool then hands out a fresh one.
+/// Every operation of this store may run twice without harm: reads, upserts of the same values,
+/// deletes, and posts carrying a nonce.
+async fn once_more_if_closed<T, Fut>(
+    pool: &Pool,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    match op().await {
+        Err(e) if e.is_closed_connection() => {
+            tracing::debug!("a pooled PostgreSQL connection was closed; retrying on another");
+            // Whatever closed this one most likely closed its neighbours too, which may not
+            // know it yet: the retry (and those after it) get fresh connections.
+            pool.retain(|_, _| false);
+            op().await
+        }
+        result => result,
     }
 }
 
