@@ -50,4 +50,38 @@ CREATE TABLE health (
     checked_at BIGINT NOT NULL
 );
 
+-- A save in one statement, so one round trip: take the session's lock (a "forget me" of the same
+-- session takes it too), then upsert. Each statement of a function takes its own snapshot, so the
+-- upsert sees a forget that committed while it waited for the lock: a forgotten id is never
+-- written again, and then no row comes back. A written row is announced to the other instances
+-- when the transaction commits: `notice` followed by the row's new version.
+CREATE FUNCTION livesession_save(
+    session UUID, new_username TEXT, new_theme TEXT, now_ms BIGINT, notice TEXT)
+RETURNS TABLE (saved_username TEXT, saved_theme TEXT, saved_version BIGINT, saved_read_at BIGINT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(session::text, 0));
+    INSERT INTO settings AS s
+        (session_id, username, theme, version, inserted_at, updated_at, read_at)
+    SELECT session, coalesce(new_username, ''), coalesce(new_theme, 'system'), 1,
+           now_ms, now_ms, now_ms
+    WHERE NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.session_id = session)
+    ON CONFLICT (session_id) DO UPDATE SET
+        version = s.version
+            + CASE WHEN s.username IS DISTINCT FROM coalesce(new_username, s.username)
+                     OR s.theme IS DISTINCT FROM coalesce(new_theme, s.theme)
+                   THEN 1 ELSE 0 END,
+        username = coalesce(new_username, s.username),
+        theme = coalesce(new_theme, s.theme),
+        updated_at = now_ms,
+        read_at = greatest(s.read_at, now_ms)
+    RETURNING s.username, s.theme, s.version, s.read_at
+    INTO saved_username, saved_theme, saved_version, saved_read_at;
+    IF FOUND THEN
+        PERFORM pg_notify('livesession', notice || saved_version::text);
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
 INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '1');

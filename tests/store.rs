@@ -103,6 +103,7 @@ on_both_backends!(
     a_partial_change_keeps_the_other_field,
     a_touch_only_moves_read_at_forward,
     a_forgotten_session_is_never_written_again,
+    a_forget_racing_saves_from_another_instance_leaves_no_row,
     forgotten_ids_are_remembered_until_they_expire,
     pruning_takes_only_stale_rows_stalest_first,
     a_resent_message_is_stored_once,
@@ -230,6 +231,36 @@ async fn a_forgotten_session_is_never_written_again(f: Fixture) {
         !f.store.forget(id, 4_000).await.unwrap(),
         "no row the second time"
     );
+}
+
+async fn a_forget_racing_saves_from_another_instance_leaves_no_row(f: Fixture) {
+    let other = f.another().await;
+    for round in 0..20 {
+        let id = SessionId::generate();
+        f.store
+            .save(id, change(Some("before"), None), 1_000)
+            .await
+            .unwrap();
+        let savers: Vec<_> = (0..8)
+            .map(|n| {
+                let store = other.clone();
+                tokio::spawn(async move {
+                    store
+                        .save(id, change(Some(&format!("racer {n}")), None), 2_000)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        f.store.forget(id, 1_500).await.unwrap();
+        for saver in savers {
+            saver.await.unwrap();
+        }
+        // Every save either came before the forget (and was deleted with the row) or after it
+        // (and was refused): nothing brings the row back.
+        assert_eq!(f.store.load(id).await.unwrap(), None, "round {round}");
+        assert_eq!(other.load(id).await.unwrap(), None, "round {round}");
+    }
 }
 
 async fn forgotten_ids_are_remembered_until_they_expire(f: Fixture) {

@@ -223,46 +223,21 @@ impl PostgresStore {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let lock = tx.prepare_cached(LOCK_SESSION).await?;
-        // A forgotten session's id is never written again (no row comes back for it). The
-        // notification goes out with the commit, only when a row was written.
-        let upsert = tx
-            .prepare_cached(
-                "WITH saved AS (
-                     INSERT INTO settings AS s
-                         (session_id, username, theme, version, inserted_at, updated_at, read_at)
-                     SELECT $1, coalesce($2, ''), coalesce($3, 'system'), 1, $4, $4, $4
-                     WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = $1)
-                     ON CONFLICT (session_id) DO UPDATE SET
-                         version = s.version
-                             + CASE WHEN s.username IS DISTINCT FROM coalesce($2, s.username)
-                                      OR s.theme IS DISTINCT FROM coalesce($3, s.theme)
-                                    THEN 1 ELSE 0 END,
-                         username = coalesce($2, s.username),
-                         theme = coalesce($3, s.theme),
-                         updated_at = $4,
-                         read_at = greatest(s.read_at, $4)
-                     RETURNING username, theme, version, read_at)
-                 SELECT username, theme, version, read_at,
-                        pg_notify('livesession', $5::text || version::text)
-                 FROM saved",
-            )
+        let client = self.client().await?;
+        // The lock, the upsert and the notification, in one statement (see
+        // `livesession_save` in schema.postgres.sql).
+        let statement = client
+            .prepare_cached("SELECT * FROM livesession_save($1, $2, $3, $4, $5)")
             .await?;
         let username = change.username.as_ref().map(Username::as_str);
         let theme = change.theme.map(Theme::as_str);
         let notice = format!("{}s {id} ", self.instance);
-        // Sent back to back on the one connection and run in that order (see
-        // [`LOCK_SESSION`]): one round trip for both.
-        let (key, uuid) = (id.to_key(), id.as_uuid());
-        let lock_params: [&Param<'_>; 1] = [&key];
-        let upsert_params: [&Param<'_>; 5] = [&uuid, &username, &theme, &now, &notice];
-        let (_, saved) = tokio::try_join!(
-            tx.execute(&lock, &lock_params),
-            tx.query_opt(&upsert, &upsert_params),
-        )?;
-        tx.commit().await?;
+        let saved = client
+            .query_opt(
+                &statement,
+                &[&id.as_uuid(), &username, &theme, &now, &notice],
+            )
+            .await?;
         Ok(saved.as_ref().map(stored_settings))
     }
 
