@@ -8,7 +8,9 @@
 //!
 //! Locks keep the contract that SQLite's single writer gave for free:
 //! - a save and a "forget me" of the same session take that session's advisory lock, so a save
-//!   racing a forget can never bring the forgotten row back;
+//!   racing a forget can never bring the forgotten row back (a save is one call of the
+//!   `livesession_save` function of `schema.postgres.sql`: lock, upsert and notification in one
+//!   round trip);
 //! - posts take the chat's advisory lock, so message ids commit in order and a page that has
 //!   seen message N has seen every message below N it ever will;
 //! - pruning deletes with `FOR UPDATE SKIP LOCKED`: instances pruning at once take different
@@ -47,10 +49,10 @@ const LISTEN: &str = "LISTEN livesession";
 /// A statement parameter.
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 
-/// Holds a session's advisory lock until the transaction ends. A save and a "forget me" of the
-/// same session take it first; the statement after it takes its snapshot once the lock is held,
-/// so it sees what the other committed. Pipelining keeps that order: statements sent back to
-/// back on one connection run one after the other.
+/// Holds a session's advisory lock until the transaction ends. A "forget me" takes it first (a
+/// save takes the same lock inside `livesession_save`); the statement after it takes its snapshot
+/// once the lock is held, so it sees what the other committed. Pipelining keeps that order:
+/// statements sent back to back on one connection run one after the other.
 const LOCK_SESSION: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))";
 
 /// Holds the chat's advisory lock until the transaction ends.
