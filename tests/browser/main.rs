@@ -386,3 +386,72 @@ async fn an_injected_img_onerror_message_is_inert() {
     chrome.quit().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_on_two_instances_sharing_postgresql_stay_in_sync_and_chat() {
+    let Some(database) =
+        common::postgres::TestDatabase::create("tabs_on_two_instances_sharing_postgresql").await
+    else {
+        return;
+    };
+    let Some(chrome) = Chrome::start("tabs_on_two_instances_sharing_postgresql").await else {
+        return;
+    };
+    // Two instances as a load balancer would have them; a browser keeps one cookie for both
+    // (cookies are per host, not per port), as it would for one public address.
+    let shared = [
+        "--database-url",
+        &database.url,
+        "--secret-key",
+        common::SECRET_A,
+    ];
+    let a = TestApp::spawn(&shared).await;
+    let b = TestApp::spawn(&shared).await;
+
+    chrome.goto(&a.url("/settings")).await;
+    chrome.until("the tab on A is live", CONNECTED).await;
+    let on_a = chrome.client.window().await.unwrap();
+    let on_b = chrome.client.new_window(true).await.unwrap().handle;
+    chrome.client.switch_to_window(on_b.clone()).await.unwrap();
+    chrome.goto(&b.url("/settings")).await;
+    chrome.until("the tab on B is live", CONNECTED).await;
+
+    chrome.client.switch_to_window(on_a.clone()).await.unwrap();
+    chrome.type_into("#username", "Grace").await;
+    chrome
+        .until(
+            "A saved it",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    chrome.client.switch_to_window(on_b.clone()).await.unwrap();
+    chrome
+        .until(
+            "the tab on B shows it",
+            "return document.getElementById('current-username').textContent === 'Grace'",
+        )
+        .await;
+
+    // A message sent from a chat page on B appears on the chat page on A.
+    chrome.goto(&b.url("/")).await;
+    chrome.until("the chat on B is live", CONNECTED).await;
+    chrome.client.switch_to_window(on_a).await.unwrap();
+    chrome.goto(&a.url("/")).await;
+    chrome.until("the chat on A is live", CONNECTED).await;
+    chrome.client.switch_to_window(on_b).await.unwrap();
+    chrome.type_into("#body", "Hello from B\u{E007}").await;
+    until_messages(&chrome, 1).await;
+    let windows = chrome.client.windows().await.unwrap();
+    for window in windows {
+        chrome.client.switch_to_window(window).await.unwrap();
+        until_messages(&chrome, 1).await;
+        let text = chrome
+            .js("return document.querySelector('#messages > li .body').textContent")
+            .await;
+        assert_eq!(text, "Hello from B");
+    }
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    a.stop().await;
+    b.stop().await;
+}
