@@ -63,6 +63,10 @@ impl SessionId {
         self.0.hyphenated().to_string()
     }
 
+    /// The id no browser is ever given (all zeros; issued ids are random version-4 UUIDs): the
+    /// author of the messages of a browser that asked to be forgotten.
+    pub const NOBODY: SessionId = SessionId(Uuid::nil());
+
     /// The id as a UUID, as PostgreSQL stores it.
     pub fn as_uuid(self) -> Uuid {
         self.0

@@ -104,6 +104,7 @@ on_both_backends!(
     a_touch_only_moves_read_at_forward,
     a_forgotten_session_is_never_written_again,
     a_forget_racing_saves_from_another_instance_leaves_no_row,
+    forgetting_a_browser_unlinks_its_messages_from_it,
     forgotten_ids_are_remembered_until_they_expire,
     pruning_takes_only_stale_rows_stalest_first,
     a_resent_message_is_stored_once,
@@ -261,6 +262,52 @@ async fn a_forget_racing_saves_from_another_instance_leaves_no_row(f: Fixture) {
         assert_eq!(f.store.load(id).await.unwrap(), None, "round {round}");
         assert_eq!(other.load(id).await.unwrap(), None, "round {round}");
     }
+}
+
+async fn forgetting_a_browser_unlinks_its_messages_from_it(f: Fixture) {
+    let (leaving, staying) = (SessionId::generate(), SessionId::generate());
+    f.store
+        .save(leaving, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    for (author, nonce) in [(leaving, "n1"), (staying, "n1"), (leaving, "n2")] {
+        f.store
+            .post_message(
+                author,
+                body(&format!("{nonce} by {author}")),
+                nonce.into(),
+                2_000,
+            )
+            .await
+            .unwrap();
+    }
+    // Another browser forgotten before, whose message had the same nonce: no clash.
+    let earlier = SessionId::generate();
+    f.store
+        .post_message(earlier, body("earlier"), "n1".into(), 2_500)
+        .await
+        .unwrap();
+    f.store.forget(earlier, 2_600).await.unwrap();
+
+    f.store.forget(leaving, 3_000).await.unwrap();
+    let messages = f.store.recent_messages(10).await.unwrap();
+    assert_eq!(messages.len(), 4, "the chat keeps every message");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.author != leaving && m.author != earlier),
+        "no message names a forgotten browser"
+    );
+    let left: Vec<(bool, &str)> = messages
+        .iter()
+        .map(|m| (m.author == SessionId::NOBODY, m.author_name.as_str()))
+        .collect();
+    assert_eq!(
+        left,
+        [(true, "ada"), (false, ""), (true, "ada"), (true, "")],
+        "unlinked, under the names they were sent with"
+    );
+    assert_eq!(messages[1].author, staying);
 }
 
 async fn forgotten_ids_are_remembered_until_they_expire(f: Fixture) {

@@ -284,18 +284,28 @@ impl PostgresStore {
                  ON CONFLICT (session_id) DO NOTHING",
             )
             .await?;
+        // The browser's chat messages stay, under the name they were sent with, but no longer
+        // say whose they were; their nonce (chosen by its pages) becomes one made of the id.
+        let unlink = tx
+            .prepare_cached(
+                "UPDATE messages SET author_session = $2, nonce = 'forgotten-' || id
+                 WHERE author_session = $1",
+            )
+            .await?;
         let notify = tx.prepare_cached(NOTIFY).await?;
         let notice = format!("{}f {id} {now}", self.instance);
         // Pipelined: sent back to back, run in this order, one round trip.
-        let (key, uuid) = (id.to_key(), id.as_uuid());
+        let (key, uuid, nobody) = (id.to_key(), id.as_uuid(), SessionId::NOBODY.as_uuid());
         let lock_params: [&Param<'_>; 1] = [&key];
         let delete_params: [&Param<'_>; 1] = [&uuid];
         let remember_params: [&Param<'_>; 2] = [&uuid, &now];
+        let unlink_params: [&Param<'_>; 2] = [&uuid, &nobody];
         let notify_params: [&Param<'_>; 2] = [&CHANNEL, &notice];
-        let (_, deleted, _, _) = tokio::try_join!(
+        let (_, deleted, _, _, _) = tokio::try_join!(
             tx.execute(&lock, &lock_params),
             tx.execute(&delete, &delete_params),
             tx.execute(&remember, &remember_params),
+            tx.execute(&unlink, &unlink_params),
             tx.execute(&notify, &notify_params),
         )?;
         tx.commit().await?;

@@ -57,6 +57,12 @@ macro_rules! expired_forgotten {
     };
 }
 
+/// "Forget me" unlinks the browser's chat messages from it: they stay in the chat, under the name
+/// they were sent with, but their author becomes nobody, and their nonce (chosen by the browser's
+/// pages) is replaced by one made of the message's id, unique among nobody's messages.
+const UNLINK_MESSAGES: &str = "UPDATE messages SET author_session = ?2, nonce = 'forgotten-' || id
+                               WHERE author_session = ?1";
+
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     /// Readers: run concurrently in WAL mode, each seeing the last commit.
@@ -201,6 +207,8 @@ impl SqliteStore {
                  ON CONFLICT (session_id) DO NOTHING",
                 )?
                 .execute(params![id.to_key(), now])?;
+                tx.prepare_cached(UNLINK_MESSAGES)?
+                    .execute(params![id.to_key(), SessionId::NOBODY.to_key()])?;
                 Ok(deleted > 0)
             })
             .await
