@@ -44,6 +44,18 @@ CREATE TABLE forgotten (
     forgotten_at BIGINT NOT NULL
 );
 
+-- The last change number each page acknowledged, per form: a resent change is applied once,
+-- whichever instance it reaches. Kept for an hour.
+CREATE TABLE page_acks (
+    session_id UUID NOT NULL,
+    page       TEXT NOT NULL,
+    form       TEXT NOT NULL,
+    seq        BIGINT NOT NULL,
+    acked_at   BIGINT NOT NULL,
+    PRIMARY KEY (session_id, page, form)
+);
+CREATE INDEX page_acks_acked_at ON page_acks (acked_at);
+
 -- One row, rewritten by every health check: proof that the database takes a write.
 CREATE TABLE health (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
@@ -55,12 +67,25 @@ CREATE TABLE health (
 -- upsert sees a forget that committed while it waited for the lock: a forgotten id is never
 -- written again, and then no row comes back. A written row is announced to the other instances
 -- when the transaction commits: `notice` followed by the row's new version.
+-- A change from a live page names the page, form and change number: one that page_acks already
+-- holds was applied before (by any instance) and comes back as `replayed`, changing nothing.
 CREATE FUNCTION livesession_save(
-    session UUID, new_username TEXT, new_theme TEXT, now_ms BIGINT, notice TEXT)
-RETURNS TABLE (saved_username TEXT, saved_theme TEXT, saved_version BIGINT, saved_read_at BIGINT)
+    session UUID, new_username TEXT, new_theme TEXT, now_ms BIGINT, notice TEXT,
+    from_page TEXT, from_form TEXT, change_seq BIGINT)
+RETURNS TABLE (replayed BOOLEAN, saved_username TEXT, saved_theme TEXT, saved_version BIGINT,
+               saved_read_at BIGINT)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(session::text, 0));
+    IF from_page IS NOT NULL AND EXISTS (
+        SELECT 1 FROM page_acks a
+        WHERE a.session_id = session AND a.page = from_page AND a.form = from_form
+          AND a.seq >= change_seq)
+    THEN
+        replayed := true;
+        RETURN NEXT;
+        RETURN;
+    END IF;
     INSERT INTO settings AS s
         (session_id, username, theme, version, inserted_at, updated_at, read_at)
     SELECT session, coalesce(new_username, ''), coalesce(new_theme, 'system'), 1,
@@ -78,6 +103,13 @@ BEGIN
     RETURNING s.username, s.theme, s.version, s.read_at
     INTO saved_username, saved_theme, saved_version, saved_read_at;
     IF FOUND THEN
+        replayed := false;
+        IF from_page IS NOT NULL THEN
+            INSERT INTO page_acks AS a (session_id, page, form, seq, acked_at)
+            VALUES (session, from_page, from_form, change_seq, now_ms)
+            ON CONFLICT (session_id, page, form) DO UPDATE
+                SET seq = greatest(a.seq, excluded.seq), acked_at = excluded.acked_at;
+        END IF;
         PERFORM pg_notify('livesession', notice || saved_version::text);
         RETURN NEXT;
     END IF;

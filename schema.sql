@@ -44,4 +44,17 @@ CREATE TABLE health (
     checked_at INTEGER NOT NULL
 );
 
-PRAGMA user_version = 2;
+-- The last change number each page acknowledged, per form: a page that lost an acknowledgement
+-- resends its change, and a change already applied (here, by any instance, before a restart) is
+-- acknowledged again instead of being applied over newer ones. Kept for an hour.
+CREATE TABLE page_acks (
+    session_id TEXT NOT NULL,
+    page       TEXT NOT NULL,     -- chosen by the page, stable across its reconnects
+    form       TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    acked_at   INTEGER NOT NULL,
+    PRIMARY KEY (session_id, page, form)
+) WITHOUT ROWID;
+CREATE INDEX page_acks_acked_at ON page_acks (acked_at);
+
+PRAGMA user_version = 3;

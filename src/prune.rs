@@ -190,11 +190,18 @@ pub async fn prune_pass(
     let forgotten = store
         .prune_forgotten(retention.cutoffs(now).forgotten_before)
         .await?;
+    // Pages resend an unacknowledged change within seconds of reconnecting; an hour is plenty.
+    store
+        .prune_page_acks(now.saturating_sub(millis(PAGE_ACK_MEMORY)))
+        .await?;
     Ok(Pruned {
         forgotten,
         ..pruned
     })
 }
+
+/// How long the change numbers pages had applied are remembered.
+pub const PAGE_ACK_MEMORY: Duration = Duration::from_secs(60 * 60);
 
 /// What [`prune_pass`] would remove at `now`, removing nothing: the same cutoffs, and the store
 /// counts with the same predicates it deletes with.

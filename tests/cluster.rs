@@ -411,3 +411,30 @@ async fn the_maintenance_commands_work_on_the_shared_database() {
     assert!(stderr.contains("pg_dump"), "{stderr}");
     assert!(!dir.path().join("copy.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_resent_to_another_instance_is_not_applied_twice() {
+    let Some(cluster) = Cluster::start("a_change_resent_to_another_instance").await else {
+        return;
+    };
+    let mut on_a = Browser::new(cluster.a.addr);
+    let mut tab = live::join_settings(&mut on_a, "page-x").await;
+    live::change(&mut tab, 1, "first", "light").await;
+    recv_until(&mut tab, |m| m["t"] == "ack").await;
+    drop(tab);
+
+    // Another tab saves something newer; then the page, whose acknowledgement it never got (say
+    // A died just after committing), reconnects to B and resends change 1.
+    let mut on_b = same_browser_on(&on_a, &cluster.b);
+    on_b.save_settings("newer", "dark").await;
+    let mut tab = live::join_settings(&mut on_b, "page-x").await;
+    live::change(&mut tab, 1, "first", "light").await;
+    let ack = recv_until(&mut tab, |m| m["t"] == "ack").await;
+    assert_eq!(ack["seq"], 1);
+    let page = on_b.page("/settings").await;
+    assert_eq!(
+        username_field(&page),
+        "newer",
+        "the resent change was applied again"
+    );
+}

@@ -75,6 +75,35 @@ async fn replaying_an_acknowledged_change_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_change_resent_after_a_restart_is_not_applied_twice() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let mut socket = join_settings(&mut browser, "page-s").await;
+    change(&mut socket, 1, "first", "light").await;
+    assert_eq!(recv(&mut socket).await["t"], "ack");
+    drop(socket);
+    let dir = app.stop().await.unwrap();
+
+    // The server comes back (its memory of pages is gone), another tab saves something newer,
+    // and the page resends change 1, whose acknowledgement it never got.
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let mut browser = common::Browser {
+        addr: app.addr,
+        ..browser
+    };
+    browser.save_settings("newer", "dark").await;
+    let mut socket = join_settings(&mut browser, "page-s").await;
+    change(&mut socket, 1, "first", "light").await;
+    assert_eq!(
+        recv(&mut socket).await,
+        json!({"t": "ack", "form": "settings", "seq": 1})
+    );
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "newer");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_replayed_change_is_refused_again_for_the_same_reasons() {
     let app = TestApp::spawn(&[]).await;
     let mut browser = app.browser();

@@ -19,7 +19,7 @@ use livesession::prune::{Retention, prune_once};
 use livesession::session::SessionId;
 use livesession::settings::{SettingsChange, Theme, Username};
 use livesession::shutdown::CancellationToken;
-use livesession::store::{Notice, PostgresOptions, SqliteOptions, Store};
+use livesession::store::{Notice, PageChange, PageSave, PostgresOptions, SqliteOptions, Store};
 
 /// A store for one test, and what keeps its database alive.
 struct Fixture {
@@ -105,6 +105,7 @@ on_both_backends!(
     a_forgotten_session_is_never_written_again,
     a_forget_racing_saves_from_another_instance_leaves_no_row,
     forgetting_a_browser_unlinks_its_messages_from_it,
+    a_change_a_page_resends_is_applied_once_on_any_instance,
     forgotten_ids_are_remembered_until_they_expire,
     pruning_takes_only_stale_rows_stalest_first,
     a_resent_message_is_stored_once,
@@ -308,6 +309,65 @@ async fn forgetting_a_browser_unlinks_its_messages_from_it(f: Fixture) {
         "unlinked, under the names they were sent with"
     );
     assert_eq!(messages[1].author, staying);
+}
+
+async fn a_change_a_page_resends_is_applied_once_on_any_instance(f: Fixture) {
+    let id = SessionId::generate();
+    let from = |page: &str, seq| PageChange {
+        page: page.to_owned(),
+        form: "settings",
+        seq,
+    };
+    let first = f
+        .store
+        .save_from_page(id, change(Some("first"), None), 1_000, from("p1", 1))
+        .await
+        .unwrap();
+    assert!(matches!(first, PageSave::Saved(_)), "{first:?}");
+    // Another tab saves something newer; then the first page resends its change 1 to another
+    // instance, its acknowledgement having been lost.
+    f.store
+        .save(id, change(Some("newer"), None), 2_000)
+        .await
+        .unwrap();
+    let other = f.another().await;
+    let resent = other
+        .save_from_page(id, change(Some("first"), None), 3_000, from("p1", 1))
+        .await
+        .unwrap();
+    assert_eq!(resent, PageSave::Replayed);
+    assert_eq!(
+        other
+            .load(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .settings
+            .username
+            .as_str(),
+        "newer",
+        "the resent change did not overwrite the newer one"
+    );
+    // The page's next change, and another page's first, are applied.
+    let next = other
+        .save_from_page(id, change(Some("second"), None), 4_000, from("p1", 2))
+        .await
+        .unwrap();
+    assert!(matches!(next, PageSave::Saved(ref row) if row.settings.username.as_str() == "second"));
+    let elsewhere = other
+        .save_from_page(id, change(Some("p2"), None), 5_000, from("p2", 1))
+        .await
+        .unwrap();
+    assert!(matches!(elsewhere, PageSave::Saved(_)));
+    // Forgotten after an hour; a forgotten session's pages are refused like its form posts.
+    assert_eq!(f.store.prune_page_acks(4_500).await.unwrap(), 1);
+    f.store.forget(id, 6_000).await.unwrap();
+    let refused = f
+        .store
+        .save_from_page(id, change(Some("late"), None), 7_000, from("p3", 1))
+        .await
+        .unwrap();
+    assert_eq!(refused, PageSave::Forgotten);
 }
 
 async fn forgotten_ids_are_remembered_until_they_expire(f: Fixture) {

@@ -169,9 +169,9 @@ impl Drop for Subscription {
 /// Page ids are forgotten after this long without a change.
 const PAGE_MEMORY: Duration = Duration::from_secs(60 * 60);
 
-/// The most (session, page, form) entries kept. Past it, the oldest half is forgotten: a page
-/// that comes back after that may have one already-committed change applied again, which full
-/// states make harmless unless another tab wrote in between.
+/// The most (session, page, form) entries kept. Past it, the oldest half is forgotten. This is
+/// only the fast path: the store keeps the same numbers (`page_acks`), so a change resent after
+/// that is still recognised there.
 const MAX_PAGES: usize = 100_000;
 
 /// The last acknowledged `seq` per (session, page, form).

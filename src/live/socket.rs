@@ -23,7 +23,7 @@ use crate::limit::TokenBucket;
 use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
-use crate::store::{StoreError, now_millis};
+use crate::store::{PageChange, PageSave, StoreError, now_millis};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// The largest message a client may send; a bigger one closes the socket with 1009.
@@ -469,8 +469,24 @@ impl LiveView {
         }
         let (change, errors) = SettingsChange::parse(&input);
         if !change.is_empty() {
-            match app.store.save(self.id, change, now_millis()).await {
-                Ok(None) => {
+            let from = PageChange {
+                page: self.page.clone(),
+                form: SETTINGS_FORM,
+                seq,
+            };
+            match app
+                .store
+                .save_from_page(self.id, change, now_millis(), from)
+                .await
+            {
+                Ok(PageSave::Replayed) => {
+                    // Applied before, by another instance or before a restart, and its
+                    // acknowledgement lost: acknowledge it again, change nothing.
+                    hub.record_ack(self.id, &self.page, SETTINGS_FORM, seq);
+                    let refused = refused_fields(&errors);
+                    return ack(peer, SETTINGS_FORM, seq, Some(refused)).await;
+                }
+                Ok(PageSave::Forgotten) => {
                     // Forgotten in another tab (or on another instance): this page must start
                     // over with a new session, and the id's cookie is refused from now on.
                     app.forgotten.insert(self.id, now_millis());
@@ -480,7 +496,7 @@ impl LiveView {
                     .await?;
                     return Err(peer.close(code::NORMAL, "session ended").await);
                 }
-                Ok(Some(saved)) => {
+                Ok(PageSave::Saved(saved)) => {
                     metrics().settings_written(WritePath::Live);
                     if saved.version != self.version {
                         hub.publish(

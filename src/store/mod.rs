@@ -63,6 +63,27 @@ pub struct StoredSettings {
     pub read_at: Millis,
 }
 
+/// Where a settings change came from when a live page sent it: the page (its id, stable across
+/// its reconnects), the form, and the change's number on that page. A change the page resends
+/// (its acknowledgement was lost) is then applied once, whichever instance it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageChange {
+    pub page: String,
+    pub form: &'static str,
+    pub seq: u64,
+}
+
+/// What saving a live page's change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageSave {
+    /// Applied; the row as committed.
+    Saved(StoredSettings),
+    /// This page's change of that number (or a later one) was applied before: nothing changed.
+    Replayed,
+    /// The session was forgotten: its id is never written again.
+    Forgotten,
+}
+
 /// The outcome of posting a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
@@ -317,6 +338,25 @@ impl Store {
         let saved = on_backend!(self, s => s.save(id, change, now).await);
         self.cache.remove([id]);
         saved
+    }
+
+    /// Like [`Store::save`], for a change a live page sent: applied only if that page has not had
+    /// a change of this number (or a later one) applied before.
+    pub async fn save_from_page(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+        from: PageChange,
+    ) -> Result<PageSave, StoreError> {
+        let saved = on_backend!(self, s => s.save_from_page(id, change, now, from).await);
+        self.cache.remove([id]);
+        saved
+    }
+
+    /// Forgets which changes pages had applied before `before` (pages replay within seconds).
+    pub async fn prune_page_acks(&self, before: Millis) -> Result<usize, StoreError> {
+        on_backend!(self, s => s.prune_page_acks(before).await)
     }
 
     /// Marks session `id`'s row used at `now` and returns it as it is after that, or `None` when

@@ -26,7 +26,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Millis, Notice, Posted, StoreError, StoreStats, StoredSettings};
+use super::{Millis, Notice, PageChange, PageSave, Posted, StoreError, StoreStats, StoredSettings};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::metrics::metrics;
@@ -213,10 +213,14 @@ impl PostgresStore {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        timed(once_more_if_closed(&self.pool, || {
-            self.save_now(id, change.clone(), now)
+        let saved = timed(once_more_if_closed(&self.pool, || {
+            self.save_now(id, change.clone(), now, None)
         }))
-        .await
+        .await?;
+        Ok(match saved {
+            PageSave::Saved(row) => Some(row),
+            PageSave::Replayed | PageSave::Forgotten => None,
+        })
     }
 
     async fn save_now(
@@ -224,23 +228,68 @@ impl PostgresStore {
         id: SessionId,
         change: SettingsChange,
         now: Millis,
-    ) -> Result<Option<StoredSettings>, StoreError> {
+        from: Option<&PageChange>,
+    ) -> Result<PageSave, StoreError> {
         let client = self.client().await?;
-        // The lock, the upsert and the notification, in one statement (see
+        // The lock, the replay check, the upsert and the notification, in one statement (see
         // `livesession_save` in schema.postgres.sql).
         let statement = client
-            .prepare_cached("SELECT * FROM livesession_save($1, $2, $3, $4, $5)")
+            .prepare_cached("SELECT * FROM livesession_save($1, $2, $3, $4, $5, $6, $7, $8)")
             .await?;
         let username = change.username.as_ref().map(Username::as_str);
         let theme = change.theme.map(Theme::as_str);
         let notice = format!("{}s {id} ", self.instance);
-        let saved = client
+        let page = from.map(|from| from.page.as_str());
+        let form = from.map(|from| from.form);
+        let seq = from.map(|from| i64::try_from(from.seq).unwrap_or(i64::MAX));
+        let row = client
             .query_opt(
                 &statement,
-                &[&id.as_uuid(), &username, &theme, &now, &notice],
+                &[
+                    &id.as_uuid(),
+                    &username,
+                    &theme,
+                    &now,
+                    &notice,
+                    &page,
+                    &form,
+                    &seq,
+                ],
             )
             .await?;
-        Ok(saved.as_ref().map(stored_settings))
+        Ok(match row {
+            None => PageSave::Forgotten,
+            Some(row) if row.get::<_, bool>(0) => PageSave::Replayed,
+            Some(row) => PageSave::Saved(StoredSettings {
+                settings: Settings {
+                    username: Username::from_trusted(row.get(1)),
+                    theme: Theme::parse(row.get::<_, &str>(2)).unwrap_or_default(),
+                },
+                version: row.get(3),
+                read_at: row.get(4),
+            }),
+        })
+    }
+
+    pub(super) async fn save_from_page(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+        from: PageChange,
+    ) -> Result<PageSave, StoreError> {
+        timed(once_more_if_closed(&self.pool, || {
+            self.save_now(id, change.clone(), now, Some(&from))
+        }))
+        .await
+    }
+
+    pub(super) async fn prune_page_acks(&self, before: Millis) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("DELETE FROM page_acks WHERE acked_at < $1")
+            .await?;
+        Ok(count(client.execute(&statement, &[&before]).await?))
     }
 
     pub(super) async fn touch(

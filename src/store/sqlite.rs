@@ -14,7 +14,9 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::writer::Writer;
-use super::{Millis, Posted, SqliteOptions, StoreError, StoreStats, StoredSettings};
+use super::{
+    Millis, PageChange, PageSave, Posted, SqliteOptions, StoreError, StoreStats, StoredSettings,
+};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::session::SessionId;
@@ -24,10 +26,13 @@ use crate::settings::{Settings, SettingsChange, Theme, Username};
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// The schema version this build writes; `schema.sql` sets `PRAGMA user_version` to it.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Upgrades, by the version they start from; each ends by setting `user_version` to the next.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/002_messages.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/002_messages.sql")),
+    (2, include_str!("../../migrations/003_page_acks.sql")),
+];
 
 /// How long a caller waits for a free pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -142,36 +147,50 @@ impl SqliteStore {
     ) -> Result<Option<StoredSettings>, StoreError> {
         self.check_file()?;
         self.writer
+            .write(move |tx| upsert(tx, id, &change, now))
+            .await
+    }
+
+    pub(super) async fn save_from_page(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+        from: PageChange,
+    ) -> Result<PageSave, StoreError> {
+        self.check_file()?;
+        let seq = i64::try_from(from.seq).unwrap_or(i64::MAX);
+        self.writer
             .write(move |tx| {
-                // A forgotten session's id is never written again (no row comes back for it).
-                // In an upsert's SET clause every column name means the value before the update, so
-                // the version check compares old and new values.
-                let saved = tx
+                let acked: Option<i64> = tx
                     .prepare_cached(
-                        "INSERT INTO settings
-                         (session_id, username, theme, version, inserted_at, updated_at, read_at)
-                     SELECT ?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4
-                     WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = ?1)
-                     ON CONFLICT (session_id) DO UPDATE SET
-                         version = version + (username IS NOT coalesce(?2, username)
-                                              OR theme IS NOT coalesce(?3, theme)),
-                         username = coalesce(?2, username),
-                         theme = coalesce(?3, theme),
-                         updated_at = ?4,
-                         read_at = ?4
-                     RETURNING username, theme, version, read_at",
+                        "SELECT seq FROM page_acks WHERE session_id = ?1 AND page = ?2 AND form = ?3",
                     )?
-                    .query_row(
-                        params![
-                            id.to_key(),
-                            change.username.as_ref().map(Username::as_str),
-                            change.theme.map(Theme::as_str),
-                            now
-                        ],
-                        stored_settings,
-                    )
+                    .query_row(params![id.to_key(), from.page, from.form], |row| row.get(0))
                     .optional()?;
-                Ok(saved)
+                if acked.is_some_and(|acked| acked >= seq) {
+                    return Ok(PageSave::Replayed);
+                }
+                let Some(saved) = upsert(tx, id, &change, now)? else {
+                    return Ok(PageSave::Forgotten);
+                };
+                tx.prepare_cached(
+                    "INSERT INTO page_acks (session_id, page, form, seq, acked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (session_id, page, form) DO UPDATE
+                         SET seq = max(seq, excluded.seq), acked_at = excluded.acked_at",
+                )?
+                .execute(params![id.to_key(), from.page, from.form, seq, now])?;
+                Ok(PageSave::Saved(saved))
+            })
+            .await
+    }
+
+    pub(super) async fn prune_page_acks(&self, before: Millis) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |tx| {
+                tx.prepare_cached("DELETE FROM page_acks WHERE acked_at < ?1")?
+                    .execute([before])
             })
             .await
     }
@@ -579,6 +598,42 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 /// The size of `path` in bytes; 0 when it does not exist.
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |meta| meta.len())
+}
+
+/// Applies `change` to session `id`'s row, creating it if needed, unless the id was forgotten
+/// (then no row comes back).
+fn upsert(
+    tx: &Connection,
+    id: SessionId,
+    change: &SettingsChange,
+    now: Millis,
+) -> rusqlite::Result<Option<StoredSettings>> {
+    // In an upsert's SET clause every column name means the value before the update, so the
+    // version check compares old and new values.
+    tx.prepare_cached(
+        "INSERT INTO settings
+             (session_id, username, theme, version, inserted_at, updated_at, read_at)
+         SELECT ?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4
+         WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = ?1)
+         ON CONFLICT (session_id) DO UPDATE SET
+             version = version + (username IS NOT coalesce(?2, username)
+                                  OR theme IS NOT coalesce(?3, theme)),
+             username = coalesce(?2, username),
+             theme = coalesce(?3, theme),
+             updated_at = ?4,
+             read_at = ?4
+         RETURNING username, theme, version, read_at",
+    )?
+    .query_row(
+        params![
+            id.to_key(),
+            change.username.as_ref().map(Username::as_str),
+            change.theme.map(Theme::as_str),
+            now
+        ],
+        stored_settings,
+    )
+    .optional()
 }
 
 fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
