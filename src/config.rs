@@ -239,6 +239,14 @@ impl Config {
         }
     }
 
+    /// How the database is used (`--durability`, `--busy-timeout`).
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            durability: self.durability,
+            busy_timeout: self.busy_timeout,
+        }
+    }
+
     /// Where the database lives.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("livesession.db")

@@ -65,7 +65,7 @@ pub use config::Config;
 use chat::RateLimiter;
 use live::Live;
 use session::{Forgotten, Keys};
-use store::{PostgresOptions, SqliteOptions, Store};
+use store::Store;
 
 /// A built, bound, not yet serving app.
 pub struct App {
@@ -87,7 +87,7 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         prepare_data_dir(&config.data_dir)?;
         let keys = Keys::load(&config)?;
-        let store = open_store(&config).await?;
+        let store = open_store(&config, Opening::ToServe).await?;
         if store.is_shared() {
             check_shared_key(&store, &keys).await?;
         }
@@ -227,22 +227,34 @@ impl App {
     }
 }
 
+/// How [`open_store`] treats the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// To serve: created if missing, its schema brought up to date.
+    ToServe,
+    /// For a maintenance command: as it is, nothing created or upgraded. A database of an older
+    /// schema version is accepted only with `accept_older` (a backup before an upgrade).
+    AsItIs { accept_older: bool },
+}
+
 /// Opens the database the configuration names: PostgreSQL with `--database-url`, else the
 /// SQLite file in the data dir.
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub async fn open_store(config: &Config, opening: Opening) -> anyhow::Result<Store> {
+    let options = config.store_options();
     if let Some(url) = &config.database_url {
-        let options = PostgresOptions {
-            durability: config.durability,
-            busy_timeout: config.busy_timeout,
+        return match opening {
+            Opening::ToServe => Store::open_postgres(url, options).await,
+            Opening::AsItIs { .. } => Store::open_postgres_existing(url, options).await,
         };
-        return Store::open_postgres(url, options).await;
     }
     let path = config.database_path();
-    let options = SqliteOptions {
-        durability: config.durability,
-        busy_timeout: config.busy_timeout,
-    };
-    tokio::task::spawn_blocking(move || Store::open_sqlite(&path, options)).await?
+    tokio::task::spawn_blocking(move || match opening {
+        Opening::ToServe => Store::open_sqlite(&path, options),
+        Opening::AsItIs { accept_older } => {
+            Store::open_sqlite_existing(&path, options, accept_older)
+        }
+    })
+    .await?
 }
 
 /// Refuses to start when the shared database's cookies are signed with another key than this

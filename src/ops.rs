@@ -22,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::prune::{self, Pruned};
-use crate::store::{
-    Millis, PostgresOptions, SqliteOptions, Store, StoreStats, describe_postgres, now_millis,
-};
+use crate::store::{Millis, StoreStats, describe_postgres, now_millis};
+use crate::{Opening, open_store};
 
 /// The whole command line: the server's flags, and an optional command.
 #[derive(Debug, Clone, Parser)]
@@ -184,27 +183,6 @@ fn to_json(report: &impl Serialize) -> String {
     serde_json::to_string(report).unwrap_or_default()
 }
 
-/// Opens the data dir's database for a maintenance command.
-///
-/// Only `backup` (`accept_older`) takes a database of an older schema version, as it is: a copy
-/// before an upgrade is what backups are for.
-async fn open(config: &Config, accept_older: bool) -> anyhow::Result<Store> {
-    if let Some(url) = &config.database_url {
-        let options = PostgresOptions {
-            durability: config.durability,
-            busy_timeout: config.busy_timeout,
-        };
-        return Store::open_postgres_existing(url, options).await;
-    }
-    let path = config.database_path();
-    let options = SqliteOptions {
-        durability: config.durability,
-        busy_timeout: config.busy_timeout,
-    };
-    tokio::task::spawn_blocking(move || Store::open_sqlite_existing(&path, options, accept_older))
-        .await?
-}
-
 /// What `backup` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupReport {
@@ -244,7 +222,7 @@ async fn backup(config: &Config, file: &Path, force: bool) -> anyhow::Result<Bac
     }
     let database = config.database_path();
     let temporary = backup_target(file, &database, force)?;
-    let store = open(config, true).await?;
+    let store = open_store(config, Opening::AsItIs { accept_older: true }).await?;
     let partial = Partial::create(temporary)
         .with_context(|| format!("cannot write the backup beside {}", file.display()))?;
     let integrity = store
@@ -414,7 +392,13 @@ impl std::fmt::Display for PruneReport {
 
 /// One pass of pruning, as the server's background task runs it, or its dry run.
 async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<PruneReport> {
-    let store = open(config, false).await?;
+    let store = open_store(
+        config,
+        Opening::AsItIs {
+            accept_older: false,
+        },
+    )
+    .await?;
     let retention = config.retention();
     let now = now_millis();
     let pruned = if dry_run {
@@ -522,7 +506,13 @@ impl std::fmt::Display for StatsReport {
 }
 
 async fn stats(config: &Config) -> anyhow::Result<StatsReport> {
-    let store = open(config, false).await?;
+    let store = open_store(
+        config,
+        Opening::AsItIs {
+            accept_older: false,
+        },
+    )
+    .await?;
     let stats = store
         .stats()
         .await

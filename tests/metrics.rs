@@ -13,7 +13,7 @@ use common::{Browser, SECRET_A, cookie_pair};
 use livesession::config::Durability;
 use livesession::session::{Keys, SessionId};
 use livesession::settings::{SettingsChange, Theme};
-use livesession::store::{SqliteOptions, Store, now_millis};
+use livesession::store::{Store, StoreOptions, now_millis};
 
 /// The samples of a scrape, by series (`name{labels}`).
 fn parse(text: &str) -> HashMap<String, f64> {
@@ -87,7 +87,7 @@ async fn a_metrics_address_that_cannot_be_bound_stops_the_start() {
 /// window of an hour), and the cookie of its session under `SECRET_A`.
 async fn data_dir_with_an_old_row() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions {
+    let options = StoreOptions {
         durability: Durability::Normal,
         busy_timeout: Duration::from_secs(5),
     };

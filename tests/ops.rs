@@ -13,7 +13,7 @@ use livesession::chat::MessageBody;
 use livesession::config::Durability;
 use livesession::session::SessionId;
 use livesession::settings::{SettingsChange, Theme};
-use livesession::store::{SqliteOptions, Store, now_millis};
+use livesession::store::{Store, StoreOptions, now_millis};
 use serde_json::Value;
 
 const DAY: i64 = 86_400_000;
@@ -83,7 +83,7 @@ fn integrity(db: &Path) -> String {
 /// forgotten ids past their cookies' lifetime beside 1 recent one.
 async fn seeded_data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions {
+    let options = StoreOptions {
         durability: Durability::Normal,
         busy_timeout: Duration::from_secs(5),
     };

@@ -19,7 +19,7 @@ use livesession::prune::{Retention, prune_once};
 use livesession::session::SessionId;
 use livesession::settings::{SettingsChange, Theme, Username};
 use livesession::shutdown::CancellationToken;
-use livesession::store::{Notice, PageChange, PageSave, PostgresOptions, SqliteOptions, Store};
+use livesession::store::{Notice, PageChange, PageSave, Store, StoreOptions};
 
 /// A store for one test, and what keeps its database alive.
 struct Fixture {
@@ -32,7 +32,7 @@ impl Fixture {
     async fn sqlite() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("livesession.db");
-        let options = SqliteOptions {
+        let options = StoreOptions {
             durability: Durability::Normal,
             busy_timeout: Duration::from_secs(5),
         };
@@ -66,7 +66,7 @@ impl Fixture {
 }
 
 async fn open_postgres(url: &str) -> anyhow::Result<Store> {
-    let options = PostgresOptions {
+    let options = StoreOptions {
         durability: Durability::Normal,
         busy_timeout: Duration::from_secs(5),
     };

@@ -20,7 +20,6 @@ use crate::config::Durability;
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange};
 
-pub use postgres::PostgresOptions;
 pub use sqlite::SCHEMA_VERSION;
 
 /// Where a PostgreSQL URL points, for messages: user, host, port and database, never the
@@ -43,12 +42,15 @@ pub fn now_millis() -> Millis {
     Millis::try_from(since_epoch.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// How the SQLite database is used.
+/// How the database is used, on either backend.
 #[derive(Debug, Clone, Copy)]
-pub struct SqliteOptions {
-    /// What a commit survives.
+pub struct StoreOptions {
+    /// What a commit survives: SQLite's `synchronous` (`NORMAL` or `FULL`); on PostgreSQL,
+    /// `synchronous_commit` off or on (with it off, a crash of this process loses nothing; a
+    /// crash of the database server may lose the last moment of commits).
     pub durability: Durability,
-    /// How long a statement waits for a lock held by another connection or process.
+    /// How long a statement waits for a lock held by another connection or process (SQLite's
+    /// busy timeout, PostgreSQL's `lock_timeout`).
     pub busy_timeout: std::time::Duration,
 }
 
@@ -251,7 +253,7 @@ macro_rules! on_backend {
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
     /// and refuses a database written by a newer version or one that is not a database at all.
-    pub fn open_sqlite(path: &Path, options: SqliteOptions) -> anyhow::Result<Store> {
+    pub fn open_sqlite(path: &Path, options: StoreOptions) -> anyhow::Result<Store> {
         Ok(Store {
             backend: Backend::Sqlite(sqlite::SqliteStore::open(path, options)?),
             cache: Arc::new(Cache::new(CACHE_ROWS)),
@@ -264,7 +266,7 @@ impl Store {
     /// There is no read cache on this backend: another instance's write would make a cached row
     /// stale until its notification arrived, and a page must never show a value older than an
     /// acknowledged write.
-    pub async fn open_postgres(url: &str, options: PostgresOptions) -> anyhow::Result<Store> {
+    pub async fn open_postgres(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
         Ok(Store {
             backend: Backend::Postgres(postgres::PostgresStore::open(url, options, false).await?),
             cache: Arc::new(Cache::disabled()),
@@ -273,10 +275,7 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url` for a maintenance command: like
     /// [`Store::open_sqlite_existing`], it creates and upgrades nothing.
-    pub async fn open_postgres_existing(
-        url: &str,
-        options: PostgresOptions,
-    ) -> anyhow::Result<Store> {
+    pub async fn open_postgres_existing(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
         Ok(Store {
             backend: Backend::Postgres(postgres::PostgresStore::open(url, options, true).await?),
             cache: Arc::new(Cache::disabled()),
@@ -453,7 +452,7 @@ impl Store {
     /// takes a copy before an upgrade. Nothing else may run on it.
     pub fn open_sqlite_existing(
         path: &Path,
-        options: SqliteOptions,
+        options: StoreOptions,
         accept_older: bool,
     ) -> anyhow::Result<Store> {
         Ok(Store {

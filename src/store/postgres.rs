@@ -26,7 +26,10 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Millis, Notice, PageChange, PageSave, Posted, StoreError, StoreStats, StoredSettings};
+use super::{
+    Millis, Notice, PageChange, PageSave, Posted, StoreError, StoreOptions, StoreStats,
+    StoredSettings,
+};
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
 use crate::metrics::metrics;
@@ -104,16 +107,6 @@ const HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
 /// stopped answering.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How the PostgreSQL database is used.
-#[derive(Debug, Clone, Copy)]
-pub struct PostgresOptions {
-    /// What a commit survives: `normal` turns `synchronous_commit` off (a crash of this process
-    /// loses nothing; a crash of the database server may lose the last moment of commits).
-    pub durability: Durability,
-    /// How long a statement waits for a row lock (`lock_timeout`).
-    pub busy_timeout: Duration,
-}
-
 #[derive(Clone)]
 pub(super) struct PostgresStore {
     pool: Pool,
@@ -130,7 +123,7 @@ impl PostgresStore {
     /// build's version.
     pub(super) async fn open(
         url: &str,
-        options: PostgresOptions,
+        options: StoreOptions,
         existing: bool,
     ) -> anyhow::Result<PostgresStore> {
         let mut config: tokio_postgres::Config =

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use super::writer::Writer;
 use super::{
-    Millis, PageChange, PageSave, Posted, SqliteOptions, StoreError, StoreStats, StoredSettings,
+    Millis, PageChange, PageSave, Posted, StoreError, StoreOptions, StoreStats, StoredSettings,
 };
 use crate::chat::{Message, MessageBody};
 use crate::config::Durability;
@@ -80,7 +80,7 @@ pub(super) struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(super) fn open(path: &Path, options: SqliteOptions) -> anyhow::Result<SqliteStore> {
+    pub(super) fn open(path: &Path, options: StoreOptions) -> anyhow::Result<SqliteStore> {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&mut conn, options)
@@ -92,7 +92,7 @@ impl SqliteStore {
 
     /// Starts the writer thread on `conn`, the configured connection to the database at `path`,
     /// and opens the readers' pool on the same file.
-    fn start(conn: Connection, path: &Path, options: SqliteOptions) -> anyhow::Result<SqliteStore> {
+    fn start(conn: Connection, path: &Path, options: StoreOptions) -> anyhow::Result<SqliteStore> {
         let writer = Writer::start(conn)
             .with_context(|| format!("cannot start the writer thread for {}", path.display()))?;
 
@@ -414,7 +414,7 @@ impl SqliteStore {
     /// missing, damaged or foreign file is refused, with the reason, before anything touches it.
     pub(super) fn open_existing(
         path: &Path,
-        options: SqliteOptions,
+        options: StoreOptions,
         accept_older: bool,
     ) -> anyhow::Result<SqliteStore> {
         let conn = open_current(path, options, accept_older)
@@ -550,7 +550,7 @@ fn copy_pages(source: &Connection, copy: &mut Connection) -> rusqlite::Result<()
 /// the file is neither created nor written before that is known.
 fn open_current(
     path: &Path,
-    options: SqliteOptions,
+    options: StoreOptions,
     accept_older: bool,
 ) -> anyhow::Result<Connection> {
     match std::fs::metadata(path) {
@@ -662,7 +662,7 @@ fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> 
 }
 
 /// The settings every connection gets, before it is used for anything.
-fn configure(conn: &mut Connection, options: SqliteOptions) -> rusqlite::Result<()> {
+fn configure(conn: &mut Connection, options: StoreOptions) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
