@@ -278,11 +278,8 @@ impl PostgresStore {
     }
 
     pub(super) async fn prune_page_acks(&self, before: Millis) -> Result<usize, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached("DELETE FROM page_acks WHERE acked_at < $1")
-            .await?;
-        Ok(count(client.execute(&statement, &[&before]).await?))
+        self.execute("DELETE FROM page_acks WHERE acked_at < $1", &[&before])
+            .await
     }
 
     pub(super) async fn touch(
@@ -366,11 +363,8 @@ impl PostgresStore {
     }
 
     pub(super) async fn prune_forgotten(&self, before: Millis) -> Result<usize, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(concat!("DELETE ", expired_forgotten!()))
-            .await?;
-        Ok(count(client.execute(&statement, &[&before]).await?))
+        self.execute(concat!("DELETE ", expired_forgotten!()), &[&before])
+            .await
     }
 
     pub(super) async fn prune_batch(
@@ -522,23 +516,17 @@ impl PostgresStore {
         keep_newest: usize,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let client = self.client().await?;
         // The oldest id still kept by the count limit; everything below it goes, as does
         // everything older than the retention cutoff.
-        let statement = client
-            .prepare_cached(concat!(
+        self.execute(
+            concat!(
                 "DELETE FROM messages WHERE id IN (SELECT id ",
                 old_messages!(),
                 " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
-            ))
-            .await?;
-        let deleted = client
-            .execute(
-                &statement,
-                &[&created_before, &to_limit(keep_newest), &to_limit(limit)],
-            )
-            .await?;
-        Ok(count(deleted))
+            ),
+            &[&created_before, &to_limit(keep_newest), &to_limit(limit)],
+        )
+        .await
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
@@ -546,14 +534,12 @@ impl PostgresStore {
     }
 
     async fn ping_now(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO health (id, checked_at) VALUES (1, $1)
-                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-            )
-            .await?;
-        client.execute(&statement, &[&super::now_millis()]).await?;
+        self.execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            &[&super::now_millis()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -589,15 +575,20 @@ impl PostgresStore {
         .await
     }
 
-    async fn count(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<usize, StoreError> {
+    /// Runs one `SELECT count(*)` statement on a pooled connection.
+    async fn count(&self, sql: &'static str, params: &[&Param<'_>]) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await?;
         let n: i64 = client.query_one(&statement, params).await?.get(0);
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Runs one statement on a pooled connection; returns how many rows it changed.
+    async fn execute(&self, sql: &'static str, params: &[&Param<'_>]) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        let rows = client.execute(&statement, params).await?;
+        Ok(usize::try_from(rows).unwrap_or(usize::MAX))
     }
 
     /// Row counts and activity times, read in one statement (one snapshot), and the size of
@@ -979,11 +970,6 @@ async fn timed<T>(write: impl Future<Output = Result<T, StoreError>>) -> Result<
 /// A `LIMIT` parameter.
 fn to_limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A row count as returned by PostgreSQL.
-fn count(rows: u64) -> usize {
-    usize::try_from(rows).unwrap_or(usize::MAX)
 }
 
 /// A random number from the operating system, to tell instances apart.
