@@ -76,10 +76,6 @@ async fn recv_until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Val
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_made_on_one_instance_is_read_and_synced_on_the_other() {
     let Some(cluster) = Cluster::start("a_session_made_on_one_instance").await else {
@@ -98,27 +94,18 @@ async fn a_session_made_on_one_instance_is_read_and_synced_on_the_other() {
     // A tab on each instance; changes typed on A reach the tab on B.
     let mut tab_a = live::join_settings(&mut on_a, "page-a").await;
     let mut tab_b = live::join_settings(&mut on_b, "page-b").await;
-    let mut latencies = Vec::new();
     for seq in 1..=30u64 {
         let name = format!("ada {seq}");
-        let sent = Instant::now();
         live::change(&mut tab_a, seq, &name, "light").await;
         let render = recv_until(&mut tab_b, |m| {
             m["t"] == "render" && m["html"].as_str().unwrap_or("").contains(&name)
         })
         .await;
-        latencies.push(sent.elapsed());
         assert_eq!(render["theme"], "light");
         let ack = recv_until(&mut tab_a, |m| m["t"] == "ack").await;
         assert_eq!(ack["seq"], seq);
     }
-    latencies.sort();
-    eprintln!(
-        "cross-instance tab sync over {} changes: p50 {:?}, max {:?}",
-        latencies.len(),
-        percentile(&latencies, 0.5),
-        latencies.last().unwrap()
-    );
+    // (How fast is measured by bench/cluster, not here.)
 
     // The other way round: a plain form post on B reaches the tab on A.
     assert_eq!(

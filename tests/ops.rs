@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::Browser;
-use common::binary::{BIN, Server, command};
+use common::binary::{BIN, Server, assert_refused, command};
 use livesession::chat::MessageBody;
 use livesession::config::Durability;
 use livesession::session::SessionId;
@@ -30,24 +30,6 @@ fn run_json(data_dir: &Path, args: &[&str]) -> Value {
     let output = run(data_dir, &args);
     assert!(output.status.success(), "{args:?}: {output:?}");
     serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// Asserts a refusal: a non-zero exit, nothing on standard output, and one line on standard
-/// error that says `expected`.
-fn assert_refused(output: &Output, expected: &str) {
-    assert!(!output.status.success(), "it succeeded: {output:?}");
-    assert!(output.stdout.is_empty(), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("livesession: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line, got:\n{stderr}");
-    assert!(
-        errors[0].contains(expected),
-        "{expected:?} not in {errors:?}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// The row counts of a database file, opened directly.

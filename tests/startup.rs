@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::{BIN, Server, command};
+use common::binary::{BIN, Server, assert_refused, command};
 
 /// Runs the binary expecting it to stop by itself (a startup failure), within 10 s.
 fn run_to_exit(data_dir: &Path, args: &[&str]) -> Output {
@@ -25,23 +25,6 @@ fn run_to_exit(data_dir: &Path, args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
-}
-
-/// Asserts a failed start: non-zero exit, and one line saying `expected`.
-fn assert_refused(output: &Output, expected: &str) {
-    assert!(!output.status.success(), "it started: {output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("livesession: "))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line, got:\n{stderr}");
-    assert!(
-        errors[0].contains(expected),
-        "{expected:?} not in {:?}",
-        errors[0]
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

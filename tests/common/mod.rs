@@ -481,6 +481,24 @@ pub mod binary {
         }
     }
 
+    /// Asserts a refusal: a non-zero exit, nothing on standard output, and one line on standard
+    /// error that says `expected`, without a panic.
+    pub fn assert_refused(output: &std::process::Output, expected: &str) {
+        assert!(!output.status.success(), "it succeeded: {output:?}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("livesession: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "want one error line, got:\n{stderr}");
+        assert!(
+            errors[0].contains(expected),
+            "{expected:?} not in {errors:?}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
     /// A running server process.
     pub struct Server {
         pub child: Child,
