@@ -88,9 +88,7 @@ impl App {
         prepare_data_dir(&config.data_dir)?;
         let keys = Keys::load(&config)?;
         let store = open_store(&config, Opening::ToServe).await?;
-        if store.is_shared() {
-            check_shared_key(&store, &keys).await?;
-        }
+        check_shared_key(&store, &keys).await?;
         for (id, at) in store
             .forgotten()
             .await

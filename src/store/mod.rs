@@ -282,11 +282,6 @@ impl Store {
         })
     }
 
-    /// True when other instances may share this store's database.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
-    }
-
     /// Starts hearing what other instances do, on `notices`, until `shutdown`; `None` for a
     /// store no other instance can share.
     pub fn listen(
@@ -302,7 +297,8 @@ impl Store {
 
     /// Checks that every instance of a shared database signs cookies with the same key, by
     /// fingerprint (see [`crate::session::Keys::fingerprints`]). Returns the fingerprint the
-    /// database holds when it is neither `current` nor one of `previous`.
+    /// database holds when it is neither `current` nor one of `previous`; always `None` for a
+    /// database only one instance uses (SQLite).
     pub async fn claim_key(
         &self,
         current: &str,
