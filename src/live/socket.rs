@@ -460,14 +460,12 @@ impl LiveView {
         input: SettingsInput,
     ) -> Result<(), End> {
         let hub = &app.live.hub;
+        let (change, errors) = SettingsChange::parse(&input);
         if seq <= hub.acked_seq(self.id, &self.page, SETTINGS_FORM) {
             // Already committed: a replay after a reconnect. Acknowledge it again, change
             // nothing; the fields it refused the first time are refused again (checking is pure).
-            let (_, errors) = SettingsChange::parse(&input);
-            let refused = refused_fields(&errors);
-            return ack(peer, SETTINGS_FORM, seq, Some(refused)).await;
+            return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;
         }
-        let (change, errors) = SettingsChange::parse(&input);
         if !change.is_empty() {
             let from = PageChange {
                 page: self.page.clone(),
@@ -483,8 +481,7 @@ impl LiveView {
                     // Applied before, by another instance or before a restart, and its
                     // acknowledgement lost: acknowledge it again, change nothing.
                     hub.record_ack(self.id, &self.page, SETTINGS_FORM, seq);
-                    let refused = refused_fields(&errors);
-                    return ack(peer, SETTINGS_FORM, seq, Some(refused)).await;
+                    return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;
                 }
                 Ok(PageSave::Forgotten) => {
                     // Forgotten in another tab (or on another instance): this page must start
