@@ -128,7 +128,7 @@ async fn a_replayed_change_is_refused_again_for_the_same_reasons() {
 }
 
 #[tokio::test]
-async fn another_tab_of_the_same_session_gets_the_change_quickly_and_the_sender_no_echo() {
+async fn another_tab_of_the_same_session_gets_the_change_and_the_sender_no_echo() {
     let app = TestApp::spawn(&[]).await;
     let mut browser = app.browser();
     let mut sender = join_settings(&mut browser, "tab-1").await;
@@ -136,10 +136,8 @@ async fn another_tab_of_the_same_session_gets_the_change_quickly_and_the_sender_
     let mut stranger_browser = app.browser();
     let mut stranger = join_settings(&mut stranger_browser, "tab-3").await;
 
-    let sent_at = std::time::Instant::now();
     change(&mut sender, 1, "Grace", "light").await;
     let render = recv(&mut other).await;
-    let latency = sent_at.elapsed();
     assert_eq!(render["t"], "render");
     assert_eq!(render["theme"], "light");
     assert!(
@@ -148,7 +146,6 @@ async fn another_tab_of_the_same_session_gets_the_change_quickly_and_the_sender_
             .unwrap()
             .contains(r#"value="Grace""#)
     );
-    assert!(latency < Duration::from_millis(100), "took {latency:?}");
 
     // The sender gets its ack and one render of its own change, and nothing more.
     assert_eq!(recv(&mut sender).await["t"], "ack");

@@ -1,0 +1,150 @@
+//! A live socket as a page would open it.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{Browser, attribute_after, message_ids};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens `/live` with the browser's cookie and the given `Origin` (`None`: no header).
+pub async fn open(browser: &Browser, origin: Option<&str>) -> Result<Socket, Error> {
+    let mut request = format!("ws://{}/live", browser.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(cookie) = &browser.cookie {
+        request
+            .headers_mut()
+            .insert("cookie", HeaderValue::from_str(cookie).unwrap());
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
+}
+
+/// What a page knows: its CSRF token, build hash, version and newest message.
+pub struct PageInfo {
+    pub csrf: String,
+    pub build: String,
+    pub version: i64,
+    pub last_message: i64,
+}
+
+pub async fn page_info(browser: &mut Browser, path: &str) -> PageInfo {
+    let page = browser.page(path).await;
+    let script = attribute_after(&page, r#"<script src="/assets/live."#);
+    PageInfo {
+        csrf: attribute_after(&page, r#"data-live-csrf=""#).to_owned(),
+        build: script.split('.').next().unwrap().to_owned(),
+        version: attribute_after(&page, r#"data-live-version=""#)
+            .parse()
+            .unwrap(),
+        last_message: message_ids(&page).last().copied().unwrap_or(0),
+    }
+}
+
+/// A joined socket on the settings view, like a freshly loaded settings page.
+pub async fn join_settings(browser: &mut Browser, page_id: &str) -> Socket {
+    join(browser, "settings", page_id, None).await
+}
+
+/// A joined socket on the chat view; `last_message` defaults to what the page shows.
+pub async fn join_chat(browser: &mut Browser, page_id: &str, last_message: Option<i64>) -> Socket {
+    join(browser, "chat", page_id, last_message).await
+}
+
+async fn join(
+    browser: &mut Browser,
+    view: &str,
+    page_id: &str,
+    last_message: Option<i64>,
+) -> Socket {
+    let path = if view == "chat" { "/" } else { "/settings" };
+    let info = page_info(browser, path).await;
+    let origin = format!("http://{}", browser.addr);
+    let mut socket = open(browser, Some(&origin)).await.unwrap();
+    send(
+        &mut socket,
+        json!({"t": "join", "view": view, "csrf": info.csrf, "build": info.build,
+               "page": page_id, "version": info.version,
+               "last_message": last_message.unwrap_or(info.last_message)}),
+    )
+    .await;
+    let joined = recv(&mut socket).await;
+    assert_eq!(joined["t"], "joined", "{joined}");
+    socket
+}
+
+pub async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .unwrap();
+}
+
+/// Sends a chat message over the socket.
+pub async fn post(socket: &mut Socket, seq: u64, nonce: &str, body: &str) {
+    send(
+        socket,
+        json!({"t": "post", "form": "composer", "seq": seq, "nonce": nonce, "body": body}),
+    )
+    .await;
+}
+
+pub async fn change(socket: &mut Socket, seq: u64, username: &str, theme: &str) {
+    send(
+        socket,
+        json!({"t": "change", "form": "settings", "seq": seq,
+               "fields": {"username": username, "theme": theme}}),
+    )
+    .await;
+}
+
+/// The next JSON message, within 5 s (pings and pongs are skipped).
+pub async fn recv(socket: &mut Socket) -> Value {
+    try_recv(socket, Duration::from_secs(5))
+        .await
+        .expect("no message within 5 s")
+}
+
+/// The next JSON message within `wait`, or `None`.
+pub async fn try_recv(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?;
+        match frame {
+            Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server closes; returns its close frame.
+pub async fn closed(socket: &mut Socket) -> Option<CloseFrame> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the socket was not closed within 10 s");
+        match frame {
+            Some(Ok(Message::Close(frame))) => return frame,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}

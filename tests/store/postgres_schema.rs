@@ -1,0 +1,117 @@
+//! PostgreSQL only, what a shared database adds: the schema check, a clear error for an unreachable
+//! server, and the signing key every instance must share.
+
+use crate::common::postgres::TestDatabase;
+use crate::harness::{open_postgres, postgres_fixture};
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_from_a_newer_version() {
+    let Some(f) = postgres_fixture("postgres_refuses_a_schema_from_a_newer_version").await else {
+        return;
+    };
+    let database = f.postgres.as_ref().unwrap();
+    let client = database.connect().await;
+    client
+        .execute(
+            "UPDATE livesession_meta SET value = '99' WHERE name = 'schema_version'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let error = format!("{:#}", open_postgres(&database.url).await.err().unwrap());
+    assert!(error.contains("newer livesession"), "{error}");
+    assert!(error.contains("99"), "{error}");
+}
+
+#[tokio::test]
+async fn postgres_leaves_another_programs_tables_alone() {
+    let Some(database) =
+        TestDatabase::create("postgres_leaves_another_programs_tables_alone").await
+    else {
+        return;
+    };
+    let client = database.connect().await;
+    client
+        .batch_execute("CREATE TABLE settings (id int); INSERT INTO settings VALUES (7)")
+        .await
+        .unwrap();
+    let error = format!("{:#}", open_postgres(&database.url).await.err().unwrap());
+    assert!(error.contains("did not create"), "{error}");
+    let kept: i32 = client
+        .query_one("SELECT id FROM settings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 7);
+}
+
+#[tokio::test]
+async fn postgres_an_unreachable_server_is_a_clear_error() {
+    let error = open_postgres("postgres://nobody@127.0.0.1:1/nothing")
+        .await
+        .err()
+        .unwrap();
+    let error = format!("{error:#}");
+    assert!(
+        error.contains("cannot connect to PostgreSQL at nobody@127.0.0.1:1/nothing"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_instances_must_share_the_signing_key() {
+    let Some(f) = postgres_fixture("postgres_instances_must_share_the_signing_key").await else {
+        return;
+    };
+    assert_eq!(f.store.claim_key("key-a", &[]).await.unwrap(), None);
+    let other = f.another().await;
+    assert_eq!(other.claim_key("key-a", &[]).await.unwrap(), None);
+    assert_eq!(
+        other.claim_key("key-b", &[]).await.unwrap(),
+        Some("key-a".to_owned()),
+        "a different key is refused"
+    );
+    assert_eq!(
+        other
+            .claim_key("key-b", &["key-a".to_owned()])
+            .await
+            .unwrap(),
+        None,
+        "a rotation that lists the old key is accepted"
+    );
+    assert_eq!(
+        f.store.claim_key("key-a", &[]).await.unwrap(),
+        Some("key-b".to_owned()),
+        "after the rotation the old key alone is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_with_different_keys_cannot_both_start() {
+    let Some(f) = postgres_fixture("postgres_instances_starting_together").await else {
+        return;
+    };
+    for round in 0..10 {
+        let client = f.postgres.as_ref().unwrap().connect().await;
+        client
+            .execute(
+                "DELETE FROM livesession_meta WHERE name = 'key_fingerprint'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let other = f.another().await;
+        let (a, b) = tokio::join!(
+            f.store.claim_key("key-a", &[]),
+            other.claim_key("key-b", &[])
+        );
+        let refused = [a.unwrap(), b.unwrap()]
+            .iter()
+            .filter(|held| held.is_some())
+            .count();
+        assert_eq!(
+            refused, 1,
+            "round {round}: exactly one of the two keys is refused"
+        );
+    }
+}
