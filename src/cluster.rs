@@ -1,6 +1,6 @@
 //! Several instances on one PostgreSQL database: what one instance hears of the others.
 //!
-//! Each instance keeps one listening connection ([`Store::listen`](crate::store::Store::listen)),
+//! Each instance keeps one listening connection (`Store::listen`),
 //! and every write that another instance's pages must see sends a notification as it commits.
 //! Here those notifications become the very hub events a local write publishes, so a live socket
 //! cannot tell a change made in a tab on this instance from one made on another.
@@ -15,43 +15,43 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
-use crate::live::pubsub::SessionEvent;
+use crate::hub::SessionEvent;
+use crate::site::Site;
 use crate::store::Notice;
 
 /// Notices waiting to be applied before the listener waits for room.
 const NOTICE_BUFFER: usize = 4096;
 
 /// Starts hearing the other instances, until `shutdown`; `None` when the store is not shared.
-pub fn spawn(app: AppState, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+pub fn spawn(site: Site, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
     let (sender, mut notices) = mpsc::channel(NOTICE_BUFFER);
-    let listener = app.store.listen(sender, shutdown)?;
+    let listener = site.store.listen(sender, shutdown)?;
     Some(tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
-            apply(&app, notice).await;
+            apply(&site, notice).await;
         }
         let _ = listener.await;
     }))
 }
 
 /// Does what a local write of the same kind would have done after its commit.
-async fn apply(app: &AppState, notice: Notice) {
-    let hub = &app.live.hub;
+async fn apply(site: &Site, notice: Notice) {
+    let hub = &site.hub;
     match notice {
         Notice::SettingsChanged { id, version } => {
             hub.publish(id, SessionEvent::SettingsChanged { version, origin: 0 });
         }
         Notice::Forgotten { id, at } => {
-            app.forgotten.insert(id, at);
+            site.forgotten.insert(id, at);
             hub.publish(id, SessionEvent::Forgotten);
         }
         Notice::Message { id } => hub.publish_message(id),
         Notice::Resync => {
-            match app.store.forgotten().await {
+            match site.store.forgotten().await {
                 Ok(forgotten) => {
                     for (id, at) in forgotten {
-                        if !app.forgotten.contains(id) {
-                            app.forgotten.insert(id, at);
+                        if !site.forgotten.contains(id) {
+                            site.forgotten.insert(id, at);
                             hub.publish(id, SessionEvent::Forgotten);
                         }
                     }

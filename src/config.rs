@@ -8,11 +8,17 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::live::LiveConfig;
+use crate::retention::Retention;
+use crate::site::RateLimit;
+use crate::store::{Durability, StoreOptions};
+
 /// The longest a touch window may be: a page view writes `read_at` at most this often.
 const TOUCH_WINDOW_CAP: Duration = Duration::from_secs(60 * 60);
 
 /// Serve a live web app whose per-browser settings survive reloads, browser restarts and server
-/// restarts: they live in a SQLite database keyed by a signed cookie session id.
+/// restarts: they live in a database (a SQLite file, or PostgreSQL for several instances) keyed
+/// by a signed cookie session id.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "livesession", version, about, long_about = None)]
 pub struct Config {
@@ -53,8 +59,8 @@ pub struct Config {
     pub prune_every: Duration,
 
     /// What a saved change survives: `normal` survives a crash of this process (kill -9);
-    /// `full` also survives a power loss or an operating-system crash, at the cost of an fsync per
-    /// commit.
+    /// `full` also survives a power loss or an operating-system crash (on SQLite at the cost of an
+    /// fsync per commit; on PostgreSQL, synchronous_commit on).
     #[arg(
         long,
         env = "LIVESESSION_DURABILITY",
@@ -190,16 +196,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// How hard a commit works to survive a crash; maps to SQLite's `synchronous` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Durability {
-    /// `synchronous=NORMAL` in WAL mode: a process crash loses nothing that was acknowledged; a
-    /// power loss may lose the last commits (never corrupts the database).
-    Normal,
-    /// `synchronous=FULL`: every acknowledged commit is fsynced before the answer.
-    Full,
-}
-
 impl Config {
     /// Parses flags and environment as the binary does. Tests build their configuration the same
     /// way, so they exercise the real defaults.
@@ -219,8 +215,8 @@ impl Config {
     }
 
     /// The live layer's settings.
-    pub fn live(&self) -> crate::live::LiveConfig {
-        crate::live::LiveConfig {
+    pub fn live(&self) -> LiveConfig {
+        LiveConfig {
             allowed_origins: self.allowed_origins.clone(),
             idle_timeout: self.live_idle_timeout,
             send_timeout: self.live_send_timeout,
@@ -232,16 +228,16 @@ impl Config {
     }
 
     /// The chat's rate limit.
-    pub fn rate_limit(&self) -> crate::chat::RateLimit {
-        crate::chat::RateLimit {
+    pub fn rate_limit(&self) -> RateLimit {
+        RateLimit {
             burst: self.message_burst,
             window: self.message_window,
         }
     }
 
     /// How the database is used (`--durability`, `--busy-timeout`).
-    pub fn store_options(&self) -> crate::store::StoreOptions {
-        crate::store::StoreOptions {
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
             durability: self.durability,
             busy_timeout: self.busy_timeout,
         }
@@ -258,8 +254,8 @@ impl Config {
     }
 
     /// What the prune task keeps, and for how long.
-    pub fn retention(&self) -> crate::prune::Retention {
-        crate::prune::Retention {
+    pub fn retention(&self) -> Retention {
+        Retention {
             stale_after: self.stale_after,
             touch_window: self.touch_window(),
             message_retention: self.message_retention,

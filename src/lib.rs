@@ -2,287 +2,83 @@
 //! restarts and server restarts.
 //!
 //! Every browser gets a random session id in a signed, long-lived cookie on its first request;
-//! its settings live in a SQLite table keyed by that id. They are loaded for the very first static
-//! render (no flash of the wrong name or theme), written from form posts, and rows nobody has used
-//! for `--stale-after` are pruned in the background.
-//!
-//! # Layout
-//!
-//! - [`config`]: flags and `LIVESESSION_*` environment variables.
-//! - [`app`]: the shared [`AppState`] and the router.
-//! - [`routes`]: the HTTP handlers.
-//! - [`server`]: the accept loop, with header and request time limits.
-//! - [`live`]: the `/live` WebSocket: protocol, per-session pub/sub, the socket loop.
-//! - [`metrics`]: the Prometheus metrics and the `/metrics` endpoint.
-//! - [`ops`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
-//! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
-//! - [`settings`]: the validated settings domain types.
-//! - [`chat`]: chat messages: validation, the stored form, the rate limit.
-//! - [`limit`]: the token bucket behind every rate limit.
-//! - [`store`]: the database behind a narrow interface (SQLite, or PostgreSQL for several
-//!   instances).
-//! - [`cluster`]: how instances sharing a PostgreSQL database hear each other's writes.
-//! - [`prune`]: the background task that deletes stale rows.
-//! - [`views`]: the maud pages.
-//! - [`assets`]: the embedded, content-hashed static files.
-//! - [`error`]: the handlers' error type.
-//! - [`shutdown`]: the shutdown signal.
+//! its settings live in a database table keyed by that id: a SQLite file in the data dir, or one
+//! PostgreSQL database that several instances share. They are loaded for the very first static
+//! render (no flash of the wrong name or theme), written from form posts and live events, and rows
+//! nobody has used for `--stale-after` are pruned in the background.
 //!
 //! [`App::build`] opens everything a [`Config`] names; [`App::run`] serves until a shutdown token
-//! is cancelled. The binary is a thin wrapper around the two.
+//! is cancelled. The binary (`main.rs`) is a thin wrapper around the two and [`cli`].
+//!
+//! # Layers
+//!
+//! Each module imports only from the layers below its own. Within a layer a module may use
+//! another of the same layer (`chat` uses `session`), never in a loop. `tests/layers.rs` reads
+//! this table and the sources, and fails on an upward import or a loop.
+//!
+//! | layer | modules | may import |
+//! | --- | --- | --- |
+//! | ground | `clock`, `limit`, `shutdown` | std and crates only |
+//! | domain | `session`, `settings`, `chat`, `retention` | ground (no axum, no shared state) |
+//! | storage | `store` | domain, ground |
+//! | telemetry | `metrics` | storage, domain, ground |
+//! | presentation | `assets`, `views` | telemetry and below |
+//! | serving core | `hub`, `site` | presentation and below |
+//! | serving | `live`, `http` | serving core and below |
+//! | wiring | `config`, `prune`, `cluster`, `app`, `startup` | serving and below |
+//! | entry | `cli`, `main.rs` | everything |
+//!
+//! # Modules
+//!
+//! - [`clock`]: `Millis`, the wall clock every stored time is read from.
+//! - [`limit`]: the token bucket behind every rate limit.
+//! - [`shutdown`]: the shutdown signal.
+//! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
+//! - [`settings`]: the validated settings: usernames, themes, per-field changes.
+//! - [`chat`]: chat messages: what a body may contain, what a stored message is.
+//! - [`retention`]: when a row is stale, and what a prune pass removed.
+//! - [`store`]: the database behind a narrow interface (SQLite, or PostgreSQL for several
+//!   instances), with its own types and errors.
+//! - [`metrics`]: the Prometheus registry: counters any layer above the store bumps.
+//! - [`assets`]: the embedded, content-hashed static files.
+//! - [`views`]: the maud pages, and the cache of rendered settings pages.
+//! - [`hub`]: the in-process pub/sub that carries a change to a session's other tabs and a
+//!   message to every chat page.
+//! - [`site`]: what every request shares, whichever way it arrives (a form post or a live
+//!   socket): the store, the keys, the forgotten sessions, the chat's rate limit, and the
+//!   operations both use (read a session's settings, post a message).
+//! - [`live`]: the `/live` WebSocket: protocol, the socket loop.
+//! - [`http`]: the HTTP handlers, the session cookie layer, security headers, `/metrics`,
+//!   the accept loop.
+//! - [`config`]: flags and `LIVESESSION_*` environment variables.
+//! - [`prune`]: the background task that deletes stale rows.
+//! - [`cluster`]: how instances sharing a PostgreSQL database hear each other's writes.
+//! - [`app`]: the shared [`AppState`] and the router.
+//! - [`startup`]: [`App`]: bind, open, serve, shut down.
+//! - [`cli`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
 
 pub mod app;
 pub mod assets;
 pub mod chat;
+pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod error;
+pub mod http;
+pub mod hub;
 pub mod limit;
 pub mod live;
 pub mod metrics;
-pub mod ops;
 pub mod prune;
-pub mod routes;
-pub mod server;
+pub mod retention;
 pub mod session;
 pub mod settings;
 pub mod shutdown;
+pub mod site;
+pub mod startup;
 pub mod store;
 pub mod views;
 
-use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::Context;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
 pub use app::AppState;
 pub use config::Config;
-
-use chat::RateLimiter;
-use live::Live;
-use session::{Forgotten, Keys};
-use store::Store;
-
-/// A built, bound, not yet serving app.
-pub struct App {
-    listener: TcpListener,
-    state: AppState,
-    config: Config,
-    shutdown: CancellationToken,
-    metrics_listener: Option<TcpListener>,
-}
-
-impl App {
-    /// Binds the listener, creates the data dir, loads the signing keys and opens the database.
-    /// Any problem comes back as one readable error naming what failed.
-    pub async fn build(config: Config) -> anyhow::Result<App> {
-        let shutdown = CancellationToken::new();
-        let forgotten = Arc::new(Forgotten::default());
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        prepare_data_dir(&config.data_dir)?;
-        let keys = Keys::load(&config)?;
-        let store = open_store(&config, Opening::ToServe).await?;
-        check_shared_key(&store, &keys).await?;
-        for (id, at) in store
-            .forgotten()
-            .await
-            .context("reading the forgotten sessions")?
-        {
-            forgotten.insert(id, at);
-        }
-        let state = AppState::new(app::Shared {
-            store,
-            keys: Arc::new(keys),
-            retention: config.retention(),
-            chat_limit: Arc::new(RateLimiter::new(config.rate_limit())),
-            forgotten,
-            pages: views::PageCache::default(),
-            live: Arc::new(Live::new(config.live(), shutdown.clone())),
-        });
-        let metrics_listener = match &config.metrics_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
-            ),
-            None => None,
-        };
-        Ok(App {
-            listener,
-            state,
-            config,
-            shutdown,
-            metrics_listener,
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// The shared state, for tests that look behind the HTTP surface.
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// The token that stops this app: cancel it to shut down.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Serves until the shutdown token is cancelled, then stops accepting, closes live sockets
-    /// with 1001, lets in-flight requests finish (all within `--shutdown-grace`) and stops the
-    /// prune task.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let App {
-            listener,
-            state,
-            config,
-            shutdown,
-            metrics_listener,
-        } = self;
-        let metrics_server = match metrics_listener {
-            Some(listener) => {
-                let addr = listener
-                    .local_addr()
-                    .context("reading the metrics address")?;
-                tracing::info!("metrics on http://{addr}/metrics");
-                let router = metrics::router(state.clone());
-                let shutdown = shutdown.clone();
-                Some(tokio::spawn(server::serve(
-                    listener,
-                    router,
-                    config.header_timeout,
-                    shutdown,
-                )))
-            }
-            None => None,
-        };
-        tracing::info!(
-            "listening on http://{}",
-            listener.local_addr().context("reading the bound address")?
-        );
-        let prune = prune::spawn(
-            state.store.clone(),
-            Arc::clone(&state.forgotten),
-            state.retention,
-            config.prune_every,
-            shutdown.clone(),
-        );
-        let cluster = cluster::spawn(state.clone(), shutdown.clone());
-        let live = Arc::clone(&state.live);
-
-        let server = server::serve(
-            listener,
-            app::router_with(state, metrics::public_routes(config.metrics)),
-            config.header_timeout,
-            shutdown.clone(),
-        );
-        let stopped = async {
-            server.await;
-            if let Some(metrics_server) = metrics_server {
-                let _ = metrics_server.await;
-            }
-            live.tracker.close();
-            live.tracker.wait().await;
-        };
-        let grace = config.shutdown_grace;
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            () = stopped => {}
-            () = deadline => tracing::warn!(?grace, "connections did not finish in time; stopping anyway"),
-        }
-        shutdown.cancel();
-        // Both stop at once on the token, unless a database call is hanging: give them the
-        // grace period, no more.
-        let background = async {
-            prune.await.context("the prune task panicked")?;
-            if let Some(cluster) = cluster {
-                cluster
-                    .await
-                    .context("the notification listener panicked")?;
-            }
-            anyhow::Ok(())
-        };
-        match tokio::time::timeout(grace, background).await {
-            Ok(finished) => finished?,
-            Err(_) => tracing::warn!("background tasks did not stop in time; stopping anyway"),
-        }
-        tracing::info!("stopped");
-        Ok(())
-    }
-}
-
-/// How [`open_store`] treats the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opening {
-    /// To serve: created if missing, its schema brought up to date.
-    ToServe,
-    /// For a maintenance command: as it is, nothing created or upgraded. A database of an older
-    /// schema version is accepted only with `accept_older` (a backup before an upgrade).
-    AsItIs { accept_older: bool },
-}
-
-/// Opens the database the configuration names: PostgreSQL with `--database-url`, else the
-/// SQLite file in the data dir.
-pub async fn open_store(config: &Config, opening: Opening) -> anyhow::Result<Store> {
-    let options = config.store_options();
-    if let Some(url) = &config.database_url {
-        return match opening {
-            Opening::ToServe => Store::open_postgres(url, options).await,
-            Opening::AsItIs { .. } => Store::open_postgres_existing(url, options).await,
-        };
-    }
-    let path = config.database_path();
-    tokio::task::spawn_blocking(move || match opening {
-        Opening::ToServe => Store::open_sqlite(&path, options),
-        Opening::AsItIs { accept_older } => {
-            Store::open_sqlite_existing(&path, options, accept_older)
-        }
-    })
-    .await?
-}
-
-/// Refuses to start when the shared database's cookies are signed with another key than this
-/// instance's: behind a load balancer, every request to this instance would start a new session.
-async fn check_shared_key(store: &Store, keys: &Keys) -> anyhow::Result<()> {
-    let (current, previous) = keys.fingerprints();
-    let held = store
-        .claim_key(&current, &previous)
-        .await
-        .context("recording the signing key's fingerprint")?;
-    match held {
-        None => Ok(()),
-        Some(held) => anyhow::bail!(
-            "the other instances on this database sign cookies with another key (fingerprint \
-             {held}; this instance's is {current}): give every instance the same secret with \
-             --secret-key or LIVESESSION_SECRET_KEY (to change it on purpose, list the old one in \
-             --previous-keys)"
-        ),
-    }
-}
-
-/// Creates the data dir (mode 0700: it holds the signing key) if it does not exist yet.
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
-    let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .with_context(|| format!("the data dir {} is not writable", dir.display()))
-}
+pub use startup::App;

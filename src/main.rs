@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
+use livesession::cli::{self, Cli, Command};
 use livesession::config::LogFormat;
-use livesession::ops::{self, Cli, Command};
 use livesession::{App, Config, shutdown};
 use tokio::runtime::Runtime;
 use tracing_subscriber::EnvFilter;
@@ -116,7 +116,7 @@ fn serve(runtime: Runtime, config: Config) -> ExitCode {
 
 /// Runs one maintenance command and prints its result on standard output.
 fn maintain(runtime: Runtime, command: &Command, config: &Config) -> ExitCode {
-    match runtime.block_on(ops::run(command, config)) {
+    match runtime.block_on(cli::run(command, config)) {
         Ok(output) => {
             // A closed standard output (`| head`) is the reader's choice, not a failure.
             let _ = writeln!(std::io::stdout(), "{output}");

@@ -1,22 +1,16 @@
-//! Metrics for Prometheus, served in its text format at `/metrics`: on the public listener with
-//! `--metrics`, or on a listener of its own with `--metrics-listen ADDR` (the public one then
-//! answers `404` there, as it does by default).
+//! The Prometheus registry: every metric of the process, encoded in the text format for
+//! `/metrics` (served by `http::metrics`).
 //!
-//! The metrics are process-wide, like the process they describe: one process is one scrape
-//! target, and the code that sees an event (a handler, the database writer, the prune task)
-//! counts it without a handle threaded through to it. Every series is made once, at first use,
-//! so recording an event is one relaxed atomic add: no lock, no allocation, no label lookup. The
-//! live-socket gauge costs nothing at all until a scrape, which reads the live layer's own count.
+//! The counters are process-wide, like the process they describe: one process is one scrape
+//! target, and the code that sees an event (a handler, a live socket, the prune task) counts it
+//! without a handle threaded through to it. Every series is made once, at first use, so
+//! recording an event is one relaxed atomic add: no lock, no allocation, no label lookup. Two
+//! metrics are read from their owners at a scrape instead, and cost nothing until then: the
+//! live-socket gauge (the live layer's count) and the write-duration histogram (the store's own,
+//! [`WriteTimes`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -24,9 +18,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::app::AppState;
-use crate::prune::Pruned;
-use crate::store::{StoreError, Unavailable};
+use crate::retention::Pruned;
+use crate::store::{StoreError, Unavailable, WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 
 /// The metrics of this process.
 pub fn metrics() -> &'static Metrics {
@@ -77,6 +70,8 @@ pub struct Metrics {
     chat_messages: Counter,
     live_origin_rejections: Counter,
     rate_limited: [Counter; 2],
+    /// Taken by a scrape while it sets the figures read from their owners and encodes them.
+    scrapes: Mutex<()>,
 }
 
 /// A label and its values, in the order of the metric's array of series (and of its enum).
@@ -142,7 +137,8 @@ impl Metrics {
         let write_duration = LatencyHistogram::default();
         registry.register_with_unit(
             "write_duration",
-            "Database writes, from being queued to being committed",
+            "Database writes a request waits for (saves, touches, forget me, chat posts), \
+             failed ones included, from the call until committed or failed",
             Unit::Seconds,
             write_duration.clone(),
         );
@@ -183,6 +179,7 @@ impl Metrics {
             chat_messages,
             live_origin_rejections,
             rate_limited,
+            scrapes: Mutex::new(()),
         }
     }
 
@@ -220,11 +217,6 @@ impl Metrics {
         }
     }
 
-    /// A database write took `elapsed`, from being queued to being answered.
-    pub fn write_took(&self, elapsed: Duration) {
-        self.write_duration.observe(elapsed);
-    }
-
     /// A database request failed.
     pub fn database_error(&self, error: &StoreError) {
         let kind = error.unavailable();
@@ -247,8 +239,12 @@ impl Metrics {
         self.rate_limited[limit as usize].inc();
     }
 
-    /// Every metric in the Prometheus text format, with `live_sockets` as the gauge's value.
-    pub fn encode(&self, live_sockets: usize) -> String {
+    /// Every metric in the Prometheus text format, with `live_sockets` as the gauge's value and
+    /// `writes` as the write-duration histogram.
+    pub fn encode(&self, live_sockets: usize, writes: &WriteTimes) -> String {
+        // Scrapes take turns, so each encodes the figures it set.
+        let _turn = self.scrapes.lock().expect("scrape lock");
+        *self.write_duration.0.lock().expect("histogram lock") = writes.snapshot();
         self.live_sockets
             .set(i64::try_from(live_sockets).unwrap_or(i64::MAX));
         let mut text = String::with_capacity(8 * 1024);
@@ -282,50 +278,23 @@ fn labelled<const N: usize>(
     std::array::from_fn(|i| family.get_or_create(&[(key, values[i])]).clone())
 }
 
-/// Upper bounds of the write-duration buckets, in seconds: a commit takes well under a
-/// millisecond on a quiet disk, and up to `--busy-timeout` (5 s) when another process holds the
-/// lock.
-const WRITE_BUCKETS: [f64; 13] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
-];
-
-/// A histogram of durations kept in atomics: observing is two relaxed adds, never a lock (the
-/// crate's own histogram takes a mutex per observation).
+/// The write-duration histogram as the last scrape read it from the store: encoding reads it,
+/// [`Metrics::encode`] sets it.
 #[derive(Debug, Clone, Default)]
-struct LatencyHistogram(Arc<Buckets>);
-
-#[derive(Debug, Default)]
-struct Buckets {
-    /// Observations per bucket (not cumulative); the last is above every bound.
-    counts: [AtomicU64; WRITE_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl LatencyHistogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = WRITE_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(WRITE_BUCKETS.len());
-        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-}
+struct LatencyHistogram(Arc<Mutex<WriteTimesSnapshot>>);
 
 impl EncodeMetric for LatencyHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = *self.0.lock().expect("histogram lock");
         let mut buckets = [(f64::INFINITY, 0); WRITE_BUCKETS.len() + 1];
         for (i, bucket) in buckets.iter_mut().enumerate() {
             *bucket = (
                 WRITE_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
-                self.0.counts[i].load(Ordering::Relaxed),
+                snapshot.counts[i],
             );
         }
         let count = buckets.iter().map(|&(_, n)| n).sum();
-        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(snapshot.sum_seconds, count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -333,31 +302,10 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
-/// `GET /metrics`.
-pub async fn endpoint(State(app): State<AppState>) -> Response {
-    let text = metrics().encode(app.live.open_sockets());
-    ([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text).into_response()
-}
-
-/// The routes the public listener adds: `/metrics` with `--metrics`, else none.
-pub fn public_routes(enabled: bool) -> Router<AppState> {
-    if enabled {
-        Router::new().route("/metrics", get(endpoint))
-    } else {
-        Router::new()
-    }
-}
-
-/// The whole app of a `--metrics-listen` listener: `/metrics`, and `404` for anything else.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(endpoint))
-        .fallback(crate::routes::not_found)
-        .with_state(state)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The value of the sample line that starts with `series ` in `text`.
@@ -371,7 +319,7 @@ mod tests {
 
     #[test]
     fn every_series_shows_at_zero_before_anything_happens() {
-        let text = Metrics::new().encode(0);
+        let text = Metrics::new().encode(0, &WriteTimes::default());
         for series in [
             "livesession_live_sockets",
             r#"livesession_page_views_total{page="chat"}"#,
@@ -402,7 +350,7 @@ mod tests {
             messages: 2,
             forgotten: 1,
         }));
-        let text = metrics.encode(7);
+        let text = metrics.encode(7, &WriteTimes::default());
         for (series, expected) in [
             ("livesession_live_sockets", 7.0),
             (r#"livesession_page_views_total{page="settings"}"#, 2.0),
@@ -426,7 +374,7 @@ mod tests {
             None,
         );
         metrics.prune_ran(&Err(StoreError::Sqlite(busy)));
-        let text = metrics.encode(0);
+        let text = metrics.encode(0, &WriteTimes::default());
         assert_eq!(sample(&text, "livesession_prune_runs_total"), 1.0);
         assert_eq!(
             sample(
@@ -439,11 +387,11 @@ mod tests {
 
     #[test]
     fn write_durations_land_in_cumulative_buckets() {
-        let metrics = Metrics::new();
-        metrics.write_took(Duration::from_micros(50));
-        metrics.write_took(Duration::from_millis(3));
-        metrics.write_took(Duration::from_secs(60));
-        let text = metrics.encode(0);
+        let writes = WriteTimes::default();
+        writes.observe(Duration::from_micros(50));
+        writes.observe(Duration::from_millis(3));
+        writes.observe(Duration::from_secs(60));
+        let text = Metrics::new().encode(0, &writes);
         let bucket = |le: &str| {
             sample(
                 &text,

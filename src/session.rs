@@ -6,36 +6,26 @@
 //! signed with an unknown key or tampered with is not an error: the browser simply gets a fresh
 //! session, so it can never reach another session's data.
 //!
-//! [`session_layer`] runs in front of the page routes: it verifies the cookie (or mints an id),
-//! hands the handler a [`Session`], and re-issues the cookie on every HTML page so its 400-day
-//! lifetime slides.
+//! This module is the cookie's rules only: minting, signing, verifying, rotating keys. The layer
+//! that runs them in front of the page routes is `http::session`; the set of forgotten ids that
+//! refuses a still valid signature is the site's (`site::Forgotten`).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use cookie::{CookieJar, Key};
 use hmac::{Hmac, Mac};
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use uuid::Uuid;
-
-use crate::app::AppState;
-use crate::store::Millis;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "livesession";
@@ -118,59 +108,19 @@ pub struct Session {
     pub is_new: bool,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Session {
-    type Rejection = (StatusCode, &'static str);
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Session, Self::Rejection> {
-        parts.extensions.get::<Session>().copied().ok_or((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "this route is not behind the session layer",
-        ))
-    }
-}
-
-/// Put into a response's extensions by a handler that replaced the session (for example
-/// "forget me"): the layer issues a cookie for this id instead of the request's.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplaceSession(pub SessionId);
-
-/// Session ids deleted by "forget me". Their cookies still carry a valid signature, so they are
-/// refused here until the cookie would have expired anyway ([`COOKIE_MAX_AGE`]): such a request
-/// gets a fresh session, and the old id is never re-issued.
-pub struct Forgotten {
-    ids: RwLock<HashMap<SessionId, Millis>>,
-    /// True while `ids` is empty: the usual case costs one atomic load per request.
-    none: AtomicBool,
-}
-
-impl Default for Forgotten {
-    fn default() -> Forgotten {
-        Forgotten {
-            ids: RwLock::default(),
-            none: AtomicBool::new(true),
+impl Session {
+    /// A session minted for this request: a fresh id, nothing saved under it.
+    pub fn new() -> Session {
+        Session {
+            id: SessionId::generate(),
+            is_new: true,
         }
     }
 }
 
-impl Forgotten {
-    /// True when `id` was forgotten.
-    pub fn contains(&self, id: SessionId) -> bool {
-        !self.none.load(Ordering::Acquire)
-            && self.ids.read().expect("forgotten lock").contains_key(&id)
-    }
-
-    /// Remembers that `id` was forgotten at `at`.
-    pub fn insert(&self, id: SessionId, at: Millis) {
-        let mut ids = self.ids.write().expect("forgotten lock");
-        ids.insert(id, at);
-        self.none.store(false, Ordering::Release);
-    }
-
-    /// Stops remembering ids forgotten before `before`.
-    pub fn forget_before(&self, before: Millis) {
-        let mut ids = self.ids.write().expect("forgotten lock");
-        ids.retain(|_, at| *at >= before);
-        self.none.store(ids.is_empty(), Ordering::Release);
+impl Default for Session {
+    fn default() -> Session {
+        Session::new()
     }
 }
 
@@ -237,8 +187,19 @@ pub enum Verdict {
     Previous(SessionId),
     /// No session cookie at all.
     Missing,
-    /// A session cookie that does not verify, does not hold an id, or names a forgotten session.
+    /// A session cookie that does not verify, or does not hold an id. (A valid cookie of a
+    /// forgotten session verifies here; the site refuses it.)
     Invalid,
+}
+
+/// What [`Keys::verify_cookie`] found on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieCheck {
+    /// The session the cookie names, if any.
+    pub verdict: Verdict,
+    /// For a cookie signed with the current key, its value: it can be sent back as it is,
+    /// without signing it again.
+    pub current_value: Option<String>,
 }
 
 /// The current signing key and the previous ones still accepted after a rotation.
@@ -267,23 +228,29 @@ impl Keys {
         })
     }
 
-    /// Loads the keys named by the configuration: the secret from the environment, or from
-    /// `<data-dir>/secret.key` (created with mode 0600 on first run), and the previous keys file.
-    pub fn load(config: &crate::Config) -> anyhow::Result<Keys> {
-        let current = match &config.secret_key {
+    /// Loads the keys: the current `secret` when one is given (from the environment), else the
+    /// one in `key_file` (created with mode 0600 on first run), and the secrets of the
+    /// `previous_keys` file. `secure` marks issued cookies `Secure`.
+    pub fn load(
+        secret: Option<&str>,
+        key_file: &Path,
+        previous_keys: Option<&Path>,
+        secure: bool,
+    ) -> anyhow::Result<Keys> {
+        let current = match secret {
             Some(secret) => secret.trim().as_bytes().to_vec(),
-            None => read_or_create_key_file(&config.secret_key_path())?,
+            None => read_or_create_key_file(key_file)?,
         };
-        let previous = match &config.previous_keys {
+        let previous = match previous_keys {
             Some(path) => read_previous_keys(path)?,
             None => Vec::new(),
         };
-        Keys::new(&current, &previous, config.secure_cookies)
+        Keys::new(&current, &previous, secure)
     }
 
     /// Checks the session cookie among the request's cookies.
     pub fn verify(&self, headers: &HeaderMap) -> Verdict {
-        self.verify_cookie(headers).0
+        self.verify_cookie(headers).verdict
     }
 
     /// Like [`Keys::verify`], and for a cookie signed with the current key also its value, which
@@ -292,7 +259,7 @@ impl Keys {
     /// This runs on every request, so it reads the cookie jar's signed format (44 characters of
     /// base64 HMAC-SHA256 of the value, then the value) straight from the header, without the
     /// allocations of a parsed jar; a unit test holds it to the jar's own output.
-    pub fn verify_cookie(&self, headers: &HeaderMap) -> (Verdict, Option<String>) {
+    pub fn verify_cookie(&self, headers: &HeaderMap) -> CookieCheck {
         let mut found = false;
         for header in headers.get_all(COOKIE) {
             let Ok(header) = header.to_str() else {
@@ -308,10 +275,16 @@ impl Keys {
                 };
                 found = true;
                 if let Some(id) = self.current.verify_value(value) {
-                    return (Verdict::Current(id), Some(value.to_owned()));
+                    return CookieCheck {
+                        verdict: Verdict::Current(id),
+                        current_value: Some(value.to_owned()),
+                    };
                 }
                 if let Some(id) = self.previous.iter().find_map(|key| key.verify_value(value)) {
-                    return (Verdict::Previous(id), None);
+                    return CookieCheck {
+                        verdict: Verdict::Previous(id),
+                        current_value: None,
+                    };
                 }
             }
         }
@@ -320,7 +293,10 @@ impl Keys {
         } else {
             Verdict::Missing
         };
-        (verdict, None)
+        CookieCheck {
+            verdict,
+            current_value: None,
+        }
     }
 
     /// Short public fingerprints of the current key and of each previous one: equal for equal
@@ -375,64 +351,6 @@ impl Keys {
             .chain(&self.previous)
             .any(|key| key.csrf_mac(id).verify_slice(&tag).is_ok())
     }
-}
-
-/// Middleware for the page routes: verify or mint the session, then (re-)issue the cookie when the
-/// response is an HTML page, when the id was new or rotated, or when the handler replaced it.
-pub async fn session_layer(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let (verdict, current_value) = state.verify_session(request.headers());
-    let (session, must_issue) = match verdict {
-        Verdict::Current(id) => (Session { id, is_new: false }, false),
-        Verdict::Previous(id) => {
-            tracing::debug!("session cookie signed with a previous key; re-issuing it");
-            (Session { id, is_new: false }, true)
-        }
-        Verdict::Missing => (new_session(), true),
-        Verdict::Invalid => {
-            tracing::info!(
-                "session cookie failed verification or was forgotten; starting a fresh session"
-            );
-            (new_session(), true)
-        }
-    };
-    request.extensions_mut().insert(session);
-    let mut response = next.run(request).await;
-
-    let id = match response.extensions().get::<ReplaceSession>() {
-        Some(ReplaceSession(id)) => Some(*id),
-        // Forgotten while this request ran (another tab): never hand the old id out again.
-        None if state.forgotten.contains(session.id) => None,
-        None if must_issue || is_html(&response) => Some(session.id),
-        None => None,
-    };
-    if let Some(id) = id {
-        let cookie = match current_value {
-            // The browser's own cookie, signed with the current key: send it back as it is.
-            Some(value) if id == session.id => state.keys.reissue(&value),
-            _ => state.keys.issue(id),
-        };
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    response
-}
-
-fn new_session() -> Session {
-    Session {
-        id: SessionId::generate(),
-        is_new: true,
-    }
-}
-
-fn is_html(response: &Response) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 fn read_or_create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -1,4 +1,4 @@
-//! One shutdown signal, fanned out to the server, the background tasks and (later) live sockets.
+//! One shutdown signal, fanned out to the server, the live sockets and the background tasks.
 //!
 //! The signal is a [`CancellationToken`]: the binary cancels it on SIGINT or SIGTERM, tests cancel
 //! it themselves. Everything that must stop selects on `token.cancelled()`.

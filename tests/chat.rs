@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use common::live::{change, closed, join_chat, post, recv, try_recv};
 use common::{TestApp, attribute_after, message_ids};
-use livesession::prune::{Retention, prune_once};
+use livesession::prune::prune_pass;
+use livesession::retention::Retention;
 use livesession::session::SessionId;
 use livesession::shutdown::CancellationToken;
 use reqwest::StatusCode;
@@ -343,9 +344,9 @@ async fn closed_or_nothing(socket: &mut common::live::Socket) -> bool {
 async fn old_messages_and_those_beyond_the_limit_are_pruned() {
     // The app's own prune task keeps messages for 1000 days, so only the pass below removes any.
     let app = TestApp::spawn(&["--message-retention", "1000d"]).await;
-    let store = &app.state.store;
+    let store = &app.state.site.store;
     let author = SessionId::generate();
-    let now = livesession::store::now_millis();
+    let now = livesession::clock::now_millis();
     let day = 86_400_000;
     for n in 0..5 {
         let body = livesession::chat::MessageBody::parse(&format!("old {n}")).unwrap();
@@ -367,7 +368,7 @@ async fn old_messages_and_those_beyond_the_limit_are_pruned() {
         message_retention: Duration::from_secs(30 * 86400),
         message_limit: 20,
     };
-    let pruned = prune_once(store, retention, now, &CancellationToken::new())
+    let pruned = prune_pass(store, retention, now, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(pruned.messages, 15);
@@ -389,7 +390,7 @@ async fn a_database_from_the_previous_version_is_upgraded_and_keeps_its_settings
     db.execute(
         "INSERT INTO settings (session_id, username, theme, version, inserted_at, updated_at, read_at)
          VALUES (?1, 'from v1', 'dark', 3, ?2, ?2, ?2)",
-        rusqlite::params![id.to_key(), livesession::store::now_millis()],
+        rusqlite::params![id.to_key(), livesession::clock::now_millis()],
     )
     .unwrap();
     drop(db);

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use common::TestApp;
 use livesession::chat::MessageBody;
-use livesession::prune::{Retention, prune_once};
+use livesession::clock::now_millis;
+use livesession::prune::prune_pass;
+use livesession::retention::Retention;
 use livesession::session::SessionId;
 use livesession::settings::{SettingsChange, Theme, Username};
 use livesession::shutdown::CancellationToken;
-use livesession::store::now_millis;
 use reqwest::StatusCode;
 
 fn rename(name: &str) -> SettingsChange {
@@ -36,6 +37,7 @@ async fn concurrent_tabs_chat_and_pruning_never_surface_busy() {
     let long_ago = now_millis() - 10 * 3_600_000;
     for _ in 0..3000 {
         app.state
+            .site
             .store
             .save(SessionId::generate(), rename("stale"), long_ago)
             .await
@@ -93,7 +95,7 @@ async fn concurrent_tabs_chat_and_pruning_never_surface_busy() {
 #[tokio::test]
 async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
     let app = TestApp::spawn(&[]).await;
-    let store = app.state.store.clone();
+    let store = app.state.site.store.clone();
     let long_ago = now_millis() - 200 * 86_400_000;
     let mut ids = Vec::new();
     for _ in 0..2000 {
@@ -110,7 +112,7 @@ async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
     let pruner = {
         let store = store.clone();
         tokio::spawn(async move {
-            prune_once(&store, retention, now_millis(), &CancellationToken::new())
+            prune_pass(&store, retention, now_millis(), &CancellationToken::new())
                 .await
                 .unwrap()
         })
@@ -127,7 +129,12 @@ async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
                     username: None,
                     theme: Some(Theme::Light),
                 };
-                store.save(id, change, now_millis()).await.unwrap().unwrap();
+                store
+                    .save(id, change, now_millis())
+                    .await
+                    .unwrap()
+                    .applied()
+                    .unwrap();
             }
         }));
     }
@@ -159,7 +166,7 @@ async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
 #[tokio::test]
 async fn the_write_ahead_log_stays_bounded_under_sustained_writes_and_reads() {
     let app = TestApp::spawn(&["--message-burst", "1000000"]).await;
-    let store = app.state.store.clone();
+    let store = app.state.site.store.clone();
     let wal = app.data_dir.join("livesession.db-wal");
     let stop = CancellationToken::new();
     let mut readers = Vec::new();
@@ -236,12 +243,15 @@ async fn a_read_never_returns_a_value_older_than_the_last_acknowledged_write() {
         reader.await.unwrap();
     }
     // The store directly, with prunes and touches in the mix.
-    let store = app.state.store.clone();
+    let store = app.state.site.store.clone();
     let id = SessionId::generate();
     for i in 0..300 {
         let name = format!("s{i}");
         let (saved, _) = tokio::join!(store.save(id, rename(&name), now_millis()), store.load(id));
-        assert_eq!(saved.unwrap().unwrap().settings.username.as_str(), name);
+        assert_eq!(
+            saved.unwrap().applied().unwrap().settings.username.as_str(),
+            name
+        );
         let loaded = store.load(id).await.unwrap().unwrap();
         assert_eq!(loaded.settings.username.as_str(), name);
     }

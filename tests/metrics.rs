@@ -10,10 +10,11 @@ use std::time::Duration;
 use common::binary::{Server, command};
 use common::live::{change, join_settings, open, recv};
 use common::{Browser, SECRET_A, cookie_pair};
-use livesession::config::Durability;
+use livesession::clock::now_millis;
 use livesession::session::{Keys, SessionId};
 use livesession::settings::{SettingsChange, Theme};
-use livesession::store::{Store, StoreOptions, now_millis};
+use livesession::store::Durability;
+use livesession::store::{Store, StoreOptions};
 
 /// The samples of a scrape, by series (`name{labels}`).
 fn parse(text: &str) -> HashMap<String, f64> {

@@ -10,10 +10,11 @@ use std::time::Duration;
 use common::Browser;
 use common::binary::{BIN, Server, assert_refused, command};
 use livesession::chat::MessageBody;
-use livesession::config::Durability;
+use livesession::clock::now_millis;
 use livesession::session::SessionId;
 use livesession::settings::{SettingsChange, Theme};
-use livesession::store::{Store, StoreOptions, now_millis};
+use livesession::store::Durability;
+use livesession::store::{Store, StoreOptions};
 use serde_json::Value;
 
 const DAY: i64 = 86_400_000;

@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{TestApp, username_field};
-use livesession::prune::{Retention, prune_once};
+use livesession::prune::prune_pass;
+use livesession::retention::Retention;
 use livesession::session::SessionId;
 use livesession::settings::{SettingsChange, Theme};
 use livesession::shutdown::CancellationToken;
@@ -82,14 +83,14 @@ async fn a_page_view_writes_read_at_at_most_once_per_touch_window() {
 #[tokio::test]
 async fn prune_deletes_only_stale_rows_in_batches() {
     let app = TestApp::spawn(&[]).await;
-    let store = &app.state.store;
+    let store = &app.state.site.store;
     let retention = Retention {
         stale_after: Duration::from_secs(100),
         touch_window: Duration::from_secs(1),
         message_retention: Duration::from_secs(30 * 86400),
         message_limit: 10_000,
     };
-    let now = livesession::store::now_millis();
+    let now = livesession::clock::now_millis();
     let change = SettingsChange {
         username: None,
         theme: Some(Theme::Dark),
@@ -114,7 +115,7 @@ async fn prune_deletes_only_stale_rows_in_batches() {
         .await
         .unwrap();
 
-    let removed = prune_once(store, retention, now, &CancellationToken::new())
+    let removed = prune_pass(store, retention, now, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(removed.sessions, 2500);
@@ -128,7 +129,7 @@ async fn prune_deletes_only_stale_rows_in_batches() {
 #[tokio::test]
 async fn a_save_after_a_prune_starts_a_fresh_row() {
     let app = TestApp::spawn(&[]).await;
-    let store = &app.state.store;
+    let store = &app.state.site.store;
     let id = SessionId::generate();
     let change = SettingsChange {
         username: None,
@@ -142,13 +143,18 @@ async fn a_save_after_a_prune_starts_a_fresh_row() {
         message_limit: 10_000,
     };
     assert_eq!(
-        prune_once(store, retention, 1_000_000, &CancellationToken::new())
+        prune_pass(store, retention, 1_000_000, &CancellationToken::new())
             .await
             .unwrap()
             .sessions,
         1
     );
-    let saved = store.save(id, change, 1_000_001).await.unwrap().unwrap();
+    let saved = store
+        .save(id, change, 1_000_001)
+        .await
+        .unwrap()
+        .applied()
+        .unwrap();
     assert_eq!(saved.version, 1);
     assert_eq!(saved.settings.theme, Theme::Light);
     app.stop().await;

@@ -6,11 +6,14 @@
 //! the page, and the page's CSRF token must come with the join message.
 //!
 //! - [`protocol`]: the JSON messages.
-//! - [`pubsub`]: the per-session hub that carries one tab's change to the others.
-//! - [`socket`]: one socket's loop.
+//! - [`socket`]: one socket's loop: its join, then serving the page.
+//! - [`peer`]: the socket as it is written to: send timeouts, close codes.
+//!
+//! The hub that carries one tab's change to the session's other tabs is the site's
+//! (`crate::hub`): form posts publish to it too.
 
+pub mod peer;
 pub mod protocol;
-pub mod pubsub;
 pub mod socket;
 
 use std::sync::Arc;
@@ -25,11 +28,10 @@ use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::AppState;
 use crate::metrics::metrics;
 use crate::session::Verdict;
-use pubsub::Hub;
-use socket::MAX_MESSAGE_BYTES;
+use crate::site::Site;
+use peer::MAX_MESSAGE_BYTES;
 
 /// The live layer's settings (from the `--live-*`, `--max-sockets*` and `--allowed-origin`
 /// flags).
@@ -55,8 +57,8 @@ pub struct LiveConfig {
 pub struct Live {
     /// The settings.
     pub config: LiveConfig,
-    /// Carries changes between the sockets of a session, and chat messages to every chat page.
-    pub hub: Arc<Hub>,
+    /// The store, the keys, the hub: what form posts use too.
+    pub site: Site,
     /// Every socket task, so shutdown can wait for them to close.
     pub tracker: TaskTracker,
     /// Cancelled on shutdown: sockets close with 1001.
@@ -66,11 +68,11 @@ pub struct Live {
 }
 
 impl Live {
-    /// A live layer with no sockets yet.
-    pub fn new(config: LiveConfig, shutdown: CancellationToken) -> Live {
+    /// A live layer with no sockets yet, serving `site`.
+    pub fn new(config: LiveConfig, site: Site, shutdown: CancellationToken) -> Live {
         Live {
             config,
-            hub: Arc::new(Hub::default()),
+            site,
             tracker: TaskTracker::new(),
             shutdown,
             next_socket_id: AtomicU64::new(1),
@@ -112,14 +114,14 @@ impl Drop for SocketSlot {
 
 /// `GET /live`: checks the origin, then upgrades. Sockets are tracked so shutdown can close them.
 pub async fn endpoint(
-    State(app): State<AppState>,
+    State(live): State<Arc<Live>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !origin_allowed(
         &headers,
-        &app.live.config.allowed_origins,
-        app.live.config.https_only,
+        &live.config.allowed_origins,
+        live.config.https_only,
     ) {
         metrics().live_origin_rejected();
         tracing::info!(
@@ -135,11 +137,11 @@ pub async fn endpoint(
         )
             .into_response();
     }
-    let session = match app.verify_session(&headers).0 {
+    let session = match live.site.verify_session(&headers).verdict {
         Verdict::Current(id) | Verdict::Previous(id) => Some(id),
         Verdict::Missing | Verdict::Invalid => None,
     };
-    let tracker = app.live.tracker.clone();
+    let tracker = live.tracker.clone();
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -148,7 +150,7 @@ pub async fn endpoint(
         // Messages queued together (an ack and its render) are written together.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, app, session)))
+        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, live, session)))
 }
 
 /// True when `Origin` names this server (as the browser reached it, per `Host`; over HTTPS only

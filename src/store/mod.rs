@@ -1,26 +1,36 @@
-//! Where settings are kept: a narrow interface over the database.
+//! Where everything is kept: a narrow interface over the database.
 //!
 //! Handlers, the live layer and the prune task talk to [`Store`] only. It knows nothing of HTTP and
 //! takes the current time as a parameter, so tests can drive it with any clock. The SQLite backend
 //! (the default) lives in [`sqlite`], the PostgreSQL backend for several instances in
-//! [`postgres`]; both keep the same contract and run the same tests.
+//! [`postgres`]; both keep the same contract and run the same tests. The facade adds what is the
+//! same on both: the read cache (on SQLite), and the timing of every write ([`WriteTimes`]).
 
 mod cache;
+mod error;
+mod latency;
 mod postgres;
 mod sqlite;
+mod types;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use cache::Cache;
 
-use crate::chat::{Message, MessageBody};
-use crate::config::Durability;
-use crate::session::SessionId;
-use crate::settings::{Settings, SettingsChange};
-
+pub use error::{StoreError, Unavailable};
+pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use sqlite::SCHEMA_VERSION;
+pub use types::{
+    Durability, Notice, PageChange, Posted, Saved, StoreOptions, StoreStats, StoredSettings,
+};
+
+use crate::chat::{Message, MessageBody};
+use crate::clock::Millis;
+use crate::session::SessionId;
+use crate::settings::SettingsChange;
 
 /// Where a PostgreSQL URL points, for messages: user, host, port and database, never the
 /// password.
@@ -31,207 +41,16 @@ pub fn describe_postgres(url: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch: how every time is stored.
-pub type Millis = i64;
-
-/// The wall clock in [`Millis`].
-pub fn now_millis() -> Millis {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Millis::try_from(since_epoch.as_millis()).unwrap_or(Millis::MAX)
-}
-
-/// How the database is used, on either backend.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreOptions {
-    /// What a commit survives: SQLite's `synchronous` (`NORMAL` or `FULL`); on PostgreSQL,
-    /// `synchronous_commit` off or on (with it off, a crash of this process loses nothing; a
-    /// crash of the database server may lose the last moment of commits).
-    pub durability: Durability,
-    /// How long a statement waits for a lock held by another connection or process (SQLite's
-    /// busy timeout, PostgreSQL's `lock_timeout`).
-    pub busy_timeout: std::time::Duration,
-}
-
-/// A session's row as stored. The default is what a session without a row sees.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoredSettings {
-    /// The values.
-    pub settings: Settings,
-    /// Bumped by every write that changed a value; lets a live view tell newer from older.
-    pub version: i64,
-    /// The last time the row was read or written, give or take the touch window.
-    pub read_at: Millis,
-}
-
-/// Where a settings change came from when a live page sent it: the page (its id, stable across
-/// its reconnects), the form, and the change's number on that page. A change the page resends
-/// (its acknowledgement was lost) is then applied once, whichever instance it reaches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageChange {
-    pub page: String,
-    pub form: &'static str,
-    pub seq: u64,
-}
-
-/// What saving a live page's change did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageSave {
-    /// Applied; the row as committed.
-    Saved(StoredSettings),
-    /// This page's change of that number (or a later one) was applied before: nothing changed.
-    Replayed,
-    /// The session was forgotten: its id is never written again.
-    Forgotten,
-}
-
-/// The outcome of posting a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
-    /// The stored message.
-    pub message: Message,
-    /// True when this author had already posted this nonce: nothing new was stored.
-    pub duplicate: bool,
-}
-
-/// Why the store could not answer. Its `Display` is for logs; users see [`Unavailable::message`].
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("no database connection available: {0}")]
-    Pool(#[from] r2d2::Error),
-    #[error("database task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    #[error("the database file {0} is missing or was replaced; restart to use a new one")]
-    Vanished(String),
-    #[error("the database writer stopped")]
-    WriterStopped,
-    #[error("{0}")]
-    Unsupported(&'static str),
-    #[error("database error: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    #[error("no database connection available: {0}")]
-    PostgresPool(#[from] deadpool_postgres::PoolError),
-}
-
-/// What another instance did, as heard through the database (PostgreSQL only). Each names what
-/// changed; the data itself is read from the tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Notice {
-    /// Session `id`'s settings were saved and now have `version`.
-    SettingsChanged { id: SessionId, version: i64 },
-    /// Session `id` was forgotten at `at`.
-    Forgotten { id: SessionId, at: Millis },
-    /// Chat message `id` was stored.
-    Message { id: i64 },
-    /// The listening connection was re-established: anything may have happened meanwhile.
-    Resync,
-}
-
-/// What a store failure means for the person who asked, in the few kinds they can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unavailable {
-    /// The disk (or the configured database size) is full.
-    DiskFull,
-    /// The database or its folder cannot be written (read-only storage, missing files).
-    ReadOnly,
-    /// Another process held the database locked for longer than the busy timeout.
-    Busy,
-    /// Anything else.
-    Failed,
-}
-
-impl Unavailable {
-    /// A sentence for the user; it always says that nothing was changed.
-    pub fn message(self) -> &'static str {
-        match self {
-            Unavailable::DiskFull => {
-                "The server's disk is full, so nothing was changed. What was saved before is safe; please try again later."
-            }
-            Unavailable::ReadOnly => {
-                "The server cannot write to its database right now, so nothing was changed. What was saved before is safe; please try again later."
-            }
-            Unavailable::Busy => {
-                "The server's database is busy, so nothing was changed. Please try again in a moment."
-            }
-            Unavailable::Failed => {
-                "The database is not available right now, so nothing was changed. Please try again in a moment."
-            }
-        }
-    }
-
-    /// A short reason for logs and the health endpoint.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Unavailable::DiskFull => "disk full",
-            Unavailable::ReadOnly => "database not writable",
-            Unavailable::Busy => "database locked",
-            Unavailable::Failed => "database error",
-        }
-    }
-}
-
-impl StoreError {
-    /// True when the database connection was found closed: nothing was done on it, or what was
-    /// done may be done again.
-    pub fn is_closed_connection(&self) -> bool {
-        match self {
-            StoreError::Postgres(e)
-            | StoreError::PostgresPool(deadpool_postgres::PoolError::Backend(e)) => e.is_closed(),
-            _ => false,
-        }
-    }
-
-    /// What kind of failure this is, for the user.
-    pub fn unavailable(&self) -> Unavailable {
-        use rusqlite::ErrorCode;
-        match self {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => match e.code {
-                ErrorCode::DiskFull => Unavailable::DiskFull,
-                ErrorCode::ReadOnly | ErrorCode::CannotOpen => Unavailable::ReadOnly,
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Unavailable::Busy,
-                // A write the operating system refused, not for lack of space (that is
-                // SQLITE_FULL): the storage has turned read-only or the files immutable.
-                ErrorCode::SystemIoFailure
-                    if e.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE =>
-                {
-                    Unavailable::ReadOnly
-                }
-                _ => Unavailable::Failed,
-            },
-            StoreError::Vanished(_) => Unavailable::ReadOnly,
-            StoreError::PostgresPool(deadpool_postgres::PoolError::Timeout(_)) => Unavailable::Busy,
-            StoreError::PostgresPool(deadpool_postgres::PoolError::Backend(e))
-            | StoreError::Postgres(e) => {
-                use tokio_postgres::error::SqlState;
-                match e.code() {
-                    Some(&SqlState::DISK_FULL) => Unavailable::DiskFull,
-                    Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Unavailable::ReadOnly,
-                    Some(
-                        &SqlState::LOCK_NOT_AVAILABLE
-                        | &SqlState::T_R_DEADLOCK_DETECTED
-                        | &SqlState::T_R_SERIALIZATION_FAILURE
-                        | &SqlState::TOO_MANY_CONNECTIONS
-                        | &SqlState::CANNOT_CONNECT_NOW,
-                    ) => Unavailable::Busy,
-                    _ => Unavailable::Failed,
-                }
-            }
-            _ => Unavailable::Failed,
-        }
-    }
-}
-
 /// Settings rows kept in memory, at most.
 const CACHE_ROWS: usize = 100_000;
 
-/// The settings store. Cheap to clone: every clone shares one pool, one writer and one cache.
+/// The store. Cheap to clone: every clone shares one pool, one writer, one cache and one
+/// histogram of write times.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
     cache: Arc<Cache>,
+    writes: Arc<WriteTimes>,
 }
 
 #[derive(Clone)]
@@ -254,10 +73,40 @@ impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
     /// and refuses a database written by a newer version or one that is not a database at all.
     pub fn open_sqlite(path: &Path, options: StoreOptions) -> anyhow::Result<Store> {
-        Ok(Store {
-            backend: Backend::Sqlite(sqlite::SqliteStore::open(path, options)?),
-            cache: Arc::new(Cache::new(CACHE_ROWS)),
-        })
+        let backend = Backend::Sqlite(sqlite::SqliteStore::open(path, options)?);
+        Ok(Store::with(backend, Cache::new(CACHE_ROWS)))
+    }
+
+    fn with(backend: Backend, cache: Cache) -> Store {
+        Store {
+            backend,
+            cache: Arc::new(cache),
+            writes: Arc::default(),
+        }
+    }
+
+    /// How long this store's writes have taken.
+    pub fn write_times(&self) -> &WriteTimes {
+        &self.writes
+    }
+
+    /// Runs one write a caller waits for, and records how long it took, failed or not.
+    async fn timed<T>(&self, write: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = write.await;
+        self.writes.observe(started.elapsed());
+        result
+    }
+
+    /// Finishes the writes already queued and stops the database writer (on SQLite, joining its
+    /// thread, so the last commit and the connection's close are done before this returns); on
+    /// PostgreSQL, closes the pool. Any write after this fails with [`StoreError::WriterStopped`]
+    /// (SQLite) or a closed pool (PostgreSQL).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(p) => p.close(),
+        }
     }
 
     /// Connects to the PostgreSQL database at `url`, brings its schema up to date, and refuses
@@ -267,19 +116,15 @@ impl Store {
     /// stale until its notification arrived, and a page must never show a value older than an
     /// acknowledged write.
     pub async fn open_postgres(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
-        Ok(Store {
-            backend: Backend::Postgres(postgres::PostgresStore::open(url, options, false).await?),
-            cache: Arc::new(Cache::disabled()),
-        })
+        let backend = Backend::Postgres(postgres::PostgresStore::open(url, options, false).await?);
+        Ok(Store::with(backend, Cache::disabled()))
     }
 
     /// Connects to the PostgreSQL database at `url` for a maintenance command: like
     /// [`Store::open_sqlite_existing`], it creates and upgrades nothing.
     pub async fn open_postgres_existing(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
-        Ok(Store {
-            backend: Backend::Postgres(postgres::PostgresStore::open(url, options, true).await?),
-            cache: Arc::new(Cache::disabled()),
-        })
+        let backend = Backend::Postgres(postgres::PostgresStore::open(url, options, true).await?);
+        Ok(Store::with(backend, Cache::disabled()))
     }
 
     /// Starts hearing what other instances do, on `notices`, until `shutdown`; `None` for a
@@ -296,7 +141,7 @@ impl Store {
     }
 
     /// Checks that every instance of a shared database signs cookies with the same key, by
-    /// fingerprint (see [`crate::session::Keys::fingerprints`]). Returns the fingerprint the
+    /// fingerprint (see `Keys::fingerprints`). Returns the fingerprint the
     /// database holds when it is neither `current` nor one of `previous`; always `None` for a
     /// database only one instance uses (SQLite).
     pub async fn claim_key(
@@ -322,29 +167,39 @@ impl Store {
     }
 
     /// Applies `change` to session `id`'s row, creating the row if needed, in one transaction,
-    /// and marks it used at `now`. Returns the row as committed, or `None` when the session was
-    /// forgotten: its id is never written again.
+    /// and marks it used at `now`. Returns the row as committed ([`Saved::Applied`]), or
+    /// [`Saved::Forgotten`] when the session was forgotten: its id is never written again.
     pub async fn save(
         &self,
         id: SessionId,
         change: SettingsChange,
         now: Millis,
-    ) -> Result<Option<StoredSettings>, StoreError> {
-        let saved = on_backend!(self, s => s.save(id, change, now).await);
-        self.cache.remove([id]);
-        saved
+    ) -> Result<Saved, StoreError> {
+        self.save_change(id, change, now, None).await
     }
 
     /// Like [`Store::save`], for a change a live page sent: applied only if that page has not had
-    /// a change of this number (or a later one) applied before.
+    /// a change of this number (or a later one) applied before ([`Saved::Replayed`] otherwise).
     pub async fn save_from_page(
         &self,
         id: SessionId,
         change: SettingsChange,
         now: Millis,
         from: PageChange,
-    ) -> Result<PageSave, StoreError> {
-        let saved = on_backend!(self, s => s.save_from_page(id, change, now, from).await);
+    ) -> Result<Saved, StoreError> {
+        self.save_change(id, change, now, Some(from)).await
+    }
+
+    async fn save_change(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+        from: Option<PageChange>,
+    ) -> Result<Saved, StoreError> {
+        let saved = self
+            .timed(async { on_backend!(self, s => s.save(id, change, now, from).await) })
+            .await;
         self.cache.remove([id]);
         saved
     }
@@ -361,7 +216,9 @@ impl Store {
         id: SessionId,
         now: Millis,
     ) -> Result<Option<StoredSettings>, StoreError> {
-        let touched = on_backend!(self, s => s.touch(id, now).await);
+        let touched = self
+            .timed(async { on_backend!(self, s => s.touch(id, now).await) })
+            .await;
         self.cache.remove([id]);
         touched
     }
@@ -369,7 +226,9 @@ impl Store {
     /// "Forget me": deletes session `id`'s row and remembers the id as forgotten, in one
     /// transaction. Returns whether there was a row.
     pub async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
-        let forgotten = on_backend!(self, s => s.forget(id, now).await);
+        let forgotten = self
+            .timed(async { on_backend!(self, s => s.forget(id, now).await) })
+            .await;
         self.cache.remove([id]);
         forgotten
     }
@@ -402,7 +261,9 @@ impl Store {
         nonce: String,
         now: Millis,
     ) -> Result<Posted, StoreError> {
-        let posted = on_backend!(self, s => s.post_message(author, body, nonce, now).await);
+        let posted = self
+            .timed(async { on_backend!(self, s => s.post_message(author, body, nonce, now).await) })
+            .await;
         // Posting touched the author's row.
         self.cache.remove([author]);
         posted
@@ -451,14 +312,12 @@ impl Store {
         options: StoreOptions,
         accept_older: bool,
     ) -> anyhow::Result<Store> {
-        Ok(Store {
-            backend: Backend::Sqlite(sqlite::SqliteStore::open_existing(
-                path,
-                options,
-                accept_older,
-            )?),
-            cache: Arc::new(Cache::new(CACHE_ROWS)),
-        })
+        let backend = Backend::Sqlite(sqlite::SqliteStore::open_existing(
+            path,
+            options,
+            accept_older,
+        )?);
+        Ok(Store::with(backend, Cache::new(CACHE_ROWS)))
     }
 
     /// How many rows [`Store::prune_batch`] would delete in all at `cutoff`, deleting nothing:
@@ -497,27 +356,4 @@ impl Store {
             )),
         }
     }
-}
-
-/// What the database holds, as `livesession stats` reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Settings rows: browsers that saved something.
-    pub sessions: u64,
-    /// Chat messages.
-    pub messages: u64,
-    /// Ids of forgotten browsers still remembered.
-    pub forgotten: u64,
-    /// The size of the database file, in bytes.
-    pub database_bytes: u64,
-    /// The size of its write-ahead log, in bytes (not yet checkpointed into the file).
-    pub wal_bytes: u64,
-    /// The least recent use of a settings row (`read_at`), if there is a row.
-    pub oldest_activity: Option<Millis>,
-    /// The most recent use of a settings row.
-    pub newest_activity: Option<Millis>,
-    /// When the oldest chat message kept was posted.
-    pub oldest_message: Option<Millis>,
-    /// When the newest chat message was posted.
-    pub newest_message: Option<Millis>,
 }

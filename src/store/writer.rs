@@ -8,11 +8,12 @@
 //! and if the commit fails, every write of the batch gets the error: nothing is ever acknowledged
 //! that was not committed.
 
+use std::sync::{Arc, Mutex};
+
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use crate::metrics::metrics;
 
 /// Writes waiting for the writer, at most; more callers wait for room (backpressure).
 const QUEUE: usize = 4096;
@@ -20,21 +21,37 @@ const QUEUE: usize = 4096;
 /// Writes committed together, at most.
 const MAX_BATCH: usize = 512;
 
-/// A handle to the writer thread. Cheap to clone; the thread ends when every handle is dropped,
-/// after finishing the writes already queued.
+/// Checked on the writer thread before each batch: `Err` with the database's path when the file
+/// is no longer the one the writer opened (deleted or replaced), so nothing is written into a
+/// file nobody will open again.
+pub(super) type Guard = Box<dyn Fn() -> Result<(), String> + Send>;
+
+/// A handle to the writer thread. Cheap to clone; the thread ends when [`Writer::stop`] is
+/// called or every handle is dropped, after finishing the writes already queued.
 #[derive(Clone)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: mpsc::Sender<Queued>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+/// What the writer's queue carries.
+enum Queued {
+    Job(Box<dyn Job>),
+    /// Commit what came before, then stop.
+    Stop,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(super) fn start(conn: Connection) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn`, checking `guard` before each batch.
+    pub(super) fn start(conn: Connection, guard: Guard) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("livesession-writer".to_owned())
-            .spawn(move || run(conn, queue))?;
-        Ok(Writer { jobs })
+            .spawn(move || run(conn, queue, guard))?;
+        Ok(Writer {
+            jobs,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
     }
 
     /// Runs `work` in the next batch and returns its result once the batch is committed.
@@ -43,7 +60,6 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
             work: Some(work),
@@ -51,13 +67,27 @@ impl Writer {
             reply,
         });
         self.jobs
-            .send(job)
+            .send(Queued::Job(job))
             .await
             .map_err(|_| StoreError::WriterStopped)?;
-        let answer = answer.await.map_err(|_| StoreError::WriterStopped)?;
-        metrics().write_took(started.elapsed());
-        answer
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
+
+    /// Lets the writes queued so far commit, stops the thread, and waits for it to end (its
+    /// connection closed). Writes queued after this fail with [`StoreError::WriterStopped`].
+    pub(super) async fn stop(&self) {
+        let _ = self.jobs.send(Queued::Stop).await;
+        let thread = self.thread.lock().expect("writer handle lock").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// Why a whole batch failed.
+enum BatchError {
+    Sqlite(rusqlite::Error),
+    Vanished(String),
 }
 
 /// One queued write, type-erased.
@@ -65,7 +95,7 @@ trait Job: Send {
     /// Runs the write inside the batch's transaction; false when it failed.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller, once the batch's fate is known.
-    fn finish(self: Box<Self>, batch: Result<(), &rusqlite::Error>);
+    fn finish(self: Box<Self>, batch: Result<(), &BatchError>);
 }
 
 struct TypedJob<T, F> {
@@ -87,10 +117,11 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, batch: Result<(), &rusqlite::Error>) {
+    fn finish(self: Box<Self>, batch: Result<(), &BatchError>) {
         let answer = match (batch, self.result) {
             (Ok(()), Some(result)) => result.map_err(StoreError::from),
-            (Err(e), _) => Err(StoreError::Sqlite(copy_error(e))),
+            (Err(BatchError::Sqlite(e)), _) => Err(StoreError::Sqlite(copy_error(e))),
+            (Err(BatchError::Vanished(path)), _) => Err(StoreError::Vanished(path.clone())),
             (Ok(()), None) => Err(StoreError::WriterStopped),
         };
         // The caller may have gone away (a closed connection); the write stands regardless.
@@ -98,24 +129,38 @@ where
     }
 }
 
-fn run(conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, guard: Guard) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
+    let mut stopping = false;
+    while !stopping {
+        match queue.blocking_recv() {
+            Some(Queued::Job(first)) => batch.push(first),
+            Some(Queued::Stop) | None => break,
+        }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Queued::Job(job)) => batch.push(job),
+                Ok(Queued::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let outcome = commit(&conn, &mut batch);
-        if let Err(e) = &outcome {
+        let outcome = match guard() {
+            Ok(()) => commit(&conn, &mut batch).map_err(BatchError::Sqlite),
+            Err(path) => Err(BatchError::Vanished(path)),
+        };
+        if let Err(BatchError::Sqlite(e)) = &outcome {
             tracing::error!(error = %e, writes = batch.len(), "a batch of writes failed to commit");
         }
         for job in batch.drain(..) {
             job.finish(outcome.as_ref().map(|_| ()));
         }
     }
+    // Writes still queued are dropped with the queue: their callers hear that the writer stopped.
+    drop(queue);
+    drop(conn);
     tracing::debug!("the database writer stopped");
 }
 
@@ -160,7 +205,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
             .unwrap();
-        Writer::start(conn).unwrap()
+        Writer::start(conn, Box::new(|| Ok(()))).unwrap()
     }
 
     #[tokio::test]
@@ -190,7 +235,7 @@ mod tests {
              CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
         )
         .unwrap();
-        let writer = Writer::start(conn).unwrap();
+        let writer = Writer::start(conn, Box::new(|| Ok(()))).unwrap();
         // Keep the writer busy, so the next two writes queue up and go into one batch.
         let (started, running) = oneshot::channel();
         let slow = tokio::spawn({
@@ -244,5 +289,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 1000);
+    }
+
+    #[tokio::test]
+    async fn stop_commits_what_was_queued_and_refuses_what_comes_after() {
+        let writer = writer();
+        let queued = writer.write(|c| c.execute("INSERT INTO t VALUES (7)", []));
+        let (queued, ()) = tokio::join!(queued, writer.stop());
+        assert_eq!(queued.unwrap(), 1);
+        let after = writer
+            .write(|c| c.execute("INSERT INTO t VALUES (8)", []))
+            .await;
+        assert!(matches!(after, Err(StoreError::WriterStopped)), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_guard_fails_the_batch_with_the_path_and_writes_nothing() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .unwrap();
+        let gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let guard = {
+            let gone = std::sync::Arc::clone(&gone);
+            Box::new(move || {
+                if gone.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err("/data/livesession.db".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
+        };
+        let writer = Writer::start(conn, guard).unwrap();
+        let refused = writer
+            .write(|c| c.execute("INSERT INTO t VALUES (1)", []))
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Vanished(path)) if path == "/data/livesession.db"),
+            "{refused:?}"
+        );
+        gone.store(false, std::sync::atomic::Ordering::SeqCst);
+        let count = writer
+            .write(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap();
+        assert_eq!(count, 0);
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use livesession::session::SessionId;
+use livesession::store::Saved;
 
 use crate::harness::{Fixture, body, change};
 
@@ -21,7 +22,7 @@ pub async fn a_forgotten_session_is_never_written_again(f: Fixture) {
             .save(id, change(Some("back"), None), 3_000)
             .await
             .unwrap(),
-        None,
+        Saved::Forgotten,
         "no instance writes a forgotten id"
     );
     assert_eq!(other.load(id).await.unwrap(), None);

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use livesession::chat::MessageBody;
-use livesession::config::Durability;
 use livesession::settings::{SettingsChange, Theme, Username};
+use livesession::store::Durability;
 use livesession::store::{Store, StoreOptions};
 
 use crate::common::postgres::TestDatabase;

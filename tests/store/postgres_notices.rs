@@ -27,6 +27,7 @@ pub async fn save_and_hear(
         .save(id, change(Some(&rand_name()), None), 1_000)
         .await
         .unwrap()
+        .applied()
         .unwrap();
     assert_eq!(
         next_notice(notices).await,

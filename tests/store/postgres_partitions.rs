@@ -178,6 +178,7 @@ async fn postgres_connections_cut_under_the_store_are_replaced() {
         .save(id, change(Some("after"), None), 1_000)
         .await
         .expect("the first save after the cut")
+        .applied()
         .unwrap();
     assert_eq!(saved.settings.username.as_str(), "after");
     for _ in 0..20 {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use livesession::session::SessionId;
 use livesession::settings::Theme;
-use livesession::store::{PageChange, PageSave};
+use livesession::store::{PageChange, Saved};
 
 use crate::harness::{Fixture, change};
 
@@ -26,6 +26,7 @@ pub async fn saves_create_the_row_and_bump_the_version_only_on_a_change(f: Fixtu
         .save(id, change(Some("ada"), None), 1_000)
         .await
         .unwrap()
+        .applied()
         .unwrap();
     assert_eq!(first.settings.username.as_str(), "ada");
     assert_eq!(first.settings.theme, Theme::System);
@@ -36,6 +37,7 @@ pub async fn saves_create_the_row_and_bump_the_version_only_on_a_change(f: Fixtu
         .save(id, change(Some("ada"), None), 2_000)
         .await
         .unwrap()
+        .applied()
         .unwrap();
     assert_eq!(same.version, 1, "saving the same value is not a change");
     assert_eq!(same.read_at, 2_000, "but it is a use");
@@ -45,6 +47,7 @@ pub async fn saves_create_the_row_and_bump_the_version_only_on_a_change(f: Fixtu
         .save(id, change(Some("grace"), None), 3_000)
         .await
         .unwrap()
+        .applied()
         .unwrap();
     assert_eq!(renamed.version, 2);
     assert_eq!(f.store.load(id).await.unwrap(), Some(renamed));
@@ -61,6 +64,7 @@ pub async fn a_partial_change_keeps_the_other_field(f: Fixture) {
         .save(id, change(None, Some(Theme::Light)), 2_000)
         .await
         .unwrap()
+        .applied()
         .unwrap();
     assert_eq!(themed.settings.username.as_str(), "ada");
     assert_eq!(themed.settings.theme, Theme::Light);
@@ -69,6 +73,7 @@ pub async fn a_partial_change_keeps_the_other_field(f: Fixture) {
         .save(id, change(Some("grace"), None), 3_000)
         .await
         .unwrap()
+        .applied()
         .unwrap();
     assert_eq!(renamed.settings.theme, Theme::Light);
     assert_eq!(renamed.version, 3);
@@ -101,7 +106,7 @@ pub async fn a_change_a_page_resends_is_applied_once_on_any_instance(f: Fixture)
         .save_from_page(id, change(Some("first"), None), 1_000, from("p1", 1))
         .await
         .unwrap();
-    assert!(matches!(first, PageSave::Saved(_)), "{first:?}");
+    assert!(matches!(first, Saved::Applied(_)), "{first:?}");
     // Another tab saves something newer; then the first page resends its change 1 to another
     // instance, its acknowledgement having been lost.
     f.store
@@ -113,7 +118,7 @@ pub async fn a_change_a_page_resends_is_applied_once_on_any_instance(f: Fixture)
         .save_from_page(id, change(Some("first"), None), 3_000, from("p1", 1))
         .await
         .unwrap();
-    assert_eq!(resent, PageSave::Replayed);
+    assert_eq!(resent, Saved::Replayed);
     assert_eq!(
         other
             .load(id)
@@ -131,12 +136,12 @@ pub async fn a_change_a_page_resends_is_applied_once_on_any_instance(f: Fixture)
         .save_from_page(id, change(Some("second"), None), 4_000, from("p1", 2))
         .await
         .unwrap();
-    assert!(matches!(next, PageSave::Saved(ref row) if row.settings.username.as_str() == "second"));
+    assert!(matches!(next, Saved::Applied(ref row) if row.settings.username.as_str() == "second"));
     let elsewhere = other
         .save_from_page(id, change(Some("p2"), None), 5_000, from("p2", 1))
         .await
         .unwrap();
-    assert!(matches!(elsewhere, PageSave::Saved(_)));
+    assert!(matches!(elsewhere, Saved::Applied(_)));
     // Forgotten after an hour; a forgotten session's pages are refused like its form posts.
     assert_eq!(f.store.prune_page_acks(4_500).await.unwrap(), 1);
     f.store.forget(id, 6_000).await.unwrap();
@@ -145,7 +150,7 @@ pub async fn a_change_a_page_resends_is_applied_once_on_any_instance(f: Fixture)
         .save_from_page(id, change(Some("late"), None), 7_000, from("p3", 1))
         .await
         .unwrap();
-    assert_eq!(refused, PageSave::Forgotten);
+    assert_eq!(refused, Saved::Forgotten);
 }
 
 pub async fn concurrent_saves_to_one_session_count_every_change(f: Fixture) {
@@ -163,6 +168,7 @@ pub async fn concurrent_saves_to_one_session_count_every_change(f: Fixture) {
                     .save(id, change(Some(&format!("name{n}")), None), 1_000 + n)
                     .await
                     .unwrap()
+                    .applied()
                     .unwrap()
                     .version
             })
@@ -191,6 +197,7 @@ pub async fn a_read_never_returns_a_value_older_than_the_last_acknowledged_write
             .save(id, change(Some(&name), None), 1_000 + n)
             .await
             .unwrap()
+            .applied()
             .unwrap();
         let read = reader.load(id).await.unwrap().unwrap();
         assert!(

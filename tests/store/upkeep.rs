@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use livesession::prune::{Retention, prune_once};
+use livesession::prune::prune_pass;
+use livesession::retention::Retention;
 use livesession::session::SessionId;
 use livesession::shutdown::CancellationToken;
 
@@ -101,8 +102,8 @@ pub async fn two_instances_pruning_at_once_delete_each_stale_row_once_and_no_fre
     let shutdown = CancellationToken::new();
     let (a, b) = (f.store.clone(), f.another().await);
     let (pruned_a, pruned_b) = tokio::join!(
-        prune_once(&a, retention, now, &shutdown),
-        prune_once(&b, retention, now, &shutdown)
+        prune_pass(&a, retention, now, &shutdown),
+        prune_pass(&b, retention, now, &shutdown)
     );
     let removed = pruned_a.unwrap().sessions + pruned_b.unwrap().sessions;
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The HTTP handlers. Each one is thin: it reads the session and the input, asks the store, and
+//! The HTTP handlers. Each one is thin: it reads the session and the input, asks the site, and
 //! renders a view.
 
 use axum::body::Bytes;
@@ -9,25 +9,27 @@ use axum::{Extension, Form, Json};
 use maud::Markup;
 use serde::Deserialize;
 
-use crate::app::{AppState, Refusal, new_nonce};
-use crate::chat::RECENT_MESSAGES;
-use crate::error::AppError;
-use crate::live::pubsub::SessionEvent;
+use super::error::AppError;
+use super::session::ReplaceSession;
+use crate::chat::{RECENT_MESSAGES, new_nonce};
+use crate::clock::now_millis;
+use crate::hub::SessionEvent;
 use crate::metrics::{Page, WritePath, metrics};
-use crate::session::{ReplaceSession, Session, SessionId};
+use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
-use crate::store::now_millis;
+use crate::site::{PostError, Site};
+use crate::store::Saved;
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// `GET /`: the chat room, with the last messages and the composer on the first render.
-pub async fn home(State(app): State<AppState>, session: Session) -> Result<Markup, AppError> {
+pub async fn home(State(app): State<Site>, session: Session) -> Result<Markup, AppError> {
     metrics().page_view(Page::Chat);
     chat_page(&app, session, "", None).await
 }
 
 /// `GET /settings`: the form, filled from the database on this very first render.
 pub async fn show_settings(
-    State(app): State<AppState>,
+    State(app): State<Site>,
     session: Session,
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
@@ -46,7 +48,7 @@ pub async fn show_settings(
 
 /// The settings page of `id`, showing `saved` (at `version`) and the form's own state.
 fn settings_document(
-    app: &AppState,
+    app: &Site,
     id: SessionId,
     saved: &Settings,
     version: i64,
@@ -64,7 +66,7 @@ fn settings_document(
 
 /// The chat page, with `draft` in the composer and `error` next to it.
 async fn chat_page(
-    app: &AppState,
+    app: &Site,
     session: Session,
     draft: &str,
     error: Option<&FieldError>,
@@ -101,27 +103,21 @@ pub struct MessageForm {
 /// `POST /messages`: posts a chat message, then `303` back to the chat. A refused message comes
 /// back in the composer with the reason: `422` when it is invalid, `429` when too many were sent.
 pub async fn post_message(
-    State(app): State<AppState>,
+    State(app): State<Site>,
     session: Session,
     Form(form): Form<MessageForm>,
 ) -> Result<Response, AppError> {
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
-    match app
-        .post_message(session.id, &form.body, &form.nonce)
-        .await?
-    {
-        Ok(_) => Ok(Redirect::to("/").into_response()),
-        Err(refusal) => {
-            let status = match refusal {
-                Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Refusal::TooFast(_) => StatusCode::TOO_MANY_REQUESTS,
-            };
-            let page = chat_page(&app, session, &form.body, Some(refusal.error())).await?;
-            Ok((status, page).into_response())
-        }
-    }
+    let (status, refusal) = match app.post_message(session.id, &form.body, &form.nonce).await {
+        Ok(_) => return Ok(Redirect::to("/").into_response()),
+        Err(PostError::Invalid(refusal)) => (StatusCode::UNPROCESSABLE_ENTITY, refusal),
+        Err(PostError::TooFast(refusal)) => (StatusCode::TOO_MANY_REQUESTS, refusal),
+        Err(PostError::Store(e)) => return Err(e.into()),
+    };
+    let page = chat_page(&app, session, &form.body, Some(&refusal)).await?;
+    Ok((status, page).into_response())
 }
 
 /// The settings form as posted.
@@ -137,7 +133,7 @@ pub struct SettingsForm {
 /// refused, `422` with the form showing what was typed and why it was refused. Live tabs of the
 /// session are told, so they show the change too.
 pub async fn save_settings(
-    State(app): State<AppState>,
+    State(app): State<Site>,
     session: Session,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
@@ -152,14 +148,17 @@ pub async fn save_settings(
     let (saved, version) = if change.is_empty() {
         app.settings_for(session).await?
     } else {
-        let Some(saved) = app.store.save(session.id, change, now_millis()).await? else {
-            // Forgotten in another tab (or on another instance) meanwhile: nothing is saved
-            // under the dead id, and from now on its cookie is refused here too.
-            app.forgotten.insert(session.id, now_millis());
-            return Ok(Redirect::to("/settings").into_response());
+        let saved = match app.store.save(session.id, change, now_millis()).await? {
+            Saved::Applied(saved) => saved,
+            Saved::Forgotten | Saved::Replayed => {
+                // Forgotten in another tab (or on another instance) meanwhile: nothing is saved
+                // under the dead id, and from now on its cookie is refused here too.
+                app.found_forgotten(session.id);
+                return Ok(Redirect::to("/settings").into_response());
+            }
         };
         metrics().settings_written(WritePath::Form);
-        app.live.hub.publish(
+        app.hub.publish(
             session.id,
             SessionEvent::SettingsChanged {
                 version: saved.version,
@@ -191,18 +190,14 @@ pub struct ForgetForm {
 /// old cookie is worthless afterwards: its id has no row and is never issued again, and the old
 /// session's live tabs are told to reload.
 pub async fn forget(
-    State(app): State<AppState>,
+    State(app): State<Site>,
     session: Session,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
-    let now = now_millis();
-    app.store.forget(session.id, now).await?;
-    app.forgotten.insert(session.id, now);
-    app.live.hub.publish(session.id, SessionEvent::Forgotten);
-    tracing::info!("a browser asked to be forgotten; its settings were deleted");
+    app.forget(session.id).await?;
     Ok((
         Extension(ReplaceSession(SessionId::generate())),
         Redirect::to("/settings"),
@@ -212,7 +207,7 @@ pub async fn forget(
 
 /// `GET /healthz`: `200 {"status":"ok"}` when the database answers and takes a write, `503`
 /// with the reason otherwise.
-pub async fn health(State(app): State<AppState>) -> Response {
+pub async fn health(State(app): State<Site>) -> Response {
     let check = tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await;
     match check {
         Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),

@@ -1,9 +1,10 @@
 //! In-process publish/subscribe keyed by session id: how one tab's change reaches the session's
-//! other tabs.
+//! other tabs, and a new chat message every chat page.
 //!
-//! Events carry versions, not data: a subscriber that cares reads the current state from the
-//! store. That keeps events tiny, makes a lagging subscriber harmless (it reads the newest state
-//! anyway), and is the same shape a PostgreSQL `LISTEN`/`NOTIFY` backend would have.
+//! Events carry versions and ids, not data: a subscriber that cares reads the current state from
+//! the store. That keeps events tiny, makes a lagging subscriber harmless (it reads the newest
+//! state anyway), and gives the PostgreSQL backend's `LISTEN`/`NOTIFY` the same shape: `cluster`
+//! publishes what another instance wrote as the very events a local write publishes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -94,11 +95,6 @@ impl Hub {
             .expect("hub lock")
             .get(&id)
             .map_or(0, broadcast::Sender::receiver_count)
-    }
-
-    /// How many sessions have at least one live socket.
-    pub fn live_sessions(&self) -> usize {
-        self.sessions.lock().expect("hub lock").len()
     }
 
     /// The last change number acknowledged for a form of a page, surviving the page's
@@ -241,9 +237,11 @@ mod tests {
         let first = hub.subscribe(id);
         let second = hub.subscribe(id);
         drop(first);
-        assert_eq!(hub.live_sessions(), 1);
+        assert_eq!(hub.sockets_of(id), 1);
+        assert_eq!(hub.sessions.lock().unwrap().len(), 1);
         drop(second);
-        assert_eq!(hub.live_sessions(), 0);
+        assert_eq!(hub.sockets_of(id), 0);
+        assert!(hub.sessions.lock().unwrap().is_empty());
     }
 
     #[test]

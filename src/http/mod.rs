@@ -1,0 +1,25 @@
+//! The HTTP side: the handlers of the pages and forms, the layer that gives every browser its
+//! session cookie, the headers every response carries, `/metrics`, and the accept loop with the
+//! time limits a public server needs. The router that puts them together is `app`'s.
+//!
+//! - [`routes`]: the handlers, thin: read the session and the form, ask the site, render a view.
+//! - [`session`]: the session cookie's layer in front of the page routes.
+//! - [`error`]: what a failed handler answers.
+//! - [`headers`]: security headers and the request log.
+//! - [`metrics`]: `GET /metrics`.
+//! - [`server`]: the accept loop.
+
+pub mod error;
+pub mod headers;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod session;
+
+use std::time::Duration;
+
+/// The largest request body accepted; larger ones get `413 Payload Too Large`.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest a request may take once its headers are in.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

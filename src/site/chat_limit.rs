@@ -1,0 +1,128 @@
+//! How fast one browser may send chat messages: a token bucket per session.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::limit::TokenBucket;
+use crate::session::SessionId;
+use crate::settings::FieldError;
+
+/// The chat's rate limit: at most `burst` messages in any `window`, per session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub window: Duration,
+}
+
+/// A token bucket per session: `burst` tokens, refilled evenly over `window`.
+pub struct RateLimiter {
+    limit: RateLimit,
+    buckets: Mutex<HashMap<SessionId, TokenBucket>>,
+}
+
+/// Forget full buckets once the map is this big, so it stays small.
+const SWEEP_ABOVE: usize = 10_000;
+
+impl RateLimiter {
+    pub fn new(limit: RateLimit) -> RateLimiter {
+        RateLimiter {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limit this limiter enforces.
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    fn burst(&self) -> f64 {
+        f64::from(self.limit.burst)
+    }
+
+    /// Takes one message's worth for `id` at `now`, or says how long until one is available.
+    pub fn try_acquire(&self, id: SessionId, now: Instant) -> Result<(), Duration> {
+        let burst = self.burst();
+        let per_second = burst / self.limit.window.as_secs_f64();
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        if buckets.len() > SWEEP_ABOVE {
+            // A bucket idle for a whole window is full again: forgetting it changes nothing.
+            let window = self.limit.window;
+            buckets.retain(|_, b| now.duration_since(b.last_used()) < window);
+        }
+        buckets
+            .entry(id)
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(burst, per_second, now)
+    }
+
+    /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
+    pub fn refund(&self, id: SessionId) {
+        let burst = self.burst();
+        if let Some(bucket) = self.buckets.lock().expect("rate limiter lock").get_mut(&id) {
+            bucket.give_back(burst);
+        }
+    }
+}
+
+/// The message shown to someone over the rate limit.
+pub fn rate_limited_message(wait: Duration, limit: RateLimit) -> FieldError {
+    let seconds = wait.as_secs_f64().ceil().max(1.0);
+    FieldError::new(
+        "Message",
+        format!(
+            "was not sent: you can send {} messages every {}; try again in {seconds} s",
+            limit.burst,
+            humantime::format_duration(limit.window)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_refills_over_the_window() {
+        let limit = RateLimit {
+            burst: 5,
+            window: Duration::from_secs(10),
+        };
+        let limiter = RateLimiter::new(limit);
+        let id = SessionId::generate();
+        let start = Instant::now();
+        for _ in 0..5 {
+            limiter.try_acquire(id, start).unwrap();
+        }
+        let wait = limiter.try_acquire(id, start).unwrap_err();
+        assert!(
+            wait <= Duration::from_secs(2) && wait > Duration::from_millis(1900),
+            "{wait:?}"
+        );
+        // Another session is not affected.
+        limiter.try_acquire(SessionId::generate(), start).unwrap();
+        // Two seconds later one message's worth has come back.
+        limiter
+            .try_acquire(id, start + Duration::from_secs(2))
+            .unwrap();
+        assert!(
+            limiter
+                .try_acquire(id, start + Duration::from_secs(2))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_refund_gives_a_message_back() {
+        let limiter = RateLimiter::new(RateLimit {
+            burst: 1,
+            window: Duration::from_secs(60),
+        });
+        let id = SessionId::generate();
+        let now = Instant::now();
+        limiter.try_acquire(id, now).unwrap();
+        limiter.refund(id);
+        limiter.try_acquire(id, now).unwrap();
+    }
+}

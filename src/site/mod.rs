@@ -1,0 +1,190 @@
+//! What every request shares, whichever way it arrives: a page view, a form post or a live
+//! socket. The HTTP handlers (`http`) and the live layer (`live`) are two transports over the same
+//! operations, kept here so the rules are written once: which session a cookie names (forgotten
+//! ones refused), what a page view reads and when it may write, how a chat message is posted.
+//!
+//! It also owns the runtime state those rules need: the forgotten ids, the chat's rate limiter,
+//! the hub, the cache of rendered settings pages.
+
+mod chat_limit;
+mod forgotten;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderMap;
+
+pub use chat_limit::{RateLimit, RateLimiter, rate_limited_message};
+pub use forgotten::Forgotten;
+
+use crate::chat::{Message, MessageBody, new_nonce};
+use crate::clock::now_millis;
+use crate::hub::{Hub, SessionEvent};
+use crate::metrics::{Limit, metrics};
+use crate::retention::Retention;
+use crate::session::{CookieCheck, Keys, Session, SessionId, Verdict};
+use crate::settings::{FieldError, Settings};
+use crate::store::{Store, StoreError};
+use crate::views::PageCache;
+
+/// The site: one pointer, so the clone axum makes for every request is a reference count.
+#[derive(Clone)]
+pub struct Site(Arc<Parts>);
+
+/// The parts of a [`Site`].
+pub struct Parts {
+    /// Where everything is kept.
+    pub store: Store,
+    /// Signs session cookies and derives CSRF tokens.
+    pub keys: Keys,
+    /// When rows go stale, and how often reads may write.
+    pub retention: Retention,
+    /// Carries changes between the sockets of a session, and chat messages to every chat page.
+    pub hub: Arc<Hub>,
+    /// How fast each browser may send chat messages.
+    pub chat_limit: RateLimiter,
+    /// Sessions deleted by "forget me", refused from now on.
+    pub forgotten: Forgotten,
+    /// Rendered settings pages of recent visitors.
+    pub pages: PageCache,
+}
+
+impl Site {
+    /// Shares `parts` with every request.
+    pub fn new(parts: Parts) -> Site {
+        Site(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Site {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// Why a chat message was not posted.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// The body is empty, too long or has control characters: the author should see why.
+    #[error("{0}")]
+    Invalid(FieldError),
+    /// The author is over the rate limit: the author should see how long to wait.
+    #[error("{0}")]
+    TooFast(FieldError),
+    /// The database failed; nothing was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PostError {
+    /// The sentence for the author, unless the failure was the database's.
+    pub fn refusal(&self) -> Option<&FieldError> {
+        match self {
+            PostError::Invalid(e) | PostError::TooFast(e) => Some(e),
+            PostError::Store(_) => None,
+        }
+    }
+}
+
+impl Site {
+    /// The session a request's cookie names, with forgotten sessions treated as invalid, and
+    /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]).
+    pub fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
+        let check = self.keys.verify_cookie(headers);
+        match check.verdict {
+            Verdict::Current(id) | Verdict::Previous(id) if self.forgotten.contains(id) => {
+                CookieCheck {
+                    verdict: Verdict::Invalid,
+                    current_value: None,
+                }
+            }
+            _ => check,
+        }
+    }
+
+    /// The settings to show to `session` and their version (defaults and 0 without a row): one
+    /// lookup, and a write only when `read_at` is older than the touch window. A new session has
+    /// no row, so it costs nothing at all.
+    ///
+    /// When a touch is due, what is shown is what the touch returned: a row pruned between the
+    /// lookup and the touch is shown as gone, never as data that no longer exists.
+    pub async fn settings_for(&self, session: Session) -> Result<(Settings, i64), StoreError> {
+        if session.is_new {
+            return Ok((Settings::default(), 0));
+        }
+        let Some(mut stored) = self.store.load(session.id).await? else {
+            return Ok((Settings::default(), 0));
+        };
+        let now = now_millis();
+        if stored.read_at < self.retention.touch_before(now) {
+            metrics().touched();
+            match self.store.touch(session.id, now).await? {
+                Some(touched) => stored = touched,
+                None => return Ok((Settings::default(), 0)),
+            }
+        } else {
+            metrics().touch_skipped();
+        }
+        Ok((stored.settings, stored.version))
+    }
+
+    /// Posts a chat message for `author`, once per `nonce`, and tells every chat page.
+    pub async fn post_message(
+        &self,
+        author: SessionId,
+        body: &str,
+        nonce: &str,
+    ) -> Result<Message, PostError> {
+        let body = MessageBody::parse(body).map_err(PostError::Invalid)?;
+        let nonce = if (1..=64).contains(&nonce.len()) {
+            nonce.to_owned()
+        } else {
+            new_nonce()
+        };
+        if let Err(wait) = self.chat_limit.try_acquire(author, Instant::now()) {
+            tracing::info!("chat rate limit reached by a session");
+            metrics().rate_limited(Limit::Chat);
+            let error = rate_limited_message(wait, self.chat_limit.limit());
+            return Err(PostError::TooFast(error));
+        }
+        let posted = match self
+            .store
+            .post_message(author, body, nonce, now_millis())
+            .await
+        {
+            Ok(posted) => posted,
+            Err(e) => {
+                self.chat_limit.refund(author);
+                return Err(e.into());
+            }
+        };
+        if posted.duplicate {
+            self.chat_limit.refund(author);
+        } else {
+            metrics().chat_message_posted();
+        }
+        // Even a duplicate: the first try may have been stored without anyone being told (its
+        // answer lost with a dropped database connection). Pages that have it ignore it.
+        self.hub.publish_message(posted.message.id);
+        Ok(posted.message)
+    }
+
+    /// "Forget me": deletes session `id`'s settings, refuses its cookie from now on, and tells
+    /// its open pages to reload into a new session.
+    pub async fn forget(&self, id: SessionId) -> Result<(), StoreError> {
+        let now = now_millis();
+        self.store.forget(id, now).await?;
+        self.forgotten.insert(id, now);
+        self.hub.publish(id, SessionEvent::Forgotten);
+        tracing::info!("a browser asked to be forgotten; its settings were deleted");
+        Ok(())
+    }
+
+    /// A save found session `id` forgotten (in another tab, or on another instance) before this
+    /// instance heard of it: from now on its cookie is refused here too.
+    pub fn found_forgotten(&self, id: SessionId) {
+        self.forgotten.insert(id, now_millis());
+    }
+}

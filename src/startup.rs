@@ -1,0 +1,252 @@
+//! Starting and stopping: [`App::build`] binds the listeners, prepares the data dir, loads the
+//! keys and opens the database; [`App::run`] serves, prunes and listens to the other instances
+//! until its shutdown token is cancelled, then stops everything within `--shutdown-grace`.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, AppState};
+use crate::config::Config;
+use crate::http::{metrics, server};
+use crate::hub::Hub;
+use crate::live::Live;
+use crate::session::Keys;
+use crate::site::{self, Forgotten, RateLimiter, Site};
+use crate::store::Store;
+use crate::views::PageCache;
+use crate::{cluster, prune};
+
+/// A built, bound, not yet serving app.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+    shutdown: CancellationToken,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl App {
+    /// Binds the listener, creates the data dir, loads the signing keys and opens the database.
+    /// Any problem comes back as one readable error naming what failed.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let shutdown = CancellationToken::new();
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        prepare_data_dir(&config.data_dir)?;
+        let keys = Keys::load(
+            config.secret_key.as_deref(),
+            &config.secret_key_path(),
+            config.previous_keys.as_deref(),
+            config.secure_cookies,
+        )?;
+        let store = open_store(&config, Opening::ToServe).await?;
+        check_shared_key(&store, &keys).await?;
+        let forgotten = Forgotten::default();
+        for (id, at) in store
+            .forgotten()
+            .await
+            .context("reading the forgotten sessions")?
+        {
+            forgotten.insert(id, at);
+        }
+        let site = Site::new(site::Parts {
+            store,
+            keys,
+            retention: config.retention(),
+            hub: Arc::new(Hub::default()),
+            chat_limit: RateLimiter::new(config.rate_limit()),
+            forgotten,
+            pages: PageCache::default(),
+        });
+        let live = Arc::new(Live::new(config.live(), site.clone(), shutdown.clone()));
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(App {
+            listener,
+            state: AppState { site, live },
+            config,
+            shutdown,
+            metrics_listener,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state, for tests that look behind the HTTP surface.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The token that stops this app: cancel it to shut down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting, closes live sockets
+    /// with 1001, lets in-flight requests finish, stops the prune task and the notification
+    /// listener, and lets the database writer commit what was queued: all of it within one
+    /// `--shutdown-grace` from the moment the token is cancelled.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let App {
+            listener,
+            state,
+            config,
+            shutdown,
+            metrics_listener,
+        } = self;
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .context("reading the metrics address")?;
+                tracing::info!("metrics on http://{addr}/metrics");
+                let router = metrics::router(Arc::clone(&state.live));
+                let shutdown = shutdown.clone();
+                Some(tokio::spawn(server::serve(
+                    listener,
+                    router,
+                    config.header_timeout,
+                    shutdown,
+                )))
+            }
+            None => None,
+        };
+        tracing::info!(
+            "listening on http://{}",
+            listener.local_addr().context("reading the bound address")?
+        );
+        let prune = prune::spawn(state.site.clone(), config.prune_every, shutdown.clone());
+        let cluster = cluster::spawn(state.site.clone(), shutdown.clone());
+        let live = Arc::clone(&state.live);
+        let store = state.site.store.clone();
+
+        let server = server::serve(
+            listener,
+            app::router(state, config.metrics),
+            config.header_timeout,
+            shutdown.clone(),
+        );
+        let grace = config.shutdown_grace;
+        let serving = async {
+            server.await;
+            if let Some(metrics_server) = metrics_server {
+                let _ = metrics_server.await;
+            }
+            live.tracker.close();
+            live.tracker.wait().await;
+        };
+        tokio::pin!(serving);
+        let finished = tokio::select! {
+            () = &mut serving => true,
+            () = shutdown.cancelled() => false,
+        };
+        // Everything below is done by one deadline: the grace counts from the cancel.
+        let deadline = Instant::now() + grace;
+        if !finished && tokio::time::timeout_at(deadline, serving).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "connections did not finish in time; stopping anyway"
+            );
+        }
+        shutdown.cancel();
+        // Both stop at once on the token, unless a database call is hanging; then the writer
+        // commits what was queued and its thread ends.
+        let background = async {
+            prune.await.context("the prune task panicked")?;
+            if let Some(cluster) = cluster {
+                cluster
+                    .await
+                    .context("the notification listener panicked")?;
+            }
+            store.close().await;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout_at(deadline, background).await {
+            Ok(finished) => finished?,
+            Err(_) => tracing::warn!("background tasks did not stop in time; stopping anyway"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// How [`open_store`] treats the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// To serve: created if missing, its schema brought up to date.
+    ToServe,
+    /// For a maintenance command: as it is, nothing created or upgraded. A database of an older
+    /// schema version is accepted only with `accept_older` (a backup before an upgrade).
+    AsItIs { accept_older: bool },
+}
+
+/// Opens the database the configuration names: PostgreSQL with `--database-url`, else the
+/// SQLite file in the data dir.
+pub async fn open_store(config: &Config, opening: Opening) -> anyhow::Result<Store> {
+    let options = config.store_options();
+    if let Some(url) = &config.database_url {
+        return match opening {
+            Opening::ToServe => Store::open_postgres(url, options).await,
+            Opening::AsItIs { .. } => Store::open_postgres_existing(url, options).await,
+        };
+    }
+    let path = config.database_path();
+    tokio::task::spawn_blocking(move || match opening {
+        Opening::ToServe => Store::open_sqlite(&path, options),
+        Opening::AsItIs { accept_older } => {
+            Store::open_sqlite_existing(&path, options, accept_older)
+        }
+    })
+    .await?
+}
+
+/// Refuses to start when the shared database's cookies are signed with another key than this
+/// instance's: behind a load balancer, every request to this instance would start a new session.
+async fn check_shared_key(store: &Store, keys: &Keys) -> anyhow::Result<()> {
+    let (current, previous) = keys.fingerprints();
+    let held = store
+        .claim_key(&current, &previous)
+        .await
+        .context("recording the signing key's fingerprint")?;
+    match held {
+        None => Ok(()),
+        Some(held) => anyhow::bail!(
+            "the other instances on this database sign cookies with another key (fingerprint \
+             {held}; this instance's is {current}): give every instance the same secret with \
+             --secret-key or LIVESESSION_SECRET_KEY (to change it on purpose, list the old one in \
+             --previous-keys)"
+        ),
+    }
+}
+
+/// Creates the data dir (mode 0700: it holds the signing key) if it does not exist yet.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| format!("the data dir {} is not writable", dir.display()))
+}

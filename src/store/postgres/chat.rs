@@ -1,0 +1,143 @@
+//! The chat on PostgreSQL: posts behind the chat's advisory lock, so ids commit in order, and the
+//! reads a page catches up with.
+
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{Param, PostgresStore, to_limit};
+use crate::chat::{Message, MessageBody};
+use crate::clock::Millis;
+use crate::session::SessionId;
+use crate::store::{Posted, StoreError};
+
+/// Holds the chat's advisory lock until the transaction ends.
+const LOCK_CHAT: &str = "SELECT pg_advisory_xact_lock($1)";
+
+/// The chat's advisory lock key (PostgreSQL's one-`bigint` form). Per-session locks hash the
+/// session id into the same space; a collision only makes two writes wait for each other.
+const CHAT_LOCK: i64 = 0x6c69_7665_0002;
+
+/// The columns a message is read from, in [`message`]'s order.
+macro_rules! message_columns {
+    () => {
+        "id, author_session, author_name, body, created_at"
+    };
+}
+
+impl PostgresStore {
+    pub(in crate::store) async fn post_message(
+        &self,
+        author: SessionId,
+        body: MessageBody,
+        nonce: String,
+        now: Millis,
+    ) -> Result<Posted, StoreError> {
+        let author_id = author.as_uuid();
+        let text = body.as_str();
+        let notice = &format!("{}m ", self.instance);
+        let nonce = &nonce;
+        self.retry(|mut client| async move {
+            let tx = client.transaction().await?;
+            let lock = tx.prepare_cached(LOCK_CHAT).await?;
+            // The name is read in the same transaction, so the message carries the name the
+            // author had at the moment it was sent. A new message also marks the author's row
+            // used, and tells the other instances once it commits.
+            let insert = tx
+                .prepare_cached(
+                    "WITH posted AS (
+                         INSERT INTO messages (author_session, author_name, body, nonce, created_at)
+                         VALUES ($1, coalesce((SELECT username FROM settings WHERE session_id = $1),
+                                              ''),
+                                 $2, $3, $4)
+                         ON CONFLICT (author_session, nonce) DO NOTHING
+                         RETURNING id, author_session, author_name, body, created_at),
+                     used AS (
+                         UPDATE settings SET read_at = greatest(read_at, $4)
+                         WHERE session_id = $1 AND EXISTS (SELECT 1 FROM posted))
+                     SELECT id, author_session, author_name, body, created_at,
+                            pg_notify('livesession', $5::text || id::text)
+                     FROM posted",
+                )
+                .await?;
+            // Pipelined behind the chat's lock: ids are taken, and commit, in order.
+            let lock_params: [&Param<'_>; 1] = [&CHAT_LOCK];
+            let insert_params: [&Param<'_>; 5] = [&author_id, &text, nonce, &now, notice];
+            let (_, inserted) = tokio::try_join!(
+                tx.execute(&lock, &lock_params),
+                tx.query_opt(&insert, &insert_params),
+            )?;
+            let posted = match inserted {
+                Some(row) => Posted {
+                    message: message(&row)?,
+                    duplicate: false,
+                },
+                None => {
+                    let existing = tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            message_columns!(),
+                            " FROM messages WHERE author_session = $1 AND nonce = $2"
+                        ))
+                        .await?;
+                    Posted {
+                        message: message(&tx.query_one(&existing, &[&author_id, nonce]).await?)?,
+                        duplicate: true,
+                    }
+                }
+            };
+            tx.commit().await?;
+            Ok(posted)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn recent_messages(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = to_limit(limit);
+        self.retry(|client| async move {
+            let statement = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages ORDER BY id DESC LIMIT $1"
+                ))
+                .await?;
+            let rows = client.query(&statement, &[&limit]).await?;
+            Ok(rows.iter().rev().map(message).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn messages_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = to_limit(limit);
+        self.retry(|client| async move {
+            let statement = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .await?;
+            let rows = client.query(&statement, &[&after, &limit]).await?;
+            Ok(rows.iter().map(message).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+/// A message row, of the columns `message_columns!` names.
+fn message(row: &Row) -> Result<Message, tokio_postgres::Error> {
+    Ok(Message {
+        id: row.try_get(0)?,
+        author: SessionId::from_uuid(row.try_get::<_, Uuid>(1)?),
+        author_name: row.try_get(2)?,
+        body: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+    })
+}
