@@ -413,3 +413,32 @@ fn a_module_missing_from_the_table_is_reported() {
         "{problems:?}"
     );
 }
+
+/// The lines of `text` before its unit-test section (`#[cfg(test)] mod tests`).
+fn code_lines(text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .position(|(n, line)| {
+            line.trim_start().starts_with("#[cfg(test)]")
+                && lines
+                    .get(n + 1)
+                    .is_some_and(|next| next.trim_start().starts_with("mod tests"))
+        })
+        .unwrap_or(lines.len())
+}
+
+/// Each file small enough to read in one sitting: at most 500 lines before its unit tests.
+#[test]
+fn no_source_file_is_over_500_lines_of_code() {
+    let src = crate_src();
+    let long: Vec<String> = rust_files(&src)
+        .into_iter()
+        .filter_map(|path| {
+            let lines = code_lines(&std::fs::read_to_string(&path).unwrap());
+            (lines > 500).then(|| format!("{} ({lines} lines)", path.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these along their seams: {long:?}");
+}

@@ -24,6 +24,7 @@ harness::on_both_backends! {
         saves_create_the_row_and_bump_the_version_only_on_a_change,
         a_partial_change_keeps_the_other_field,
         a_touch_only_moves_read_at_forward,
+        a_save_or_a_post_with_an_earlier_clock_never_moves_read_at_back,
         a_change_a_page_resends_is_applied_once_on_any_instance,
         concurrent_saves_to_one_session_count_every_change,
         a_read_never_returns_a_value_older_than_the_last_acknowledged_write,

@@ -94,6 +94,47 @@ pub async fn a_touch_only_moves_read_at_forward(f: Fixture) {
     );
 }
 
+/// One rule on both backends for every write: `read_at` is the latest use, so a clock that
+/// stepped back (a save or a post stamped earlier than the last use) never moves it back.
+pub async fn a_save_or_a_post_with_an_earlier_clock_never_moves_read_at_back(f: Fixture) {
+    let id = SessionId::generate();
+    f.store
+        .save(id, change(Some("ada"), None), 9_000)
+        .await
+        .unwrap();
+    let saved = f
+        .store
+        .save(id, change(Some("grace"), None), 7_000)
+        .await
+        .unwrap()
+        .applied()
+        .unwrap();
+    assert_eq!(
+        saved.settings.username.as_str(),
+        "grace",
+        "the change applies"
+    );
+    assert_eq!(
+        saved.read_at, 9_000,
+        "a save stamped earlier never moves read_at back"
+    );
+    f.store
+        .post_message(id, crate::harness::body("hello"), "n-1".into(), 5_000)
+        .await
+        .unwrap();
+    let row = f.store.load(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.read_at, 9_000,
+        "a post stamped earlier never moves read_at back"
+    );
+    f.store
+        .post_message(id, crate::harness::body("later"), "n-2".into(), 11_000)
+        .await
+        .unwrap();
+    let row = f.store.load(id).await.unwrap().unwrap();
+    assert_eq!(row.read_at, 11_000, "a post is a use");
+}
+
 pub async fn a_change_a_page_resends_is_applied_once_on_any_instance(f: Fixture) {
     let id = SessionId::generate();
     let from = |page: &str, seq| PageChange {
