@@ -46,5 +46,6 @@ harness::on_both_backends! {
         messages_are_pruned_by_age_and_by_count,
         two_instances_pruning_at_once_delete_each_stale_row_once_and_no_fresh_one,
         the_health_check_reads_and_writes,
+        each_write_a_request_waits_for_is_timed_once_and_reads_are_not,
     ],
 }

@@ -192,3 +192,57 @@ async fn postgres_connections_cut_under_the_store_are_replaced() {
     shutdown.cancel();
     listener.await.unwrap();
 }
+
+/// Every operation, not only the ones a page makes, comes through a cut on its first try:
+/// pruning, reading the forgotten ids, the statistics, and the key check of a starting instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_every_operation_is_retried_once_after_a_cut() {
+    let Some(f) = postgres_fixture("postgres_every_operation_is_retried_once_after_a_cut").await
+    else {
+        return;
+    };
+    let (proxy, url) = proxied(f.postgres.as_ref().unwrap()).await;
+    let store = open_postgres(&url).await.unwrap();
+    let id = SessionId::generate();
+    store
+        .save(id, change(Some("stale"), None), 1_000)
+        .await
+        .unwrap();
+    // Warms the pool with several open connections, then closes them all under the store.
+    let cut = || async {
+        let warm: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.load(id).await.unwrap() })
+            })
+            .collect();
+        for task in warm {
+            task.await.unwrap();
+        }
+        proxy.cut();
+    };
+    cut().await;
+    assert_eq!(
+        store
+            .prune_batch(2_000, 10)
+            .await
+            .expect("prune after a cut"),
+        1
+    );
+    cut().await;
+    assert!(
+        store
+            .forgotten()
+            .await
+            .expect("forgotten after a cut")
+            .is_empty()
+    );
+    cut().await;
+    assert_eq!(store.stats().await.expect("stats after a cut").sessions, 0);
+    cut().await;
+    let held = store
+        .claim_key("fingerprint", &[])
+        .await
+        .expect("the key check after a cut");
+    assert_eq!(held, None);
+}

@@ -1,8 +1,11 @@
 //! PostgreSQL only, what a shared database adds: the schema check, a clear error for an unreachable
 //! server, and the signing key every instance must share.
 
+use livesession::session::SessionId;
+use livesession::store::Unavailable;
+
 use crate::common::postgres::TestDatabase;
-use crate::harness::{open_postgres, postgres_fixture};
+use crate::harness::{change, open_postgres, postgres_fixture};
 
 #[tokio::test]
 async fn postgres_refuses_a_schema_from_a_newer_version() {
@@ -114,4 +117,29 @@ async fn postgres_instances_starting_together_with_different_keys_cannot_both_st
             "round {round}: exactly one of the two keys is refused"
         );
     }
+}
+
+/// A schema changed under a running instance (a column of another type) makes its reads fail
+/// like any other database error, with a reason for the page, instead of a panic in a handler.
+#[tokio::test]
+async fn postgres_a_column_of_another_type_is_a_database_error_not_a_panic() {
+    let Some(f) =
+        postgres_fixture("postgres_a_column_of_another_type_is_a_database_error_not_a_panic").await
+    else {
+        return;
+    };
+    let id = SessionId::generate();
+    f.store
+        .save(id, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    let client = f.postgres.as_ref().unwrap().connect().await;
+    client
+        .batch_execute("ALTER TABLE settings ALTER COLUMN version TYPE text")
+        .await
+        .unwrap();
+    let error = f.store.load(id).await.unwrap_err();
+    assert_eq!(error.unavailable(), Unavailable::Failed, "{error}");
+    let error = f.store.touch(id, 2_000).await.unwrap_err();
+    assert_eq!(error.unavailable(), Unavailable::Failed, "{error}");
 }

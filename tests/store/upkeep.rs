@@ -122,3 +122,37 @@ pub async fn the_health_check_reads_and_writes(f: Fixture) {
     f.store.ping().await.unwrap();
     f.store.ping().await.unwrap();
 }
+
+/// The write-duration histogram means the same on both backends: one observation per write a
+/// request waits for (saves, a page's change, touches, forget me, posts), none for reads.
+pub async fn each_write_a_request_waits_for_is_timed_once_and_reads_are_not(f: Fixture) {
+    let count = |store: &livesession::store::Store| -> u64 {
+        store.write_times().snapshot().counts.iter().sum()
+    };
+    let id = SessionId::generate();
+    let before = count(&f.store);
+    f.store
+        .save(id, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    let from = livesession::store::PageChange {
+        page: "p".into(),
+        form: "settings",
+        seq: 1,
+    };
+    f.store
+        .save_from_page(id, change(Some("grace"), None), 2_000, from)
+        .await
+        .unwrap();
+    f.store.touch(id, 3_000).await.unwrap();
+    f.store
+        .post_message(id, body("hello"), "n".into(), 4_000)
+        .await
+        .unwrap();
+    f.store.forget(id, 5_000).await.unwrap();
+    assert_eq!(count(&f.store) - before, 5);
+    f.store.load(id).await.unwrap();
+    f.store.recent_messages(10).await.unwrap();
+    f.store.messages_after(0, 10).await.unwrap();
+    assert_eq!(count(&f.store) - before, 5, "reads are not writes");
+}
