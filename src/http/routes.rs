@@ -150,6 +150,7 @@ pub async fn save_settings(
     } else {
         let saved = match app.store.save(session.id, change, now_millis()).await? {
             Saved::Applied(saved) => saved,
+            // (Only a live page's change can be a replay; a form post names no page.)
             Saved::Forgotten | Saved::Replayed => {
                 // Forgotten in another tab (or on another instance) meanwhile: nothing is saved
                 // under the dead id, and from now on its cookie is refused here too.
