@@ -2,6 +2,7 @@
 //! session cookie, the headers every response carries, `/metrics`, and the accept loop with the
 //! time limits a public server needs. The router that puts them together is `app`'s.
 //!
+//! - [`client`]: the address a request came from, for limits per client.
 //! - [`routes`]: the handlers, thin: read the session and the form, ask the site, render a view.
 //! - [`session`]: the session cookie's layer in front of the page routes.
 //! - [`error`]: what a failed handler answers.
@@ -9,6 +10,7 @@
 //! - [`metrics`]: `GET /metrics`.
 //! - [`server`]: the accept loop.
 
+pub mod client;
 pub mod error;
 pub mod headers;
 pub mod metrics;

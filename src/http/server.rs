@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::client::ClientAddr;
+
 /// The most a request's headers may take; more is refused with `431`.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -39,7 +41,7 @@ pub async fn serve(
     let builder = builder.http1_only();
     let connections = TaskTracker::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -52,9 +54,14 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let client = ClientAddr(peer.ip());
         let service = router
             .clone()
-            .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
+            .map_request(move |request: Request<Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(client);
+                request
+            });
         let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
         let builder = builder.clone();
         let shutdown = shutdown.clone();
