@@ -200,6 +200,36 @@ pub struct CookieCheck {
     /// For a cookie signed with the current key, its value: it can be sent back as it is,
     /// without signing it again.
     pub current_value: Option<String>,
+    /// Another `livesession` cookie of the request verifies too (a browser may hold one from an
+    /// older path or domain): which session to use is for the caller who can look at the data
+    /// ([`Keys::valid_cookies`] lists them).
+    pub more_valid: bool,
+}
+
+impl Verdict {
+    /// The session a valid cookie names.
+    pub fn id(self) -> Option<SessionId> {
+        match self {
+            Verdict::Current(id) | Verdict::Previous(id) => Some(id),
+            Verdict::Missing | Verdict::Invalid => None,
+        }
+    }
+}
+
+/// The values of every `livesession` cookie in the request's `Cookie` headers, read cookie by
+/// cookie from the raw bytes: a pair with bytes that are not text is skipped, not the header.
+fn session_cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let value = pair
+                .trim_ascii()
+                .strip_prefix(COOKIE_NAME.as_bytes())?
+                .strip_prefix(b"=")?;
+            std::str::from_utf8(value).ok()
+        })
 }
 
 /// The current signing key and the previous ones still accepted after a rotation.
@@ -258,45 +288,62 @@ impl Keys {
     ///
     /// This runs on every request, so it reads the cookie jar's signed format (44 characters of
     /// base64 HMAC-SHA256 of the value, then the value) straight from the header, without the
-    /// allocations of a parsed jar; a unit test holds it to the jar's own output.
+    /// allocations of a parsed jar; a unit test holds it to the jar's own output. The header is
+    /// read leniently, cookie by cookie: another cookie's bytes (another app on the same host may
+    /// set `z=café`) never hide ours.
     pub fn verify_cookie(&self, headers: &HeaderMap) -> CookieCheck {
         let mut found = false;
-        for header in headers.get_all(COOKIE) {
-            let Ok(header) = header.to_str() else {
+        let mut first: Option<CookieCheck> = None;
+        for value in session_cookie_values(headers) {
+            found = true;
+            let Some(check) = self.check_value(value) else {
                 continue;
             };
-            for pair in header.split(';') {
-                let Some(value) = pair
-                    .trim()
-                    .strip_prefix(COOKIE_NAME)
-                    .and_then(|rest| rest.strip_prefix('='))
-                else {
-                    continue;
-                };
-                found = true;
-                if let Some(id) = self.current.verify_value(value) {
-                    return CookieCheck {
-                        verdict: Verdict::Current(id),
-                        current_value: Some(value.to_owned()),
-                    };
-                }
-                if let Some(id) = self.previous.iter().find_map(|key| key.verify_value(value)) {
-                    return CookieCheck {
-                        verdict: Verdict::Previous(id),
-                        current_value: None,
-                    };
+            match &mut first {
+                None => first = Some(check),
+                Some(first) => {
+                    first.more_valid = true;
+                    break;
                 }
             }
         }
-        let verdict = if found {
-            Verdict::Invalid
-        } else {
-            Verdict::Missing
-        };
-        CookieCheck {
-            verdict,
+        first.unwrap_or(CookieCheck {
+            verdict: if found {
+                Verdict::Invalid
+            } else {
+                Verdict::Missing
+            },
             current_value: None,
+            more_valid: false,
+        })
+    }
+
+    /// Every session cookie of the request that verifies, in the order they came: for the rare
+    /// request that carries several (see [`CookieCheck::more_valid`]).
+    pub fn valid_cookies(&self, headers: &HeaderMap) -> Vec<CookieCheck> {
+        session_cookie_values(headers)
+            .filter_map(|value| self.check_value(value))
+            .collect()
+    }
+
+    /// What one value of our cookie is, if it verifies under the current or a previous key.
+    fn check_value(&self, value: &str) -> Option<CookieCheck> {
+        if let Some(id) = self.current.verify_value(value) {
+            return Some(CookieCheck {
+                verdict: Verdict::Current(id),
+                current_value: Some(value.to_owned()),
+                more_valid: false,
+            });
         }
+        let id = self
+            .previous
+            .iter()
+            .find_map(|key| key.verify_value(value))?;
+        Some(CookieCheck {
+            verdict: Verdict::Previous(id),
+            current_value: None,
+            more_valid: false,
+        })
     }
 
     /// Short public fingerprints of the current key and of each previous one: equal for equal

@@ -231,3 +231,61 @@ async fn a_forgotten_cookie_can_never_write_again_even_after_a_restart() {
     assert_eq!(app.settings_rows(), 0);
     app.stop().await;
 }
+
+/// The settings page with exactly `cookie_header` as the `Cookie` header's bytes.
+async fn settings_with_cookie_bytes(app: &TestApp, cookie_header: &[u8]) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(app.url("/settings"))
+        .header(
+            reqwest::header::COOKIE,
+            reqwest::header::HeaderValue::from_bytes(cookie_header).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn another_apps_cookie_with_bytes_that_are_not_ascii_does_not_hide_the_session() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "dark").await;
+    let ours = browser.cookie.clone().unwrap();
+    for header in [
+        format!("z=café; {ours}"),
+        format!("{ours}; z=café"),
+        format!("broken\u{ff}pair; {ours}; other=\u{e9}t\u{e9}"),
+    ] {
+        let response = settings_with_cookie_bytes(&app, header.as_bytes()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let reissued = set_cookie(&response);
+        assert!(
+            reissued.starts_with(&ours),
+            "{header:?}: the session was replaced by {reissued}"
+        );
+        let page = response.text().await.unwrap();
+        assert_eq!(username_field(&page), "ada", "{header:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn of_two_session_cookies_the_one_whose_session_saved_something_wins() {
+    let app = TestApp::spawn(&[]).await;
+    let mut saved = app.browser();
+    saved.save_settings("ada", "dark").await;
+    let with_data = saved.cookie.clone().unwrap();
+    let mut stray = app.browser();
+    stray.get("/settings").await;
+    let empty = stray.cookie.clone().unwrap();
+    for header in [
+        format!("{empty}; {with_data}"),
+        format!("{with_data}; {empty}"),
+    ] {
+        let response = settings_with_cookie_bytes(&app, header.as_bytes()).await;
+        assert!(set_cookie(&response).starts_with(&with_data), "{header}");
+        let page = response.text().await.unwrap();
+        assert_eq!(username_field(&page), "ada", "{header}");
+    }
+    app.stop().await;
+}

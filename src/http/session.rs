@@ -31,7 +31,7 @@ pub struct ReplaceSession(pub SessionId);
 /// Middleware for the page routes: verify or mint the session, then (re-)issue the cookie when the
 /// response is an HTML page, when the id was new or rotated, or when the handler replaced it.
 pub async fn session_layer(State(site): State<Site>, mut request: Request, next: Next) -> Response {
-    let check = site.verify_session(request.headers());
+    let check = site.verify_session(request.headers()).await;
     let (session, must_issue) = match check.verdict {
         Verdict::Current(id) => (Session { id, is_new: false }, false),
         Verdict::Previous(id) => {

@@ -137,7 +137,7 @@ pub async fn endpoint(
         )
             .into_response();
     }
-    let session = match live.site.verify_session(&headers).verdict {
+    let session = match live.site.verify_session(&headers).await.verdict {
         Verdict::Current(id) | Verdict::Previous(id) => Some(id),
         Verdict::Missing | Verdict::Invalid => None,
     };

@@ -90,16 +90,42 @@ impl PostError {
 
 impl Site {
     /// The session a request's cookie names, with forgotten sessions treated as invalid, and
-    /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]).
-    pub fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
+    /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]). Of
+    /// several valid session cookies, the first whose session has saved settings wins (else the
+    /// first): a stray cookie never hides a browser's data. One cookie costs no lookup.
+    pub async fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
         let check = self.keys.verify_cookie(headers);
-        match check.verdict {
-            Verdict::Current(id) | Verdict::Previous(id) if self.forgotten.contains(id) => {
-                CookieCheck {
-                    verdict: Verdict::Invalid,
-                    current_value: None,
-                }
+        if !check.more_valid {
+            return self.unless_forgotten(check);
+        }
+        let candidates: Vec<CookieCheck> = self
+            .keys
+            .valid_cookies(headers)
+            .into_iter()
+            .map(|check| self.unless_forgotten(check))
+            .filter(|check| check.verdict.id().is_some())
+            .collect();
+        for candidate in &candidates {
+            if let Some(id) = candidate.verdict.id()
+                && let Ok(Some(_)) = self.store.load(id).await
+            {
+                return candidate.clone();
             }
+        }
+        candidates
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.unless_forgotten(check))
+    }
+
+    /// `check`, or an invalid cookie when it names a forgotten session.
+    fn unless_forgotten(&self, check: CookieCheck) -> CookieCheck {
+        match check.verdict.id() {
+            Some(id) if self.forgotten.contains(id) => CookieCheck {
+                verdict: Verdict::Invalid,
+                current_value: None,
+                more_valid: false,
+            },
             _ => check,
         }
     }
