@@ -40,7 +40,7 @@ impl App {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        prepare_data_dir(&config.data_dir)?;
+        prepare_data_dir(&config.data_dir, &config.database_path())?;
         let keys = Keys::load(
             config.secret_key.as_deref(),
             &config.secret_key_path(),
@@ -238,13 +238,26 @@ async fn check_shared_key(store: &Store, keys: &Keys) -> anyhow::Result<()> {
     }
 }
 
-/// Creates the data dir (mode 0700: it holds the signing key) if it does not exist yet.
-fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates the data dir (mode 0700: it holds the signing key and the database) if it does not
+/// exist yet, and warns when an existing one, or the database in it, can be read by other users.
+fn prepare_data_dir(dir: &Path, database: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+    for path in [dir, database] {
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+                "other users of this machine can read this; it holds session ids: chmod go= it"
+            );
+        }
+    }
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))

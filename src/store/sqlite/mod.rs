@@ -54,6 +54,8 @@ pub(super) struct SqliteStore {
 
 impl SqliteStore {
     pub(super) fn open(path: &Path, options: StoreOptions) -> anyhow::Result<SqliteStore> {
+        create_private(path)
+            .with_context(|| format!("cannot create the database {}", path.display()))?;
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&mut conn, options)
@@ -422,6 +424,23 @@ impl SqliteStore {
         let file = file.to_path_buf();
         self.run(move |source| backup::backup_into(source, &file))
             .await
+    }
+}
+
+/// Creates the database file, empty and readable by its owner only, unless it exists. SQLite
+/// gives the files it makes beside it (`-wal`, `-shm`, a journal) the database's own mode, so
+/// none of them is readable by other users either: they hold every session id.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
