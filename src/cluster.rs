@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::SessionEvent;
-use crate::site::Site;
+use crate::site::{Site, forgotten};
 use crate::store::Notice;
 
 /// Notices waiting to be applied before the listener waits for room.
@@ -47,7 +47,7 @@ async fn apply(site: &Site, notice: Notice) {
         }
         Notice::Message { id } => hub.publish_message(id),
         Notice::Resync => {
-            match site.store.forgotten().await {
+            match site.store.forgotten(forgotten::IN_MEMORY).await {
                 Ok(forgotten) => {
                     for (id, at) in forgotten {
                         if !site.forgotten.contains(id) {

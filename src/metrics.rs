@@ -52,6 +52,8 @@ pub enum Limit {
     Chat,
     /// A live socket sending messages too fast.
     Live,
+    /// One address asking to be forgotten too often.
+    Forget,
 }
 
 /// Every metric, each labelled series held as its own handle.
@@ -69,7 +71,7 @@ pub struct Metrics {
     database_errors: [Counter; 4],
     chat_messages: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 2],
+    rate_limited: [Counter; 3],
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
     scrapes: Mutex<()>,
 }
@@ -80,7 +82,7 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<2> = ("limit", ["chat", "live"]);
+const LIMITS: Label<3> = ("limit", ["chat", "live", "forget"]);
 
 /// The kinds of database failure, as [`Unavailable::reason`] names them.
 const UNAVAILABLE: [Unavailable; 4] = [
@@ -333,6 +335,7 @@ mod tests {
             "livesession_chat_messages_total",
             "livesession_live_origin_rejections_total",
             r#"livesession_rate_limited_total{limit="chat"}"#,
+            r#"livesession_rate_limited_total{limit="forget"}"#,
         ] {
             assert_eq!(sample(&text, series), 0.0, "{series}");
         }

@@ -51,7 +51,7 @@ impl App {
         check_shared_key(&store, &keys).await?;
         let forgotten = Forgotten::default();
         for (id, at) in store
-            .forgotten()
+            .forgotten(site::forgotten::IN_MEMORY)
             .await
             .context("reading the forgotten sessions")?
         {
@@ -64,6 +64,7 @@ impl App {
             hub: Arc::new(Hub::default()),
             chat_limit: RateLimiter::new(config.rate_limit()),
             forgotten,
+            forget_limit: RateLimiter::new(site::FORGET_LIMIT),
             pages: PageCache::default(),
         });
         let live = Arc::new(Live::new(config.live(), site.clone(), shutdown.clone()));

@@ -289,3 +289,39 @@ async fn of_two_session_cookies_the_one_whose_session_saved_something_wins() {
     }
     app.stop().await;
 }
+
+/// How many ids the database remembers as forgotten.
+fn forgotten_rows(app: &TestApp) -> i64 {
+    app.db()
+        .query_row("SELECT count(*) FROM forgotten", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forget_me_of_browsers_that_saved_nothing_remembers_nothing_and_is_limited_per_address() {
+    let app = TestApp::spawn(&[]).await;
+    let mut keeper = app.browser();
+    keeper.save_settings("ada", "dark").await;
+    for n in 0..10 {
+        let mut fresh = app.browser();
+        let token = fresh.csrf_token().await;
+        let response = fresh.post("/settings/forget", &[("_csrf", &token)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "forget {n}");
+    }
+    assert_eq!(
+        forgotten_rows(&app),
+        0,
+        "nothing to forget, nothing remembered"
+    );
+
+    // The eleventh from this address within ten minutes is refused, and changes nothing.
+    let token = keeper.csrf_token().await;
+    let response = keeper.post("/settings/forget", &[("_csrf", &token)]).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_some());
+    let text = response.text().await.unwrap();
+    assert!(text.contains("try again in"), "{text}");
+    assert_eq!(username_field(&keeper.page("/settings").await), "ada");
+    assert_eq!(forgotten_rows(&app), 0);
+    app.stop().await;
+}

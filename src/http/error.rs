@@ -18,6 +18,9 @@ pub enum AppError {
     /// The form's CSRF token is missing or is not this session's.
     #[error("missing or invalid CSRF token")]
     BadCsrfToken,
+    /// Over a rate limit of the client's address; it may try again after this long.
+    #[error("too many requests")]
+    TooFast(std::time::Duration),
 }
 
 impl IntoResponse for AppError {
@@ -32,6 +35,18 @@ impl IntoResponse for AppError {
                     _ => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 (status, unavailable.message()).into_response()
+            }
+            AppError::TooFast(wait) => {
+                let seconds = wait.as_secs_f64().ceil().max(1.0);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, seconds.to_string())],
+                    format!(
+                        "Too many requests like this one came from your network, so nothing was \
+                         changed. Please try again in {seconds} s."
+                    ),
+                )
+                    .into_response()
             }
             AppError::BadCsrfToken => (
                 StatusCode::FORBIDDEN,

@@ -9,6 +9,7 @@ use axum::{Extension, Form, Json};
 use maud::Markup;
 use serde::Deserialize;
 
+use super::client::ClientAddr;
 use super::error::AppError;
 use super::session::ReplaceSession;
 use crate::chat::{RECENT_MESSAGES, new_nonce};
@@ -17,7 +18,7 @@ use crate::hub::SessionEvent;
 use crate::metrics::{Page, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
-use crate::site::{PostError, Site};
+use crate::site::{ForgetError, PostError, Site};
 use crate::store::Saved;
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
@@ -193,12 +194,17 @@ pub struct ForgetForm {
 pub async fn forget(
     State(app): State<Site>,
     session: Session,
+    ClientAddr(from): ClientAddr,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
-    app.forget(session.id).await?;
+    match app.forget(session.id, from).await {
+        Ok(()) => {}
+        Err(ForgetError::TooFast(wait)) => return Err(AppError::TooFast(wait)),
+        Err(ForgetError::Store(e)) => return Err(e.into()),
+    }
     Ok((
         Extension(ReplaceSession(SessionId::generate())),
         Redirect::to("/settings"),

@@ -7,9 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::clock::Millis;
 use crate::session::SessionId;
 
+/// How many forgotten ids are kept in memory, at most (about 40 bytes each). The database keeps
+/// them all and is what refuses a write under a forgotten id; this set only spares a browser
+/// with an old cookie the empty page of a dead session. Past it, the oldest half is dropped
+/// from memory (a write under one of those is still refused, and brings it back).
+pub const IN_MEMORY: usize = 100_000;
+
 /// Session ids deleted by "forget me". Their cookies still carry a valid signature, so they are
-/// refused here until the cookie would have expired anyway ([`COOKIE_MAX_AGE`](crate::session::COOKIE_MAX_AGE)): such a request
-/// gets a fresh session, and the old id is never re-issued.
+/// refused here until the cookie would have expired anyway
+/// ([`COOKIE_MAX_AGE`](crate::session::COOKIE_MAX_AGE)): such a request gets a fresh session,
+/// and the old id is never re-issued. Bounded: see [`IN_MEMORY`].
 pub struct Forgotten {
     ids: RwLock<HashMap<SessionId, Millis>>,
     /// True while `ids` is empty: the usual case costs one atomic load per request.
@@ -35,8 +42,25 @@ impl Forgotten {
     /// Remembers that `id` was forgotten at `at`.
     pub fn insert(&self, id: SessionId, at: Millis) {
         let mut ids = self.ids.write().expect("forgotten lock");
+        if ids.len() >= IN_MEMORY && !ids.contains_key(&id) {
+            let mut times: Vec<Millis> = ids.values().copied().collect();
+            let middle = times.len() / 2;
+            let (_, median, _) = times.select_nth_unstable(middle);
+            let median = *median;
+            ids.retain(|_, at| *at > median);
+        }
         ids.insert(id, at);
         self.none.store(false, Ordering::Release);
+    }
+
+    /// How many ids are held in memory.
+    pub fn len(&self) -> usize {
+        self.ids.read().expect("forgotten lock").len()
+    }
+
+    /// True when no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.none.load(Ordering::Acquire)
     }
 
     /// Stops remembering ids forgotten before `before`.
@@ -44,5 +68,23 @@ impl Forgotten {
         let mut ids = self.ids.write().expect("forgotten lock");
         ids.retain(|_, at| *at >= before);
         self.none.store(ids.is_empty(), Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_set_stays_within_its_bound_keeping_the_newest() {
+        let forgotten = Forgotten::default();
+        let newest = SessionId::generate();
+        for at in 0..(IN_MEMORY as Millis + 10) {
+            forgotten.insert(SessionId::generate(), at);
+        }
+        forgotten.insert(newest, Millis::MAX);
+        assert!(forgotten.len() <= IN_MEMORY, "{}", forgotten.len());
+        assert!(forgotten.len() >= IN_MEMORY / 2 - 1);
+        assert!(forgotten.contains(newest));
     }
 }

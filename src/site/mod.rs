@@ -6,16 +6,17 @@
 //! It also owns the runtime state those rules need: the forgotten ids, the chat's rate limiter,
 //! the hub, the cache of rendered settings pages.
 
-mod chat_limit;
-mod forgotten;
+pub mod forgotten;
+mod limits;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
 
-pub use chat_limit::{RateLimit, RateLimiter, rate_limited_message};
 pub use forgotten::Forgotten;
+pub use limits::{RateLimit, RateLimiter, rate_limited_message};
 
 use crate::chat::{Message, MessageBody, new_nonce};
 use crate::clock::now_millis;
@@ -45,6 +46,8 @@ pub struct Parts {
     pub chat_limit: RateLimiter,
     /// Sessions deleted by "forget me", refused from now on.
     pub forgotten: Forgotten,
+    /// How often each client address may ask to be forgotten.
+    pub forget_limit: RateLimiter<IpAddr>,
     /// Rendered settings pages of recent visitors.
     pub pages: PageCache,
 }
@@ -64,6 +67,23 @@ impl std::ops::Deref for Site {
     }
 }
 
+/// How often one client address may ask to be forgotten: 10 times in 10 minutes.
+pub const FORGET_LIMIT: RateLimit = RateLimit {
+    burst: 10,
+    window: std::time::Duration::from_secs(600),
+};
+
+/// Why "forget me" did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    /// This address asked too often; it may again after this long.
+    #[error("too many requests to be forgotten from one address")]
+    TooFast(std::time::Duration),
+    /// The database failed; nothing was deleted.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Why a chat message was not posted.
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
@@ -76,16 +96,6 @@ pub enum PostError {
     /// The database failed; nothing was stored.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl PostError {
-    /// The sentence for the author, unless the failure was the database's.
-    pub fn refusal(&self) -> Option<&FieldError> {
-        match self {
-            PostError::Invalid(e) | PostError::TooFast(e) => Some(e),
-            PostError::Store(_) => None,
-        }
-    }
 }
 
 impl Site {
@@ -199,10 +209,19 @@ impl Site {
 
     /// "Forget me": deletes session `id`'s settings, refuses its cookie from now on, and tells
     /// its open pages to reload into a new session.
-    pub async fn forget(&self, id: SessionId) -> Result<(), StoreError> {
+    ///
+    /// Only an id that had something to forget (settings or messages) is remembered, and each
+    /// client address may ask [`FORGET_LIMIT`] times: "forget me" of fresh sessions in a loop
+    /// grows nothing.
+    pub async fn forget(&self, id: SessionId, from: IpAddr) -> Result<(), ForgetError> {
+        if let Err(wait) = self.forget_limit.try_acquire(from, Instant::now()) {
+            metrics().rate_limited(Limit::Forget);
+            return Err(ForgetError::TooFast(wait));
+        }
         let now = now_millis();
-        self.store.forget(id, now).await?;
-        self.forgotten.insert(id, now);
+        if self.store.forget(id, now).await? {
+            self.forgotten.insert(id, now);
+        }
         self.hub.publish(id, SessionEvent::Forgotten);
         tracing::info!("a browser asked to be forgotten; its settings were deleted");
         Ok(())

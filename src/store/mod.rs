@@ -223,8 +223,10 @@ impl Store {
         touched
     }
 
-    /// "Forget me": deletes session `id`'s row and remembers the id as forgotten, in one
-    /// transaction. Returns whether there was a row.
+    /// "Forget me": deletes session `id`'s row, unlinks its chat messages from it, and remembers
+    /// the id as forgotten, in one transaction; an id that had neither a row nor a message is
+    /// not remembered (there is nothing of it to refuse, and remembering it would let anyone
+    /// grow the table for free). Returns whether it had either, and so was remembered.
     pub async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
         let forgotten = self
             .timed(async { on_backend!(self, s => s.forget(id, now).await) })
@@ -233,9 +235,9 @@ impl Store {
         forgotten
     }
 
-    /// Every forgotten session id, with when it was forgotten.
-    pub async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
-        on_backend!(self, s => s.forgotten().await)
+    /// The `limit` most recently forgotten session ids, with when each was forgotten.
+    pub async fn forgotten(&self, limit: usize) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        on_backend!(self, s => s.forgotten(limit).await)
     }
 
     /// Stops remembering ids forgotten before `before` (their cookies have expired by then).

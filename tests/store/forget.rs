@@ -110,11 +110,17 @@ pub async fn forgetting_a_browser_unlinks_its_messages_from_it(f: Fixture) {
 
 pub async fn forgotten_ids_are_remembered_until_they_expire(f: Fixture) {
     let (old, recent) = (SessionId::generate(), SessionId::generate());
+    for id in [old, recent] {
+        f.store
+            .save(id, change(Some("ada"), None), 500)
+            .await
+            .unwrap();
+    }
     f.store.forget(old, 1_000).await.unwrap();
     f.store.forget(recent, 5_000).await.unwrap();
     let listed: BTreeSet<String> = f
         .store
-        .forgotten()
+        .forgotten(100)
         .await
         .unwrap()
         .into_iter()
@@ -127,11 +133,55 @@ pub async fn forgotten_ids_are_remembered_until_they_expire(f: Fixture) {
     assert_eq!(f.store.prune_forgotten(2_000).await.unwrap(), 1);
     let left: Vec<SessionId> = f
         .store
-        .forgotten()
+        .forgotten(100)
         .await
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
         .collect();
     assert_eq!(left, vec![recent]);
+}
+
+/// Only what had something to forget is remembered: a session that saved nothing and posted
+/// nothing leaves no row behind, however often it is forgotten; one that only posted is
+/// remembered (its messages were unlinked). The newest are listed first, up to the limit asked.
+pub async fn a_session_with_nothing_saved_is_forgotten_without_a_trace(f: Fixture) {
+    for n in 0..1_000 {
+        assert!(
+            !f.store
+                .forget(SessionId::generate(), 1_000 + n)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(f.store.stats().await.unwrap().forgotten, 0);
+    assert!(f.store.forgotten(10).await.unwrap().is_empty());
+
+    let (poster, saver) = (SessionId::generate(), SessionId::generate());
+    f.store
+        .post_message(poster, body("hi"), "n".into(), 3_000)
+        .await
+        .unwrap();
+    f.store
+        .save(saver, change(Some("ada"), None), 3_000)
+        .await
+        .unwrap();
+    assert!(
+        f.store.forget(poster, 4_000).await.unwrap(),
+        "it had a message"
+    );
+    assert!(
+        f.store.forget(saver, 5_000).await.unwrap(),
+        "it had settings"
+    );
+    assert_eq!(f.store.stats().await.unwrap().forgotten, 2);
+    let newest: Vec<SessionId> = f
+        .store
+        .forgotten(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(newest, vec![saver]);
 }

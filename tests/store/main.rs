@@ -34,6 +34,7 @@ harness::on_both_backends! {
         a_forget_racing_saves_from_another_instance_leaves_no_row,
         forgetting_a_browser_unlinks_its_messages_from_it,
         forgotten_ids_are_remembered_until_they_expire,
+        a_session_with_nothing_saved_is_forgotten_without_a_trace,
     ],
     messages: [
         a_resent_message_is_stored_once,

@@ -232,7 +232,7 @@ async fn postgres_every_operation_is_retried_once_after_a_cut() {
     cut().await;
     assert!(
         store
-            .forgotten()
+            .forgotten(10)
             .await
             .expect("forgotten after a cut")
             .is_empty()

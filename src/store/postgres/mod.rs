@@ -259,14 +259,18 @@ impl PostgresStore {
         self.retry(|mut client| async move {
             let tx = client.transaction().await?;
             let lock = tx.prepare_cached(LOCK_SESSION).await?;
-            let delete = tx
-                .prepare_cached("DELETE FROM settings WHERE session_id = $1")
-                .await?;
+            // Remembered only when there is something of it to forget: a row or a message.
             let remember = tx
                 .prepare_cached(
-                    "INSERT INTO forgotten (session_id, forgotten_at) VALUES ($1, $2)
+                    "INSERT INTO forgotten (session_id, forgotten_at)
+                     SELECT $1, $2
+                     WHERE EXISTS (SELECT 1 FROM settings WHERE session_id = $1)
+                        OR EXISTS (SELECT 1 FROM messages WHERE author_session = $1)
                      ON CONFLICT (session_id) DO NOTHING",
                 )
+                .await?;
+            let delete = tx
+                .prepare_cached("DELETE FROM settings WHERE session_id = $1")
                 .await?;
             // The browser's chat messages stay, under the name they were sent with, but no
             // longer say whose they were; their nonce (chosen by its pages) becomes one made of
@@ -277,30 +281,41 @@ impl PostgresStore {
                      WHERE author_session = $1",
                 )
                 .await?;
-            let notify = tx.prepare_cached(NOTIFY).await?;
             // Pipelined: sent back to back, run in this order, one round trip.
             let lock_params: [&Param<'_>; 1] = [key];
-            let delete_params: [&Param<'_>; 1] = [&uuid];
             let remember_params: [&Param<'_>; 2] = [&uuid, &now];
+            let delete_params: [&Param<'_>; 1] = [&uuid];
             let unlink_params: [&Param<'_>; 2] = [&uuid, &nobody];
-            let notify_params: [&Param<'_>; 2] = [&CHANNEL, notice];
-            let (_, deleted, _, _, _) = tokio::try_join!(
+            let (_, _, deleted, unlinked) = tokio::try_join!(
                 tx.execute(&lock, &lock_params),
-                tx.execute(&delete, &delete_params),
                 tx.execute(&remember, &remember_params),
+                tx.execute(&delete, &delete_params),
                 tx.execute(&unlink, &unlink_params),
-                tx.execute(&notify, &notify_params),
             )?;
+            let had_data = deleted + unlinked > 0;
+            if had_data {
+                // The other instances refuse its cookie too once this commits.
+                let notify = tx.prepare_cached(NOTIFY).await?;
+                tx.execute(&notify, &[&CHANNEL, notice]).await?;
+            }
             tx.commit().await?;
-            Ok(deleted > 0)
+            Ok(had_data)
         })
         .await
     }
 
-    pub(super) async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+    pub(super) async fn forgotten(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        let limit = to_limit(limit);
         self.retry(|client| async move {
             let rows = client
-                .query("SELECT session_id, forgotten_at FROM forgotten", &[])
+                .query(
+                    "SELECT session_id, forgotten_at FROM forgotten
+                     ORDER BY forgotten_at DESC LIMIT $1",
+                    &[&limit],
+                )
                 .await?;
             let mut forgotten = Vec::with_capacity(rows.len());
             for row in &rows {

@@ -183,22 +183,32 @@ impl SqliteStore {
                 let deleted = tx
                     .prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
                     .execute([id.to_key()])?;
-                tx.prepare_cached(
-                    "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
-                 ON CONFLICT (session_id) DO NOTHING",
-                )?
-                .execute(params![id.to_key(), now])?;
-                tx.prepare_cached(UNLINK_MESSAGES)?
+                let unlinked = tx
+                    .prepare_cached(UNLINK_MESSAGES)?
                     .execute(params![id.to_key(), SessionId::NOBODY.to_key()])?;
-                Ok(deleted > 0)
+                let had_data = deleted + unlinked > 0;
+                if had_data {
+                    tx.prepare_cached(
+                        "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
+                         ON CONFLICT (session_id) DO NOTHING",
+                    )?
+                    .execute(params![id.to_key(), now])?;
+                }
+                Ok(had_data)
             })
             .await
     }
 
-    pub(super) async fn forgotten(&self) -> Result<Vec<(SessionId, Millis)>, StoreError> {
-        self.run(|conn| {
-            let mut statement = conn.prepare("SELECT session_id, forgotten_at FROM forgotten")?;
-            let rows = statement.query_map([], |row| {
+    pub(super) async fn forgotten(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT session_id, forgotten_at FROM forgotten ORDER BY forgotten_at DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], |row| {
                 let id: String = row.get(0)?;
                 Ok((id, row.get(1)?))
             })?;

@@ -1,6 +1,8 @@
-//! How fast one browser may send chat messages: a token bucket per session.
+//! How fast one browser, one client address, or everyone together may do something: a token
+//! bucket per key (a session, an address), refilled evenly over a window.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -8,24 +10,26 @@ use crate::limit::TokenBucket;
 use crate::session::SessionId;
 use crate::settings::FieldError;
 
-/// The chat's rate limit: at most `burst` messages in any `window`, per session.
+/// A rate limit: at most `burst` in any `window`, per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     pub burst: u32,
     pub window: Duration,
 }
 
-/// A token bucket per session: `burst` tokens, refilled evenly over `window`.
-pub struct RateLimiter {
+/// A token bucket per key (by default a session): `burst` tokens, refilled evenly over
+/// `window`.
+pub struct RateLimiter<K = SessionId> {
     limit: RateLimit,
-    buckets: Mutex<HashMap<SessionId, TokenBucket>>,
+    buckets: Mutex<HashMap<K, TokenBucket>>,
 }
 
 /// Forget full buckets once the map is this big, so it stays small.
 const SWEEP_ABOVE: usize = 10_000;
 
-impl RateLimiter {
-    pub fn new(limit: RateLimit) -> RateLimiter {
+impl<K: Hash + Eq + Copy> RateLimiter<K> {
+    /// A limiter with every bucket full.
+    pub fn new(limit: RateLimit) -> RateLimiter<K> {
         RateLimiter {
             limit,
             buckets: Mutex::new(HashMap::new()),
@@ -41,8 +45,8 @@ impl RateLimiter {
         f64::from(self.limit.burst)
     }
 
-    /// Takes one message's worth for `id` at `now`, or says how long until one is available.
-    pub fn try_acquire(&self, id: SessionId, now: Instant) -> Result<(), Duration> {
+    /// Takes one token for `id` at `now`, or says how long until one is available.
+    pub fn try_acquire(&self, id: K, now: Instant) -> Result<(), Duration> {
         let burst = self.burst();
         let per_second = burst / self.limit.window.as_secs_f64();
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
@@ -58,7 +62,7 @@ impl RateLimiter {
     }
 
     /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
-    pub fn refund(&self, id: SessionId) {
+    pub fn refund(&self, id: K) {
         let burst = self.burst();
         if let Some(bucket) = self.buckets.lock().expect("rate limiter lock").get_mut(&id) {
             bucket.give_back(burst);
@@ -89,7 +93,7 @@ mod tests {
             burst: 5,
             window: Duration::from_secs(10),
         };
-        let limiter = RateLimiter::new(limit);
+        let limiter: RateLimiter = RateLimiter::new(limit);
         let id = SessionId::generate();
         let start = Instant::now();
         for _ in 0..5 {
@@ -115,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_refund_gives_a_message_back() {
-        let limiter = RateLimiter::new(RateLimit {
+        let limiter: RateLimiter = RateLimiter::new(RateLimit {
             burst: 1,
             window: Duration::from_secs(60),
         });
