@@ -108,6 +108,9 @@ fn serve(runtime: Runtime, config: Config) -> ExitCode {
         });
         app.run().await
     });
+    // A database call still stuck past the grace (a lock another process holds) must not keep
+    // the process from exiting: stop waiting for blocking work after a moment.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => failed(&e),

@@ -17,13 +17,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 
+use ::http::header::COOKIE;
+use ::http::{HeaderMap, HeaderValue};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use cookie::{CookieJar, Key};
 use hmac::{Hmac, Mac};
-use http::header::COOKIE;
-use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -110,17 +110,11 @@ pub struct Session {
 
 impl Session {
     /// A session minted for this request: a fresh id, nothing saved under it.
-    pub fn new() -> Session {
+    pub fn fresh() -> Session {
         Session {
             id: SessionId::generate(),
             is_new: true,
         }
-    }
-}
-
-impl Default for Session {
-    fn default() -> Session {
-        Session::new()
     }
 }
 

@@ -314,3 +314,19 @@ async fn a_vanished_data_dir_refuses_writes_instead_of_losing_them() {
     assert_eq!(body["reason"], "database not writable");
     app.stop().await;
 }
+
+/// A page view whose touch is due when the database takes no writes still shows what was saved:
+/// it only reads, and the touch is tried again on a later view.
+#[tokio::test]
+async fn a_page_view_whose_touch_cannot_be_written_still_shows_what_was_saved() {
+    // A touch window of 20 ms: every view after a short pause wants to write read_at.
+    let app = TestApp::spawn(&["--stale-after", "2s"]).await;
+    let mut browser = app.browser();
+    browser.save_settings("before", "dark").await;
+    std::fs::remove_dir_all(&app.data_dir).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let response = browser.get("/settings").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(username_field(&response.text().await.unwrap()), "before");
+    app.stop().await;
+}

@@ -110,63 +110,160 @@ fn first_segments(rest: &str) -> Vec<String> {
     names
 }
 
-/// The imports between top-level modules in the crate under `src`.
-fn imports(src: &Path) -> Vec<Import> {
+/// The module path of a file under `src/`: `store/sqlite/mod.rs` is `["store", "sqlite"]`,
+/// `live/socket/join.rs` is `["live", "socket", "join"]`.
+fn module_path(relative: &str) -> Vec<String> {
+    let mut path: Vec<String> = relative
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    if path.last().is_some_and(|last| last == "mod") {
+        path.pop();
+    }
+    path
+}
+
+/// The code of a file as the import scan reads it, one entry a line: comments and the text of
+/// string literals blanked (a `//` inside a string is not a comment), and the lines of the
+/// unit-test module (`#[cfg(test)]` then `mod tests {`, to its matching brace) as `None`.
+fn code_of(text: &str) -> Vec<Option<String>> {
+    let mut lines = Vec::new();
+    let mut in_string = false;
+    let mut test_depth: Option<i32> = None;
+    let mut cfg_test = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if test_depth.is_none() && cfg_test && trimmed.starts_with("mod tests {") {
+            test_depth = Some(0);
+        }
+        cfg_test = trimmed.starts_with("#[cfg(test)]");
+        let mut code = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if in_string => {
+                    chars.next();
+                    code.push_str("  ");
+                    continue;
+                }
+                '"' => in_string = !in_string,
+                '/' if !in_string && chars.peek() == Some(&'/') => break,
+                _ => {}
+            }
+            if let Some(depth) = &mut test_depth {
+                match c {
+                    '{' if !in_string => *depth += 1,
+                    '}' if !in_string => *depth -= 1,
+                    _ => {}
+                }
+            }
+            // Text inside string literals is not code: blank it, keeping the offsets.
+            code.push(if in_string && c != '"' { ' ' } else { c });
+        }
+        if let Some(depth) = test_depth {
+            lines.push(None);
+            if depth == 0 && line.contains('}') {
+                test_depth = None;
+            }
+        } else {
+            lines.push(Some(code));
+        }
+    }
+    lines
+}
+
+/// The names `lib.rs` re-exports at the crate root, and the module each comes from
+/// (`pub use startup::App;` maps `App` to `startup`).
+fn root_reexports(src: &Path) -> BTreeMap<String, String> {
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
+    let mut names = BTreeMap::new();
+    for line in code_of(&lib).into_iter().flatten() {
+        let Some(rest) = line.trim().strip_prefix("pub use ") else {
+            continue;
+        };
+        let rest = rest.trim_end_matches(';');
+        let Some((module, items)) = rest.split_once("::") else {
+            continue;
+        };
+        let items = items.trim_matches(|c| c == '{' || c == '}');
+        for item in items.split(',') {
+            let item = item.trim();
+            let name = item.rsplit("::").next().unwrap_or(item);
+            let name = name.rsplit(" as ").next().unwrap_or(name).trim();
+            if !name.is_empty() {
+                names.insert(name.to_owned(), module.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// The imports between top-level modules in the crate under `src`, and the imports that would
+/// hide one (a glob import from the crate root, an alias of the crate).
+fn imports(src: &Path) -> (Vec<Import>, Vec<String>) {
+    let reexports = root_reexports(src);
     let mut found = BTreeSet::new();
+    let mut hidden = Vec::new();
     for path in rust_files(src) {
         let relative = path.strip_prefix(src).unwrap();
         let file = relative.to_string_lossy().replace('\\', "/");
-        let mut parts = relative.components();
-        let first = parts.next().unwrap().as_os_str().to_string_lossy();
-        let from = first.trim_end_matches(".rs").to_owned();
+        let module = module_path(&file);
+        let from = module[0].clone();
         // The crate roots are not modules: `lib.rs` declares the layers and re-exports, and
         // `main.rs` is the binary, above everything.
         if from == "lib" || from == "main" {
             continue;
         }
-        // In `src/foo.rs` (or `src/foo/mod.rs`), `super::` is the crate root.
-        let super_is_root = parts.next().is_none() || file.ends_with("/mod.rs");
         let text = std::fs::read_to_string(&path).unwrap();
-        // Source split on newlines, keeping line numbers, up to the unit tests.
-        let mut joined = String::new();
-        let mut line_starts = Vec::new();
-        let lines: Vec<&str> = text.lines().collect();
-        for (n, line) in lines.iter().enumerate() {
-            let trimmed = line.trim_start();
-            if trimmed.starts_with("#[cfg(test)]")
-                && lines
-                    .get(n + 1)
-                    .is_some_and(|next| next.trim_start().starts_with("mod tests"))
-            {
-                break;
-            }
-            let code = match trimmed.find("//") {
-                _ if trimmed.starts_with("//") => "",
-                Some(_) => line.split("//").next().unwrap_or(""),
-                None => line,
+        for (n, line) in code_of(&text).iter().enumerate() {
+            let Some(line) = line else {
+                continue;
             };
-            line_starts.push(joined.len());
-            joined.push_str(code);
-            joined.push('\n');
-        }
-        let line_of = |offset: usize| line_starts.partition_point(|&start| start <= offset);
-        let mut prefixes = vec!["crate::"];
-        if super_is_root {
-            prefixes.push("super::");
-        }
-        for prefix in prefixes {
-            for (offset, _) in joined.match_indices(prefix) {
-                let before = joined[..offset].chars().next_back();
+            let line_no = n + 1;
+            if line.contains("crate as ") || line.contains("extern crate self") {
+                hidden.push(format!(
+                    "src/{file}:{line_no}: an alias of the crate hides what is imported"
+                ));
+            }
+            for (offset, _) in line
+                .match_indices("crate::")
+                .chain(line.match_indices("super::"))
+            {
+                let before = line[..offset].chars().next_back();
                 if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
                     continue;
                 }
-                for to in first_segments(&joined[offset + prefix.len()..]) {
+                // Where the path starts: the crate root, or as many levels up as it has `super`s.
+                let mut rest = &line[offset..];
+                let mut depth = if let Some(after) = rest.strip_prefix("crate::") {
+                    rest = after;
+                    Some(0)
+                } else {
+                    Some(module.len())
+                };
+                while let Some(after) = rest.strip_prefix("super::") {
+                    rest = after;
+                    depth = depth.and_then(|d: usize| d.checked_sub(1));
+                }
+                // Still inside this top-level module: not an import between modules.
+                if depth != Some(0) {
+                    continue;
+                }
+                for to in first_segments(rest) {
+                    if to.is_empty() && rest.starts_with('*') {
+                        hidden.push(format!(
+                            "src/{file}:{line_no}: a glob import from the crate root hides which layer it uses"
+                        ));
+                        continue;
+                    }
+                    let to = reexports.get(&to).cloned().unwrap_or(to);
                     if to.is_empty() || to == "self" || to == from {
                         continue;
                     }
                     found.insert(Import {
                         file: file.clone(),
-                        line: line_of(offset),
+                        line: line_no,
                         from: from.clone(),
                         to,
                     });
@@ -174,7 +271,7 @@ fn imports(src: &Path) -> Vec<Import> {
             }
         }
     }
-    found.into_iter().collect()
+    (found.into_iter().collect(), hidden)
 }
 
 /// Everything wrong with the crate under `src` against `layers`: modules in no layer, imports
@@ -206,7 +303,8 @@ fn violations(src: &Path, layers: &Layers) -> Vec<String> {
             modules.insert(module);
         }
     }
-    let imports = imports(src);
+    let (imports, hidden) = imports(src);
+    problems.extend(hidden);
     let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for import in &imports {
         if !modules.contains(&import.to) {
@@ -379,6 +477,7 @@ fn imports_in_groups_inline_paths_and_super_count_and_tests_and_comments_do_not(
     ]);
     let src = dir.path().join("src");
     let found: Vec<(String, usize, String)> = imports(&src)
+        .0
         .into_iter()
         .map(|i| (i.file, i.line, i.to))
         .collect();
@@ -414,19 +513,9 @@ fn a_module_missing_from_the_table_is_reported() {
     );
 }
 
-/// The lines of `text` before its unit-test section (`#[cfg(test)] mod tests`).
+/// The lines of `text` outside its unit-test module.
 fn code_lines(text: &str) -> usize {
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .iter()
-        .enumerate()
-        .position(|(n, line)| {
-            line.trim_start().starts_with("#[cfg(test)]")
-                && lines
-                    .get(n + 1)
-                    .is_some_and(|next| next.trim_start().starts_with("mod tests"))
-        })
-        .unwrap_or(lines.len())
+    code_of(text).iter().filter(|line| line.is_some()).count()
 }
 
 /// Each file small enough to read in one sitting: at most 500 lines before its unit tests.
@@ -441,4 +530,46 @@ fn no_source_file_is_over_500_lines_of_code() {
         })
         .collect();
     assert!(long.is_empty(), "split these along their seams: {long:?}");
+}
+
+#[test]
+fn re_exports_nested_supers_globs_and_strings_are_read_for_what_they_are() {
+    let dir = planted(&[
+        (
+            "low.rs",
+            "pub mod inner;\n\
+             pub fn f() -> crate::Thing { todo!() }\n\
+             const URL: &str = \"http://x\"; use crate::high::AfterString;\n",
+        ),
+        ("high/mod.rs", "pub mod deep;\npub struct Thing;\n"),
+        (
+            "high/deep.rs",
+            "use super::Thing;\nuse super::super::low::f;\n",
+        ),
+    ]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("low")).unwrap();
+    std::fs::write(src.join("low/inner.rs"), "use super::f;\nuse crate::*;\n").unwrap();
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    std::fs::write(src.join("lib.rs"), format!("{lib}pub use high::Thing;\n")).unwrap();
+    let (found, hidden) = imports(&src);
+    let found: Vec<(String, usize, String)> =
+        found.into_iter().map(|i| (i.file, i.line, i.to)).collect();
+    assert_eq!(
+        found,
+        vec![
+            // `super::super::low` from `high::deep` reaches the crate root, then `low`.
+            ("high/deep.rs".to_owned(), 2, "low".to_owned()),
+            // `crate::Thing` is `high`'s, re-exported at the root.
+            ("low.rs".to_owned(), 2, "high".to_owned()),
+            // A `//` inside a string is not a comment.
+            ("low.rs".to_owned(), 3, "high".to_owned()),
+        ]
+    );
+    assert!(
+        hidden
+            .iter()
+            .any(|h| h.starts_with("src/low/inner.rs:2:") && h.contains("glob")),
+        "{hidden:?}"
+    );
 }

@@ -59,10 +59,9 @@ pub(super) async fn backup(
     let store = open_store(config, Opening::AsItIs { accept_older: true }).await?;
     let partial = Partial::create(temporary)
         .with_context(|| format!("cannot write the backup beside {}", file.display()))?;
-    let integrity = store
-        .backup_into(&partial.path)
-        .await
-        .with_context(|| format!("cannot back up {}", database.display()))?;
+    let integrity = store.backup_into(&partial.path).await;
+    store.close().await;
+    let integrity = integrity.with_context(|| format!("cannot back up {}", database.display()))?;
     if integrity != "ok" {
         bail!(
             "the copy of {} failed its integrity check, so {} was not written: {integrity}",

@@ -67,6 +67,7 @@ pub(super) async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<Prun
     } else {
         prune_pass(&store, retention, now, &CancellationToken::new()).await
     };
+    store.close().await;
     let Pruned {
         sessions,
         messages,
@@ -174,10 +175,9 @@ pub(super) async fn stats(config: &Config) -> anyhow::Result<StatsReport> {
         },
     )
     .await?;
-    let stats = store
-        .stats()
-        .await
-        .context("cannot read the database's figures")?;
+    let stats = store.stats().await;
+    store.close().await;
+    let stats = stats.context("cannot read the database's figures")?;
     let database = match &config.database_url {
         Some(url) => format!("postgres://{}", describe_postgres(url)),
         None => config.database_path().display().to_string(),

@@ -149,25 +149,28 @@ pub async fn save_settings(
     let (saved, version) = if change.is_empty() {
         app.settings_for(session).await?
     } else {
-        let saved = match app.store.save(session.id, change, now_millis()).await? {
-            Saved::Applied(saved) => saved,
-            // (Only a live page's change can be a replay; a form post names no page.)
-            Saved::Forgotten | Saved::Replayed => {
+        match app.store.save(session.id, change, now_millis()).await? {
+            Saved::Applied(saved) => {
+                metrics().settings_written(WritePath::Form);
+                app.hub.publish(
+                    session.id,
+                    SessionEvent::SettingsChanged {
+                        version: saved.version,
+                        origin: 0,
+                    },
+                );
+                (saved.settings, saved.version)
+            }
+            Saved::Forgotten => {
                 // Forgotten in another tab (or on another instance) meanwhile: nothing is saved
                 // under the dead id, and from now on its cookie is refused here too.
                 app.found_forgotten(session.id);
                 return Ok(Redirect::to("/settings").into_response());
             }
-        };
-        metrics().settings_written(WritePath::Form);
-        app.hub.publish(
-            session.id,
-            SessionEvent::SettingsChanged {
-                version: saved.version,
-                origin: 0,
-            },
-        );
-        (saved.settings, saved.version)
+            // Only a live page's change can be a replay (a form post names no page); were it
+            // one, nothing changed: show what is saved.
+            Saved::Replayed => app.settings_for(session).await?,
+        }
     };
     if errors.is_empty() {
         return Ok(Redirect::to("/settings").into_response());

@@ -38,12 +38,12 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
             tracing::debug!("session cookie signed with a previous key; re-issuing it");
             (Session { id, is_new: false }, true)
         }
-        Verdict::Missing => (Session::new(), true),
+        Verdict::Missing => (Session::fresh(), true),
         Verdict::Invalid => {
             tracing::info!(
                 "session cookie failed verification or was forgotten; starting a fresh session"
             );
-            (Session::new(), true)
+            (Session::fresh(), true)
         }
     };
     request.extensions_mut().insert(session);

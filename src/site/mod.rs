@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::HeaderMap;
+use axum::http::HeaderMap;
 
 pub use forgotten::Forgotten;
 pub use limits::{RateLimit, RateLimiter, rate_limited_message};
@@ -156,9 +156,16 @@ impl Site {
         let now = now_millis();
         if stored.read_at < self.retention.touch_before(now) {
             metrics().touched();
-            match self.store.touch(session.id, now).await? {
-                Some(touched) => stored = touched,
-                None => return Ok((Settings::default(), 0)),
+            match self.store.touch(session.id, now).await {
+                Ok(Some(touched)) => stored = touched,
+                Ok(None) => return Ok((Settings::default(), 0)),
+                // A page view only reads: when the database takes no writes (a full disk,
+                // read-only storage, the file gone), the row read is shown, and the touch is due
+                // again on the next view.
+                Err(e) => {
+                    metrics().database_error(&e);
+                    tracing::warn!(error = %e, "a page view could not touch its session");
+                }
             }
         } else {
             metrics().touch_skipped();

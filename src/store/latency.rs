@@ -1,6 +1,8 @@
 //! How long the store's writes take, kept by the store itself: one histogram of atomic buckets,
-//! observed once per write in the [`Store`](super::Store) facade (whichever backend ran it, and
-//! whether it succeeded or failed), and read by `/metrics` at a scrape.
+//! observed once per write a request waits for (a save, a page's change, a touch, "forget me", a
+//! post) in the [`Store`](super::Store) facade, whichever backend ran it and whether it
+//! succeeded or failed, and read by `/metrics` at a scrape. Background writes (pruning, the
+//! health check) are not in it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

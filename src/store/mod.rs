@@ -4,7 +4,8 @@
 //! takes the current time as a parameter, so tests can drive it with any clock. The SQLite backend
 //! (the default) lives in [`sqlite`], the PostgreSQL backend for several instances in
 //! [`postgres`]; both keep the same contract and run the same tests. The facade adds what is the
-//! same on both: the read cache (on SQLite), and the timing of every write ([`WriteTimes`]).
+//! same on both: the read cache (on SQLite), and the timing of every write a request waits for
+//! ([`WriteTimes`]).
 
 mod cache;
 mod error;
@@ -39,6 +40,11 @@ pub fn describe_postgres(url: &str) -> String {
         Ok(config) => postgres::describe(&config),
         Err(_) => "the configured PostgreSQL database".to_owned(),
     }
+}
+
+/// A count or number as SQL's 64-bit integer (a `LIMIT`, a change number), saturating.
+fn sql_int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// Settings rows kept in memory, at most.

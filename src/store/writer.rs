@@ -75,11 +75,24 @@ impl Writer {
 
     /// Lets the writes queued so far commit, stops the thread, and waits for it to end (its
     /// connection closed). Writes queued after this fail with [`StoreError::WriterStopped`].
+    ///
+    /// The thread is joined from a plain thread of its own, not one of tokio's blocking threads,
+    /// so a caller that stops waiting (a shutdown out of grace, the writer stuck behind another
+    /// process's lock) leaves nothing the runtime must wait for on its way out.
     pub(super) async fn stop(&self) {
         let _ = self.jobs.send(Queued::Stop).await;
         let thread = self.thread.lock().expect("writer handle lock").take();
         if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            let (ended, has_ended) = oneshot::channel();
+            let joiner = std::thread::Builder::new()
+                .name("livesession-writer-join".to_owned())
+                .spawn(move || {
+                    let _ = thread.join();
+                    let _ = ended.send(());
+                });
+            if joiner.is_ok() {
+                let _ = has_ended.await;
+            }
         }
     }
 }

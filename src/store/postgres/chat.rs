@@ -4,14 +4,11 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Param, PostgresStore, to_limit};
+use super::{ADVISORY_LOCK, Param, PostgresStore, to_limit};
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
 use crate::store::{Posted, StoreError};
-
-/// Holds the chat's advisory lock until the transaction ends.
-const LOCK_CHAT: &str = "SELECT pg_advisory_xact_lock($1)";
 
 /// The chat's advisory lock key (PostgreSQL's one-`bigint` form). Per-session locks hash the
 /// session id into the same space; a collision only makes two writes wait for each other.
@@ -38,7 +35,7 @@ impl PostgresStore {
         let nonce = &nonce;
         self.retry(|mut client| async move {
             let tx = client.transaction().await?;
-            let lock = tx.prepare_cached(LOCK_CHAT).await?;
+            let lock = tx.prepare_cached(ADVISORY_LOCK).await?;
             // The name is read in the same transaction, so the message carries the name the
             // author had at the moment it was sent. A new message also marks the author's row
             // used, and tells the other instances once it commits.

@@ -36,7 +36,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{Durability, PageChange, Saved, StoreError, StoreOptions, StoreStats, StoredSettings};
+use super::{
+    Durability, PageChange, Saved, StoreError, StoreOptions, StoreStats, StoredSettings, sql_int,
+};
 use crate::clock::{Millis, now_millis};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, Theme, Username};
@@ -50,6 +52,10 @@ type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
 /// once the lock is held, so it sees what the other committed. Pipelining keeps that order:
 /// statements sent back to back on one connection run one after the other.
 const LOCK_SESSION: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))";
+
+/// Holds the advisory lock of one `bigint` key (the chat's, the schema's) until the transaction
+/// ends.
+const ADVISORY_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
 /// Sends a notification when the transaction commits (never for one that rolls back).
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
@@ -146,7 +152,11 @@ impl PostgresStore {
     /// Runs `op` on a pooled connection, and once more on a fresh one when the connection it got
     /// turned out to be closed (the database server restarted, or the network dropped it).
     /// Every operation of this store may run twice without harm: reads, upserts of the same
-    /// values, deletes, and posts carrying a nonce.
+    /// values, deletes, and posts carrying a nonce. When the first run did commit and only its
+    /// answer was lost, the second answers as a repeat does: a page's change is
+    /// [`Saved::Replayed`], a post is a `duplicate`, "forget me" finds nothing left to forget
+    /// (the id stays remembered in the database, which refuses every write under it),
+    /// and a prune batch counts only what the second run deleted.
     async fn retry<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: Fn(Object) -> Fut,
@@ -197,9 +207,7 @@ impl PostgresStore {
         let notice = &format!("{}s {id} ", self.instance);
         let page = from.as_ref().map(|from| from.page.as_str());
         let form = from.as_ref().map(|from| from.form);
-        let seq = from
-            .as_ref()
-            .map(|from| i64::try_from(from.seq).unwrap_or(i64::MAX));
+        let seq = from.as_ref().map(|from| sql_int(from.seq));
         self.retry(|client| async move {
             // The lock, the replay check, the upsert and the notification, in one statement (see
             // `livesession_save` in schema.postgres.sql).
@@ -222,14 +230,7 @@ impl PostgresStore {
             if row.try_get::<_, bool>(0)? {
                 return Ok(Saved::Replayed);
             }
-            Ok(Saved::Applied(StoredSettings {
-                settings: Settings {
-                    username: Username::from_trusted(row.try_get(1)?),
-                    theme: Theme::parse(row.try_get::<_, &str>(2)?).unwrap_or_default(),
-                },
-                version: row.try_get(3)?,
-                read_at: row.try_get(4)?,
-            }))
+            Ok(Saved::Applied(settings_from(&row, 1)?))
         })
         .await
     }
@@ -411,20 +412,25 @@ pub(super) fn describe(config: &tokio_postgres::Config) -> String {
 /// A settings row (`username, theme, version, read_at`). A column of another type (a schema
 /// that drifted) is an error like any other database error, never a panic.
 fn stored_settings(row: &Row) -> Result<StoredSettings, tokio_postgres::Error> {
-    let theme: &str = row.try_get(1)?;
+    settings_from(row, 0)
+}
+
+/// A settings row whose four columns start at column `first`.
+fn settings_from(row: &Row, first: usize) -> Result<StoredSettings, tokio_postgres::Error> {
+    let theme: &str = row.try_get(first + 1)?;
     Ok(StoredSettings {
         settings: Settings {
-            username: Username::from_trusted(row.try_get(0)?),
+            username: Username::from_trusted(row.try_get(first)?),
             theme: Theme::parse(theme).unwrap_or_default(),
         },
-        version: row.try_get(2)?,
-        read_at: row.try_get(3)?,
+        version: row.try_get(first + 2)?,
+        read_at: row.try_get(first + 3)?,
     })
 }
 
 /// A `LIMIT` parameter.
 fn to_limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    sql_int(n)
 }
 
 /// A random number from the operating system, to tell instances apart.

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 
-use super::PostgresStore;
+use super::{ADVISORY_LOCK, PostgresStore};
 use crate::store::StoreError;
 
 /// The whole schema, applied to a database that has none of it.
@@ -32,8 +32,7 @@ impl PostgresStore {
             let tx = client.transaction().await?;
             // Instances starting together on a new database take turns: the first records its
             // key, the others compare with it.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-                .await?;
+            tx.execute(ADVISORY_LOCK, &[&SCHEMA_LOCK]).await?;
             let held = match tx
                 .query_opt(
                     "SELECT value FROM livesession_meta WHERE name = 'key_fingerprint' FOR UPDATE",
@@ -94,8 +93,7 @@ pub(super) async fn check(client: &deadpool_postgres::Object) -> anyhow::Result<
 /// Brings the schema to [`SCHEMA_VERSION`], or refuses a database it cannot use.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Object) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-        .await?;
+    tx.execute(ADVISORY_LOCK, &[&SCHEMA_LOCK]).await?;
     let has_meta: bool = tx
         .query_one("SELECT to_regclass('livesession_meta') IS NOT NULL", &[])
         .await?

@@ -23,7 +23,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
 use super::writer::{Guard, Writer};
-use super::{PageChange, Posted, Saved, StoreError, StoreOptions, StoreStats, StoredSettings};
+use super::{
+    PageChange, Posted, Saved, StoreError, StoreOptions, StoreStats, StoredSettings, sql_int,
+};
 use crate::chat::{Message, MessageBody};
 use crate::clock::{Millis, now_millis};
 use crate::session::SessionId;
@@ -133,7 +135,7 @@ impl SqliteStore {
                         None => Saved::Forgotten,
                     });
                 };
-                let seq = i64::try_from(from.seq).unwrap_or(i64::MAX);
+                let seq = sql_int(from.seq);
                 let acked: Option<i64> = tx
                     .prepare_cached(
                         "SELECT seq FROM page_acks WHERE session_id = ?1 AND page = ?2 AND form = ?3",
@@ -203,7 +205,7 @@ impl SqliteStore {
         &self,
         limit: usize,
     ) -> Result<Vec<(SessionId, Millis)>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_int(limit);
         self.run(move |conn| {
             let mut statement = conn.prepare(
                 "SELECT session_id, forgotten_at FROM forgotten ORDER BY forgotten_at DESC LIMIT ?1",
@@ -273,7 +275,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_int(limit);
         self.run(move |conn| {
             let mut messages = conn
                 .prepare_cached(
@@ -293,7 +295,7 @@ impl SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_int(limit);
         self.run(move |conn| {
             conn.prepare_cached(
                 "SELECT id, author_session, author_name, body, created_at

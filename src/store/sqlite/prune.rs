@@ -6,7 +6,7 @@ use rusqlite::params;
 use super::SqliteStore;
 use crate::clock::Millis;
 use crate::session::SessionId;
-use crate::store::StoreError;
+use crate::store::{StoreError, sql_int};
 
 // The rows each prune deletes, written once: a dry run counts with the very predicate the real
 // run deletes with. `?1` is the cutoff; for messages, `?2` is how many of the newest are kept.
@@ -57,7 +57,7 @@ impl SqliteStore {
         cutoff: Millis,
         limit: usize,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = sql_int(limit);
         self.writer
             .write(move |tx| {
                 let mut statement = tx.prepare_cached(concat!(
@@ -80,8 +80,8 @@ impl SqliteStore {
         keep_newest: usize,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let keep = i64::try_from(keep_newest).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let keep = sql_int(keep_newest);
+        let limit = sql_int(limit);
         self.writer
             .write(move |tx| {
                 // The oldest id still kept by the count limit; everything below it goes, as does
@@ -110,7 +110,7 @@ impl SqliteStore {
         created_before: Millis,
         keep_newest: usize,
     ) -> Result<usize, StoreError> {
-        let keep = i64::try_from(keep_newest).unwrap_or(i64::MAX);
+        let keep = sql_int(keep_newest);
         self.count(
             concat!("SELECT count(*) ", old_messages!()),
             vec![created_before, keep],
