@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::live::LiveConfig;
 use crate::retention::Retention;
-use crate::site::RateLimit;
+use crate::site::{ChatLimits, RateLimit};
 use crate::store::{Durability, StoreOptions};
 
 /// The longest a touch window may be: a page view writes `read_at` at most this often.
@@ -116,6 +116,19 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_MESSAGE_WINDOW", default_value = "10s", value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub message_window: Duration,
+
+    /// How many chat messages one client address may send per --message-window, however many
+    /// browsers (sessions) it uses: a flood of fresh sessions from one machine gets this many
+    /// through.
+    #[arg(long, env = "LIVESESSION_MESSAGE_BURST_PER_IP", default_value_t = 20, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst_per_ip: u32,
+
+    /// How many chat messages the whole room takes per --message-window, from everyone together:
+    /// under a flood from many addresses the last page of the chat still stays up for a while.
+    #[arg(long, env = "LIVESESSION_ROOM_MESSAGE_BURST", default_value_t = 50, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub room_message_burst: u32,
 
     /// Also accept live WebSocket connections from this origin (`https://chat.example.com`), for
     /// example behind a reverse proxy that changes the Host header. Repeatable; the environment
@@ -227,11 +240,16 @@ impl Config {
         }
     }
 
-    /// The chat's rate limit.
-    pub fn rate_limit(&self) -> RateLimit {
-        RateLimit {
-            burst: self.message_burst,
+    /// The chat's rate limits: per browser, per client address, for the whole room.
+    pub fn chat_limits(&self) -> ChatLimits {
+        let per_window = |burst| RateLimit {
+            burst,
             window: self.message_window,
+        };
+        ChatLimits {
+            per_session: per_window(self.message_burst),
+            per_address: per_window(self.message_burst_per_ip),
+            room: per_window(self.room_message_burst),
         }
     }
 

@@ -54,6 +54,10 @@ pub enum Limit {
     Live,
     /// One address asking to be forgotten too often.
     Forget,
+    /// One client address sending chat messages too fast, over its browsers together.
+    ChatAddress,
+    /// The whole room taking more chat messages than `--room-message-burst`.
+    ChatRoom,
 }
 
 /// Every metric, each labelled series held as its own handle.
@@ -71,7 +75,7 @@ pub struct Metrics {
     database_errors: [Counter; 4],
     chat_messages: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 3],
+    rate_limited: [Counter; 5],
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
     scrapes: Mutex<()>,
 }
@@ -82,7 +86,10 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<3> = ("limit", ["chat", "live", "forget"]);
+const LIMITS: Label<5> = (
+    "limit",
+    ["chat", "live", "forget", "chat_address", "chat_room"],
+);
 
 /// The kinds of database failure, as [`Unavailable::reason`] names them.
 const UNAVAILABLE: [Unavailable; 4] = [

@@ -18,7 +18,7 @@ use crate::http::{metrics, server};
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::session::Keys;
-use crate::site::{self, Forgotten, RateLimiter, Site};
+use crate::site::{self, ChatLimiters, Forgotten, RateLimiter, Site};
 use crate::store::Store;
 use crate::views::PageCache;
 use crate::{cluster, prune};
@@ -47,7 +47,9 @@ impl App {
             config.previous_keys.as_deref(),
             config.secure_cookies,
         )?;
-        let store = open_store(&config, Opening::ToServe).await?;
+        let store = open_store(&config, Opening::ToServe)
+            .await?
+            .keeping_messages(config.message_limit as usize);
         check_shared_key(&store, &keys).await?;
         let forgotten = Forgotten::default();
         for (id, at) in store
@@ -62,7 +64,7 @@ impl App {
             keys,
             retention: config.retention(),
             hub: Arc::new(Hub::default()),
-            chat_limit: RateLimiter::new(config.rate_limit()),
+            chat_limits: ChatLimiters::new(config.chat_limits()),
             forgotten,
             forget_limit: RateLimiter::new(site::FORGET_LIMIT),
             pages: PageCache::default(),

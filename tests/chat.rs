@@ -33,7 +33,15 @@ fn authors(page: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_chat_page_shows_the_composer_and_the_last_fifty_messages_in_order() {
-    let app = TestApp::spawn(&["--message-burst", "100"]).await;
+    let app = TestApp::spawn(&[
+        "--message-burst",
+        "100",
+        "--message-burst-per-ip",
+        "100",
+        "--room-message-burst",
+        "100",
+    ])
+    .await;
     let mut browser = app.browser();
     for n in 1..=55 {
         let response = browser.post_message(&format!("message {n}")).await;
@@ -154,7 +162,15 @@ async fn a_resubmitted_form_stores_its_message_once() {
 
 #[tokio::test]
 async fn a_message_reaches_every_chat_page_within_100_ms_once_and_in_order() {
-    let app = TestApp::spawn(&["--message-burst", "100"]).await;
+    let app = TestApp::spawn(&[
+        "--message-burst",
+        "100",
+        "--message-burst-per-ip",
+        "100",
+        "--room-message-burst",
+        "100",
+    ])
+    .await;
     let mut alice = app.browser();
     let mut bob = app.browser();
     let mut alice_tab = join_chat(&mut alice, "a", None).await;
@@ -423,4 +439,95 @@ async fn shutdown_closes_chat_sockets_too() {
     let stopping = tokio::spawn(app.stop());
     assert!(closed(&mut socket).await.is_some());
     stopping.await.unwrap();
+}
+
+/// How many messages the database holds.
+fn stored_messages(app: &TestApp) -> i64 {
+    app.db()
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_flood_of_fresh_sessions_from_one_address_gets_only_its_allowance_through() {
+    // The default allowance (20), over a window long enough that nothing refills meanwhile.
+    let app = TestApp::spawn(&["--message-window", "1h"]).await;
+    let (mut accepted, mut refused) = (0, 0);
+    for n in 0..200 {
+        // A fresh browser each time: the per-browser limit never applies.
+        let mut fresh = app.browser();
+        let response = fresh.post_message(&format!("spam {n}")).await;
+        match response.status() {
+            StatusCode::SEE_OTHER => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                let page = response.text().await.unwrap();
+                assert!(page.contains("from one network"), "{page}");
+            }
+            other => panic!("post {n}: {other}"),
+        }
+    }
+    assert_eq!(
+        accepted, 20,
+        "--message-burst-per-ip is 20 per 10 s by default"
+    );
+    assert_eq!(refused, 180);
+    assert_eq!(stored_messages(&app), 20);
+    let health = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_room_takes_at_most_its_burst_from_everyone_together() {
+    let app = TestApp::spawn(&[
+        "--message-burst-per-ip",
+        "1000",
+        "--room-message-burst",
+        "10",
+    ])
+    .await;
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        let response = app.browser().post_message(&format!("hello {n}")).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let page = response.text().await.unwrap();
+            assert!(
+                page.contains("the room is taking too many messages"),
+                "{page}"
+            );
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 303).count(), 10);
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 20);
+    assert_eq!(stored_messages(&app), 10);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_message_limit_holds_at_every_post_not_only_at_the_prune() {
+    let app = TestApp::spawn(&[
+        "--message-limit",
+        "5",
+        "--message-burst",
+        "100",
+        "--message-burst-per-ip",
+        "100",
+        "--room-message-burst",
+        "100",
+    ])
+    .await;
+    let mut browser = app.browser();
+    for n in 0..12 {
+        let response = browser.post_message(&format!("message {n}")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert!(stored_messages(&app) <= 5, "after post {n}");
+    }
+    let page = browser.page("/").await;
+    assert!(page.contains("message 11") && page.contains("message 7"));
+    assert!(!page.contains("message 6<"), "the oldest went");
+    app.stop().await;
 }

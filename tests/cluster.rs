@@ -51,6 +51,10 @@ fn start_instance(data_dir: &Path, url: &str, secret: &str) -> Server {
             secret,
             "--message-burst",
             "1000",
+            "--message-burst-per-ip",
+            "1000",
+            "--room-message-burst",
+            "1000",
         ],
     )
 }

@@ -31,6 +31,10 @@ async fn concurrent_tabs_chat_and_pruning_never_surface_busy() {
         "1h",
         "--message-burst",
         "100000",
+        "--message-burst-per-ip",
+        "100000",
+        "--room-message-burst",
+        "100000",
     ])
     .await;
     // Stale rows for the prune task to chew on while the writers run.
@@ -165,7 +169,15 @@ async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
 
 #[tokio::test]
 async fn the_write_ahead_log_stays_bounded_under_sustained_writes_and_reads() {
-    let app = TestApp::spawn(&["--message-burst", "1000000"]).await;
+    let app = TestApp::spawn(&[
+        "--message-burst",
+        "1000000",
+        "--message-burst-per-ip",
+        "1000000",
+        "--room-message-burst",
+        "1000000",
+    ])
+    .await;
     let store = app.state.site.store.clone();
     let wal = app.data_dir.join("livesession.db-wal");
     let stop = CancellationToken::new();

@@ -19,7 +19,14 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Flags for every server here: no chat rate limit in the way of the writers.
-const ARGS: &[&str] = &["--message-burst", "100000"];
+const ARGS: &[&str] = &[
+    "--message-burst",
+    "100000",
+    "--message-burst-per-ip",
+    "100000",
+    "--room-message-burst",
+    "100000",
+];
 
 /// What the writers were told was saved.
 #[derive(Default)]

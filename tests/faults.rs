@@ -107,7 +107,18 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     let Some(fs) = Tmpfs::mount("a_full_disk", "4m") else {
         return;
     };
-    let app = TestApp::spawn_in(fs.path(), &["--message-burst", "100000"]).await;
+    let app = TestApp::spawn_in(
+        fs.path(),
+        &[
+            "--message-burst",
+            "100000",
+            "--message-burst-per-ip",
+            "100000",
+            "--room-message-burst",
+            "100000",
+        ],
+    )
+    .await;
     let mut browser = app.browser();
     assert_eq!(
         browser.save_settings("saved before", "dark").await.status(),

@@ -103,6 +103,8 @@ const SERVER_ONLY: &[&str] = &[
     "previous_keys",
     "message_burst",
     "message_window",
+    "message_burst_per_ip",
+    "room_message_burst",
     "allowed_origins",
     "live_idle_timeout",
     "live_send_timeout",

@@ -106,12 +106,16 @@ pub struct MessageForm {
 pub async fn post_message(
     State(app): State<Site>,
     session: Session,
+    ClientAddr(from): ClientAddr,
     Form(form): Form<MessageForm>,
 ) -> Result<Response, AppError> {
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
-    let (status, refusal) = match app.post_message(session.id, &form.body, &form.nonce).await {
+    let (status, refusal) = match app
+        .post_message(session.id, from, &form.body, &form.nonce)
+        .await
+    {
         Ok(_) => return Ok(Redirect::to("/").into_response()),
         Err(PostError::Invalid(refusal)) => (StatusCode::UNPROCESSABLE_ENTITY, refusal),
         Err(PostError::TooFast(refusal)) => (StatusCode::TOO_MANY_REQUESTS, refusal),

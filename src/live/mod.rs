@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::metrics;
 use crate::session::Verdict;
-use crate::site::Site;
+use crate::site::{ClientAddr, Site};
 use peer::MAX_MESSAGE_BYTES;
 
 /// The live layer's settings (from the `--live-*`, `--max-sockets*` and `--allowed-origin`
@@ -115,6 +115,7 @@ impl Drop for SocketSlot {
 /// `GET /live`: checks the origin, then upgrades. Sockets are tracked so shutdown can close them.
 pub async fn endpoint(
     State(live): State<Arc<Live>>,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -150,7 +151,7 @@ pub async fn endpoint(
         // Messages queued together (an ack and its render) are written together.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, live, session)))
+        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, live, session, from)))
 }
 
 /// True when `Origin` names this server (as the browser reached it, per `Host`; over HTTPS only

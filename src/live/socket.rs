@@ -7,6 +7,7 @@
 //! an idle peer, touches the row while connected, and closes politely on shutdown.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,10 +41,15 @@ mod join;
 use join::join;
 
 /// Serves one upgraded socket until it ends. `session` is the verified session of the upgrade
-/// request, if its cookie was valid.
-pub async fn run<S: Transport>(socket: S, live: Arc<Live>, session: Option<SessionId>) {
+/// request, if its cookie was valid, and `from` the address it came from.
+pub async fn run<S: Transport>(
+    socket: S,
+    live: Arc<Live>,
+    session: Option<SessionId>,
+    from: IpAddr,
+) {
     let mut peer = Peer::new(socket, live.config.send_timeout);
-    let end = match join(&mut peer, &live, session).await {
+    let end = match join(&mut peer, &live, session, from).await {
         Ok(mut view) => view.serve(&mut peer, &live).await,
         Err(end) => end,
     };
@@ -57,6 +63,8 @@ pub async fn run<S: Transport>(socket: S, live: Arc<Live>, session: Option<Sessi
 /// The state of a joined socket.
 struct LiveView {
     id: SessionId,
+    /// The client address of the upgrade request, for the limits per address.
+    from: IpAddr,
     socket_id: u64,
     view: View,
     page: String,
@@ -285,7 +293,11 @@ impl LiveView {
         if seq <= hub.acked_seq(self.id, &self.page, COMPOSER_FORM) {
             return ack(peer, COMPOSER_FORM, seq, None).await;
         }
-        match live.site.post_message(self.id, body, nonce).await {
+        match live
+            .site
+            .post_message(self.id, self.from, body, nonce)
+            .await
+        {
             Ok(_) => {
                 hub.record_ack(self.id, &self.page, COMPOSER_FORM, seq);
                 ack(peer, COMPOSER_FORM, seq, None).await

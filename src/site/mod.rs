@@ -6,6 +6,7 @@
 //! It also owns the runtime state those rules need: the forgotten ids, the chat's rate limiter,
 //! the hub, the cache of rendered settings pages.
 
+mod client;
 pub mod forgotten;
 mod limits;
 
@@ -15,6 +16,7 @@ use std::time::Instant;
 
 use axum::http::HeaderMap;
 
+pub use client::ClientAddr;
 pub use forgotten::Forgotten;
 pub use limits::{RateLimit, RateLimiter, rate_limited_message};
 
@@ -42,8 +44,8 @@ pub struct Parts {
     pub retention: Retention,
     /// Carries changes between the sockets of a session, and chat messages to every chat page.
     pub hub: Arc<Hub>,
-    /// How fast each browser may send chat messages.
-    pub chat_limit: RateLimiter,
+    /// How fast each browser, each client address and the room may send chat messages.
+    pub chat_limits: ChatLimiters,
     /// Sessions deleted by "forget me", refused from now on.
     pub forgotten: Forgotten,
     /// How often each client address may ask to be forgotten.
@@ -65,6 +67,88 @@ impl std::ops::Deref for Site {
     fn deref(&self) -> &Parts {
         &self.0
     }
+}
+
+/// The chat's rate limits (`--message-burst`, `--message-burst-per-ip`, `--room-message-burst`,
+/// all per `--message-window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatLimits {
+    /// Per browser.
+    pub per_session: RateLimit,
+    /// Per client address, however many browsers it uses.
+    pub per_address: RateLimit,
+    /// For the whole room.
+    pub room: RateLimit,
+}
+
+/// The buckets behind [`ChatLimits`]. A message takes a token from each, in that order; one that
+/// is refused, resent or not stored gives back what it took.
+pub struct ChatLimiters {
+    per_session: RateLimiter<SessionId>,
+    per_address: RateLimiter<IpAddr>,
+    room: RateLimiter<()>,
+}
+
+impl ChatLimiters {
+    /// Full buckets for `limits`.
+    pub fn new(limits: ChatLimits) -> ChatLimiters {
+        ChatLimiters {
+            per_session: RateLimiter::new(limits.per_session),
+            per_address: RateLimiter::new(limits.per_address),
+            room: RateLimiter::new(limits.room),
+        }
+    }
+
+    /// Takes a message's worth for `author` at `from`, or the sentence for the author and the
+    /// limit that refused it.
+    fn try_acquire(&self, author: SessionId, from: IpAddr) -> Result<(), (FieldError, Limit)> {
+        let now = Instant::now();
+        if let Err(wait) = self.per_session.try_acquire(author, now) {
+            let limit = self.per_session.limit();
+            return Err((rate_limited_message(wait, limit), Limit::Chat));
+        }
+        if let Err(wait) = self.per_address.try_acquire(from, now) {
+            self.per_session.refund(author);
+            let limit = self.per_address.limit();
+            let error = FieldError::new(
+                "Message",
+                format!(
+                    "was not sent: {} messages every {} may come from one network, and yours \
+                     has sent them; try again in {} s",
+                    limit.burst,
+                    humantime::format_duration(limit.window),
+                    seconds(wait)
+                ),
+            );
+            return Err((error, Limit::ChatAddress));
+        }
+        if let Err(wait) = self.room.try_acquire((), now) {
+            self.per_session.refund(author);
+            self.per_address.refund(from);
+            let error = FieldError::new(
+                "Message",
+                format!(
+                    "was not sent: the room is taking too many messages right now; try again \
+                     in {} s",
+                    seconds(wait)
+                ),
+            );
+            return Err((error, Limit::ChatRoom));
+        }
+        Ok(())
+    }
+
+    /// Gives back a message's worth, for one that was a resend or was not stored.
+    fn refund(&self, author: SessionId, from: IpAddr) {
+        self.per_session.refund(author);
+        self.per_address.refund(from);
+        self.room.refund(());
+    }
+}
+
+/// Whole seconds to wait, at least one.
+fn seconds(wait: std::time::Duration) -> f64 {
+    wait.as_secs_f64().ceil().max(1.0)
 }
 
 /// How often one client address may ask to be forgotten: 10 times in 10 minutes.
@@ -173,10 +257,12 @@ impl Site {
         Ok((stored.settings, stored.version))
     }
 
-    /// Posts a chat message for `author`, once per `nonce`, and tells every chat page.
+    /// Posts a chat message for `author` (whose request came `from` an address), once per
+    /// `nonce`, and tells every chat page.
     pub async fn post_message(
         &self,
         author: SessionId,
+        from: IpAddr,
         body: &str,
         nonce: &str,
     ) -> Result<Message, PostError> {
@@ -186,10 +272,13 @@ impl Site {
         } else {
             new_nonce()
         };
-        if let Err(wait) = self.chat_limit.try_acquire(author, Instant::now()) {
-            tracing::info!("chat rate limit reached by a session");
-            metrics().rate_limited(Limit::Chat);
-            let error = rate_limited_message(wait, self.chat_limit.limit());
+        if let Err((error, limit)) = self.chat_limits.try_acquire(author, from) {
+            match limit {
+                Limit::ChatAddress => tracing::info!("chat rate limit reached by an address"),
+                Limit::ChatRoom => tracing::info!("chat rate limit reached by the whole room"),
+                _ => tracing::info!("chat rate limit reached by a session"),
+            }
+            metrics().rate_limited(limit);
             return Err(PostError::TooFast(error));
         }
         let posted = match self
@@ -199,12 +288,12 @@ impl Site {
         {
             Ok(posted) => posted,
             Err(e) => {
-                self.chat_limit.refund(author);
+                self.chat_limits.refund(author, from);
                 return Err(e.into());
             }
         };
         if posted.duplicate {
-            self.chat_limit.refund(author);
+            self.chat_limits.refund(author, from);
         } else {
             metrics().chat_message_posted();
         }

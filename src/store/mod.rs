@@ -57,6 +57,8 @@ pub struct Store {
     backend: Backend,
     cache: Arc<Cache>,
     writes: Arc<WriteTimes>,
+    /// At most this many chat messages are kept, checked at every post.
+    keep_messages: usize,
 }
 
 #[derive(Clone)]
@@ -88,7 +90,15 @@ impl Store {
             backend,
             cache: Arc::new(cache),
             writes: Arc::default(),
+            keep_messages: usize::MAX,
         }
+    }
+
+    /// This store, keeping at most `limit` chat messages (`--message-limit`): each post deletes,
+    /// in its own transaction, the oldest beyond it. Without it, only the prune pass trims.
+    pub fn keeping_messages(mut self, limit: usize) -> Store {
+        self.keep_messages = limit;
+        self
     }
 
     /// How long this store's writes have taken.
@@ -260,8 +270,9 @@ impl Store {
         Ok(count)
     }
 
-    /// Stores a chat message from `author` under their current username. `nonce` makes a resend
-    /// harmless: the same author and nonce store one message.
+    /// Stores a chat message from `author` under their current username, and deletes the oldest
+    /// beyond [`Store::keeping_messages`]. `nonce` makes a resend harmless: the same author and
+    /// nonce store one message.
     pub async fn post_message(
         &self,
         author: SessionId,
@@ -270,7 +281,9 @@ impl Store {
         now: Millis,
     ) -> Result<Posted, StoreError> {
         let posted = self
-            .timed(async { on_backend!(self, s => s.post_message(author, body, nonce, now).await) })
+            .timed(async {
+                on_backend!(self, s => s.post_message(author, body, nonce, now, self.keep_messages).await)
+            })
             .await;
         // Posting touched the author's row.
         self.cache.remove([author]);

@@ -41,6 +41,7 @@ harness::on_both_backends! {
         a_message_carries_the_name_its_author_had_when_sending,
         messages_come_in_id_order_with_limits,
         posts_from_two_instances_never_leave_a_gap_behind_a_reader,
+        the_message_limit_holds_at_every_post,
     ],
     upkeep: [
         pruning_takes_only_stale_rows_stalest_first,

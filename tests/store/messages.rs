@@ -161,3 +161,30 @@ pub async fn posts_from_two_instances_never_leave_a_gap_behind_a_reader(f: Fixtu
     assert_eq!(all.len(), 320);
     assert_eq!(seen, all, "the reader missed or repeated a message");
 }
+
+/// `--message-limit` holds at every post, on both backends: the oldest beyond it go in the
+/// post's own transaction, and a resend changes nothing.
+pub async fn the_message_limit_holds_at_every_post(f: Fixture) {
+    let store = f.store.clone().keeping_messages(5);
+    let author = SessionId::generate();
+    for n in 0..20 {
+        store
+            .post_message(author, body(&format!("m{n}")), format!("n{n}"), 1_000 + n)
+            .await
+            .unwrap();
+        assert!(store.stats().await.unwrap().messages <= 5, "after post {n}");
+    }
+    let again = store
+        .post_message(author, body("m19"), "n19".into(), 3_000)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    let kept: Vec<String> = store
+        .recent_messages(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(kept, ["m15", "m16", "m17", "m18", "m19"]);
+}

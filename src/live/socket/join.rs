@@ -2,6 +2,7 @@
 //! client's build), then the socket counted in (server and per-session limits), subscribed, and
 //! brought up to date with what the page shows.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::time::timeout;
@@ -21,6 +22,7 @@ pub(super) async fn join<S: Transport>(
     peer: &mut Peer<S>,
     live: &Arc<Live>,
     session: Option<SessionId>,
+    from: IpAddr,
 ) -> Result<LiveView, End> {
     let text = match timeout(JOIN_TIMEOUT, peer.next()).await {
         Err(_) => return Err(peer.close(code::POLICY, "no join message").await),
@@ -102,6 +104,7 @@ pub(super) async fn join<S: Transport>(
     };
     let mut view = LiveView {
         id,
+        from,
         socket_id: live.next_socket_id(),
         view,
         page,

@@ -28,7 +28,9 @@ impl PostgresStore {
         body: MessageBody,
         nonce: String,
         now: Millis,
+        keep: usize,
     ) -> Result<Posted, StoreError> {
+        let keep = to_limit(keep);
         let author_id = author.as_uuid();
         let text = body.as_str();
         let notice = &format!("{}m ", self.instance);
@@ -56,12 +58,21 @@ impl PostgresStore {
                      FROM posted",
                 )
                 .await?;
+            // --message-limit holds at every post: the oldest beyond it go in this transaction.
+            let trim = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id <=
+                         (SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET $1)",
+                )
+                .await?;
             // Pipelined behind the chat's lock: ids are taken, and commit, in order.
             let lock_params: [&Param<'_>; 1] = [&CHAT_LOCK];
             let insert_params: [&Param<'_>; 5] = [&author_id, &text, nonce, &now, notice];
-            let (_, inserted) = tokio::try_join!(
+            let trim_params: [&Param<'_>; 1] = [&keep];
+            let (_, inserted, _) = tokio::try_join!(
                 tx.execute(&lock, &lock_params),
                 tx.query_opt(&insert, &insert_params),
+                tx.execute(&trim, &trim_params),
             )?;
             let posted = match inserted {
                 Some(row) => Posted {

@@ -4,10 +4,12 @@
 //! transaction (group commit), and answers each write only after that commit.
 //!
 //! - [`schema`]: `schema.sql`, the upgrades, the settings of every connection;
+//! - [`chat`]: posting and reading chat messages;
 //! - [`prune`]: what pruning deletes, and the dry run's counts;
 //! - [`backup`]: the online backup and the files' sizes.
 
 mod backup;
+mod chat;
 mod prune;
 mod schema;
 
@@ -23,10 +25,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use schema::SCHEMA_VERSION;
 
 use super::writer::{Guard, Writer};
-use super::{
-    PageChange, Posted, Saved, StoreError, StoreOptions, StoreStats, StoredSettings, sql_int,
-};
-use crate::chat::{Message, MessageBody};
+use super::{PageChange, Saved, StoreError, StoreOptions, StoreStats, StoredSettings, sql_int};
+
 use crate::clock::{Millis, now_millis};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, Theme, Username};
@@ -226,87 +226,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn post_message(
-        &self,
-        author: SessionId,
-        body: MessageBody,
-        nonce: String,
-        now: Millis,
-    ) -> Result<Posted, StoreError> {
-        self.writer.write(move |tx| {
-            let key = author.to_key();
-            // The name is read in the same transaction, so the message carries the name the
-            // author had at the moment it was sent.
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO messages (author_session, author_name, body, nonce, created_at)
-                     VALUES (?1, coalesce((SELECT username FROM settings WHERE session_id = ?1), ''),
-                             ?2, ?3, ?4)
-                     ON CONFLICT (author_session, nonce) DO NOTHING
-                     RETURNING id, author_session, author_name, body, created_at",
-                )?
-                .query_row(params![key, body.as_str(), nonce, now], message)
-                .optional()?;
-            let posted = match inserted {
-                Some(message) => {
-                    // Posting is using the session (a clock that stepped back moves nothing back).
-                    tx.prepare_cached(
-                        "UPDATE settings SET read_at = max(read_at, ?2) WHERE session_id = ?1",
-                    )?
-                        .execute(params![key, now])?;
-                    Posted {
-                        message,
-                        duplicate: false,
-                    }
-                }
-                None => Posted {
-                    message: tx
-                        .prepare_cached(
-                            "SELECT id, author_session, author_name, body, created_at
-                             FROM messages WHERE author_session = ?1 AND nonce = ?2",
-                        )?
-                        .query_row(params![key, nonce], message)?,
-                    duplicate: true,
-                },
-            };
-            Ok(posted)
-        })
-        .await
-    }
-
-    pub(super) async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        let limit = sql_int(limit);
-        self.run(move |conn| {
-            let mut messages = conn
-                .prepare_cached(
-                    "SELECT id, author_session, author_name, body, created_at
-                     FROM messages ORDER BY id DESC LIMIT ?1",
-                )?
-                .query_map([limit], message)?
-                .collect::<Result<Vec<_>, _>>()?;
-            messages.reverse();
-            Ok(messages)
-        })
-        .await
-    }
-
-    pub(super) async fn messages_after(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let limit = sql_int(limit);
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, author_session, author_name, body, created_at
-                 FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?
-            .query_map(params![after, limit], message)?
-            .collect()
-        })
-        .await
-    }
-
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.run(|conn| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
             .await?;
@@ -401,19 +320,6 @@ fn upsert(
         stored_settings,
     )
     .optional()
-}
-
-fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
-    let author: String = row.get(1)?;
-    Ok(Message {
-        id: row.get(0)?,
-        author: author.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        author_name: row.get(2)?,
-        body: row.get(3)?,
-        created_at: row.get(4)?,
-    })
 }
 
 fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> {

@@ -1,0 +1,128 @@
+//! The chat on SQLite: posts through the writer (ids in commit order by construction), with
+//! `--message-limit` kept in the same transaction, and the reads a page catches up with.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::chat::{Message, MessageBody};
+use crate::clock::Millis;
+use crate::session::SessionId;
+use crate::store::{Posted, StoreError, sql_int};
+
+/// The columns a message is read from, in [`message`]'s order.
+macro_rules! message_columns {
+    () => {
+        "id, author_session, author_name, body, created_at"
+    };
+}
+
+impl SqliteStore {
+    pub(in crate::store) async fn post_message(
+        &self,
+        author: SessionId,
+        body: MessageBody,
+        nonce: String,
+        now: Millis,
+        keep: usize,
+    ) -> Result<Posted, StoreError> {
+        let keep = sql_int(keep);
+        self.writer.write(move |tx| {
+            let key = author.to_key();
+            // The name is read in the same transaction, so the message carries the name the
+            // author had at the moment it was sent.
+            let inserted = tx
+                .prepare_cached(concat!(
+                    "INSERT INTO messages (author_session, author_name, body, nonce, created_at)
+                     VALUES (?1, coalesce((SELECT username FROM settings WHERE session_id = ?1), ''),
+                             ?2, ?3, ?4)
+                     ON CONFLICT (author_session, nonce) DO NOTHING
+                     RETURNING ",
+                    message_columns!()
+                ))?
+                .query_row(params![key, body.as_str(), nonce, now], message)
+                .optional()?;
+            let posted = match inserted {
+                Some(message) => {
+                    // Posting is using the session (a clock that stepped back moves nothing back).
+                    tx.prepare_cached(
+                        "UPDATE settings SET read_at = max(read_at, ?2) WHERE session_id = ?1",
+                    )?
+                    .execute(params![key, now])?;
+                    // --message-limit holds at every post: the oldest beyond it go now.
+                    tx.prepare_cached(
+                        "DELETE FROM messages WHERE id <=
+                             (SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                    )?
+                    .execute([keep])?;
+                    Posted {
+                        message,
+                        duplicate: false,
+                    }
+                }
+                None => Posted {
+                    message: tx
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            message_columns!(),
+                            " FROM messages WHERE author_session = ?1 AND nonce = ?2"
+                        ))?
+                        .query_row(params![key, nonce], message)?,
+                    duplicate: true,
+                },
+            };
+            Ok(posted)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn recent_messages(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = sql_int(limit);
+        self.run(move |conn| {
+            let mut messages = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages ORDER BY id DESC LIMIT ?1"
+                ))?
+                .query_map([limit], message)?
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn messages_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = sql_int(limit);
+        self.run(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))?
+            .query_map(params![after, limit], message)?
+            .collect()
+        })
+        .await
+    }
+}
+
+fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let author: String = row.get(1)?;
+    Ok(Message {
+        id: row.get(0)?,
+        author: author.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        author_name: row.get(2)?,
+        body: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
