@@ -18,7 +18,7 @@
 //!
 //! | layer | modules | may import |
 //! | --- | --- | --- |
-//! | ground | `clock`, `limit`, `shutdown` | std and crates only |
+//! | ground | `clock`, `limit`, `shutdown`, `text` | std and crates only |
 //! | domain | `session`, `settings`, `chat`, `retention` | ground (no axum, no shared state) |
 //! | storage | `store` | domain, ground |
 //! | telemetry | `metrics` | storage, domain, ground |
@@ -33,6 +33,8 @@
 //! - [`clock`]: `Millis`, the wall clock every stored time is read from.
 //! - [`limit`]: the token bucket behind every rate limit.
 //! - [`shutdown`]: the shutdown signal.
+//! - [`text`]: what a person sees of a piece of text: NFC, graphemes, bidi controls, invisible
+//!   characters, combining marks.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings: usernames, themes, per-field changes.
 //! - [`chat`]: chat messages: what a body may contain, what a stored message is.
@@ -77,6 +79,7 @@ pub mod shutdown;
 pub mod site;
 pub mod startup;
 pub mod store;
+pub mod text;
 pub mod views;
 
 pub use app::AppState;

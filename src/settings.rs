@@ -6,32 +6,71 @@
 
 use std::fmt;
 
-/// The longest username we accept, counted in characters (not bytes).
+use crate::text;
+
+/// The longest username we accept, counted in what a person sees as one character (an extended
+/// grapheme cluster: "é" is one, and so is a family emoji made of five code points), not in
+/// code points or bytes.
 pub const USERNAME_MAX_CHARS: usize = 40;
 
-/// A display name: trimmed, at most [`USERNAME_MAX_CHARS`] characters, no control characters.
-/// The empty username means "anonymous", which is what a new browser has.
+/// A display name: trimmed, in NFC, at most [`USERNAME_MAX_CHARS`] characters, shown as itself.
+/// It may not hold control characters, bidi controls, invisible characters (outside an emoji
+/// sequence) or more than [`text::MAX_MARKS_PER_LETTER`] combining marks on one letter, and a
+/// non-empty name has at least one letter, digit, symbol or emoji. The empty username means
+/// "anonymous", which is what a new browser has.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
-    /// Validates user input. Surrounding whitespace is not an error: it is trimmed away.
+    /// Validates user input. Surrounding whitespace is not an error: it is trimmed away. The name
+    /// is normalised to NFC first, so what is checked is what is stored.
     pub fn parse(input: &str) -> Result<Username, FieldError> {
-        let trimmed = input.trim();
-        if trimmed.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "Username",
-                "may not contain control characters such as tabs or line breaks",
+        let normalized = text::nfc(input);
+        let name = normalized.trim();
+        let refused = |problem: &dyn fmt::Display| Err(FieldError::new("Username", problem));
+        if name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            return refused(&"may not contain control characters such as tabs or line breaks");
+        }
+        if let Some(c) = name.chars().find(|&c| text::is_bidi_control(c)) {
+            return refused(&format_args!(
+                "may not contain characters that change the direction of text (it has {})",
+                text::code_point(c)
             ));
         }
-        let chars = trimmed.chars().count();
+        if let Some(c) = text::first_hidden(name) {
+            return refused(&format_args!(
+                "may not contain invisible characters such as zero-width spaces (it has {})",
+                text::code_point(c)
+            ));
+        }
+        if name.chars().next().is_some_and(text::is_mark) {
+            return refused(&"may not start with an accent or other combining mark");
+        }
+        let marks = text::MAX_MARKS_PER_LETTER;
+        if text::most_marks_on_one_letter(name) > marks {
+            return refused(&format_args!(
+                "may not stack more than {marks} accents or other combining marks on one letter"
+            ));
+        }
+        let joined = text::MAX_CHARS_PER_GRAPHEME;
+        if text::longest_grapheme(name) > joined {
+            return refused(&format_args!(
+                "may not join more than {joined} code points into one letter or emoji"
+            ));
+        }
+        let chars = text::graphemes(name);
         if chars > USERNAME_MAX_CHARS {
-            return Err(FieldError::new(
-                "Username",
-                format!("is {chars} characters long; at most {USERNAME_MAX_CHARS} are allowed"),
+            return refused(&format_args!(
+                "is {chars} characters long; at most {USERNAME_MAX_CHARS} are allowed"
             ));
         }
-        Ok(Username(trimmed.to_owned()))
+        if !name.is_empty() && !text::has_letter_digit_symbol_or_emoji(name) {
+            return refused(&"must contain at least one letter, digit, symbol or emoji");
+        }
+        Ok(Username(name.to_owned()))
     }
 
     /// Rebuilds a username read back from our own database, where it was validated on the way in.
@@ -230,6 +269,213 @@ mod tests {
     fn control_characters_inside_a_username_are_refused() {
         for bad in ["a\nb", "a\tb", "a\u{7}b", "a\u{0}b", "a\u{9b}b"] {
             assert!(Username::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    /// The sentence a refused name gets.
+    fn refusal(input: &str) -> String {
+        match Username::parse(input) {
+            Ok(name) => panic!("{input:?} was accepted as {:?}", name.as_str()),
+            Err(e) => e.message().to_owned(),
+        }
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_line_breaks() {
+        for bad in ["a\u{2028}b", "a\u{2029}b"] {
+            assert_eq!(
+                refusal(bad),
+                "Username may not contain control characters such as tabs or line breaks."
+            );
+        }
+    }
+
+    #[test]
+    fn a_right_to_left_override_is_refused() {
+        assert_eq!(
+            refusal("\u{202E}nimda"),
+            "Username may not contain characters that change the direction of text (it has U+202E)."
+        );
+    }
+
+    #[test]
+    fn every_bidi_control_is_refused_wherever_it_is() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        ] {
+            for name in [format!("{c}ada"), format!("ad{c}a"), format!("ada{c}")] {
+                let message = refusal(&name);
+                assert!(
+                    message.contains("change the direction of text"),
+                    "{message}"
+                );
+                assert!(message.contains(&text::code_point(c)), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_made_only_of_invisible_characters_are_refused() {
+        for (name, c) in [
+            ("\u{200B}", "U+200B"),
+            ("\u{200B}\u{200B}\u{200B}", "U+200B"),
+            ("\u{200C}", "U+200C"),
+            ("\u{200D}", "U+200D"),
+            ("\u{2060}", "U+2060"),
+            ("\u{3164}", "U+3164"),
+            ("\u{3164}\u{3164}", "U+3164"),
+            ("\u{FFA0}", "U+FFA0"),
+            ("\u{115F}", "U+115F"),
+            ("\u{1160}", "U+1160"),
+            ("\u{FEFF}", "U+FEFF"),
+            ("\u{00AD}", "U+00AD"),
+            ("\u{180E}", "U+180E"),
+            ("\u{E0041}\u{E0042}", "U+E0041"),
+            ("\u{FE0F}", "U+FE0F"),
+            ("\u{2800}", "U+2800"),
+        ] {
+            assert_eq!(
+                refusal(name),
+                format!(
+                    "Username may not contain invisible characters such as zero-width spaces (it has {c})."
+                ),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invisible_characters_beside_visible_ones_are_refused_too() {
+        for name in [
+            "ad\u{200B}min",
+            "admin\u{3164}",
+            "a\u{200D}b",
+            "\u{FEFF}ada",
+            "ada\u{E0001}",
+            "ada\u{FE0F}",
+        ] {
+            assert!(refusal(name).contains("invisible characters"), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_hangul_filler_is_refused_although_unicode_calls_it_a_letter() {
+        assert!(refusal("\u{3164}").contains("(it has U+3164)"));
+        assert!(refusal("ㅎ\u{3164}").contains("(it has U+3164)"));
+        // The Hangul letters themselves are names like any other.
+        assert_eq!(Username::parse("한글").unwrap().as_str(), "한글");
+    }
+
+    #[test]
+    fn a_letter_under_a_flood_of_combining_marks_is_refused() {
+        let flood = format!("a{}", "\u{301}".repeat(39));
+        assert_eq!(
+            refusal(&flood),
+            "Username may not stack more than 4 accents or other combining marks on one letter."
+        );
+        // Four marks on one letter are allowed, and so are marks spread over several letters.
+        let four = format!("a{}", "\u{301}\u{302}\u{303}\u{304}");
+        assert!(Username::parse(&four).is_ok());
+        // Counted in the decomposed form: "á" is a letter and one mark.
+        assert!(refusal(&format!("á{}", "\u{302}\u{303}\u{304}\u{305}")).contains("more than 4"));
+        assert!(Username::parse("a\u{323}\u{302}b\u{323}\u{302}").is_ok());
+        assert!(
+            refusal(&format!("a{}", "\u{301}\u{302}\u{303}\u{304}\u{305}")).contains("more than 4")
+        );
+    }
+
+    #[test]
+    fn a_name_may_not_start_with_a_combining_mark() {
+        assert_eq!(
+            refusal("\u{301}ada"),
+            "Username may not start with an accent or other combining mark."
+        );
+        assert!(refusal("\u{301}").contains("may not start with an accent"));
+    }
+
+    #[test]
+    fn a_name_needs_a_letter_digit_symbol_or_emoji() {
+        for name in [".", "...", "-_-", "“”", "!?"] {
+            assert_eq!(
+                refusal(name),
+                "Username must contain at least one letter, digit, symbol or emoji.",
+                "{name:?}"
+            );
+        }
+        for name in ["a.", "7", "€", "😀", "ש", "..x.."] {
+            assert!(Username::parse(name).is_ok(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn the_length_counts_graphemes_so_a_family_emoji_is_one_character() {
+        let family = "👨\u{200D}👩\u{200D}👧";
+        assert_eq!(family.chars().count(), 5);
+        let forty = family.repeat(40);
+        assert_eq!(Username::parse(&forty).unwrap().as_str(), forty);
+        assert_eq!(
+            refusal(&family.repeat(41)),
+            "Username is 41 characters long; at most 40 are allowed."
+        );
+    }
+
+    #[test]
+    fn forty_decomposed_accented_letters_are_forty_characters() {
+        let decomposed = "e\u{301}".repeat(40);
+        assert_eq!(decomposed.chars().count(), 80);
+        assert_eq!(
+            Username::parse(&decomposed).unwrap().as_str(),
+            "é".repeat(40)
+        );
+        assert!(refusal(&"e\u{301}".repeat(41)).contains("41 characters"));
+    }
+
+    #[test]
+    fn a_name_is_stored_in_nfc() {
+        assert_eq!(Username::parse("e\u{301}").unwrap().as_str(), "é");
+        assert_eq!(
+            Username::parse("  Rene\u{301}e ").unwrap().as_str(),
+            "Renée"
+        );
+        // Already composed: unchanged.
+        assert_eq!(Username::parse("Renée").unwrap().as_str(), "Renée");
+    }
+
+    #[test]
+    fn a_heart_with_its_emoji_selector_and_other_emoji_sequences_are_accepted() {
+        for name in [
+            "\u{2764}\u{FE0F}",
+            "Ada \u{2764}\u{FE0F}",
+            "👩\u{1F3FD}\u{200D}💻",
+            "🏳\u{FE0F}\u{200D}🌈",
+            "#\u{FE0F}\u{20E3}",
+            "🇩🇪",
+            "🏴\u{E0067}\u{E0062}\u{E0077}\u{E006C}\u{E0073}\u{E007F}",
+        ] {
+            assert_eq!(Username::parse(name).unwrap().as_str(), name, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_grapheme_glued_from_too_many_code_points_is_refused() {
+        let chain = ["👨"; 8].join("\u{200D}");
+        assert_eq!(text::graphemes(&chain), 1);
+        assert_eq!(
+            refusal(&chain),
+            "Username may not join more than 12 code points into one letter or emoji."
+        );
+        // The longest emoji there is: a kiss with two skin tones, 10 code points.
+        let kiss = "👩\u{1F3FB}\u{200D}\u{2764}\u{FE0F}\u{200D}💋\u{200D}👨\u{1F3FC}";
+        assert_eq!(kiss.chars().count(), 10);
+        assert!(Username::parse(kiss).is_ok());
+    }
+
+    #[test]
+    fn right_to_left_and_other_scripts_are_names_like_any_other() {
+        for name in ["שלום", "سلام", "Zoë", "Nguyễn", "लक्ष्मी", "山田太郎", "Ελένη"]
+        {
+            assert_eq!(Username::parse(name).unwrap().as_str(), name, "{name:?}");
         }
     }
 

@@ -21,8 +21,9 @@ fn bodies(page: &str) -> Vec<String> {
         .collect()
 }
 
+/// The names on the messages of a page, in order (each is isolated in its own `<bdi>`).
 fn authors(page: &str) -> Vec<String> {
-    page.split(r#"<span class="author">"#)
+    page.split(r#"<span class="author"><bdi>"#)
         .skip(1)
         .map(|rest| {
             let end = rest.find('<').unwrap();
@@ -137,6 +138,84 @@ async fn an_invalid_message_is_refused_with_a_clear_message_and_the_text_kept() 
         assert_eq!(draft, body, "the typed text is kept");
     }
     assert_eq!(message_ids(&browser.page("/").await), Vec::<i64>::new());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_with_bidi_controls_or_nothing_visible_is_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    for (body, expected) in [
+        (
+            "invoice\u{202E}fdp.exe",
+            "Message may not contain characters that change the direction of text (it has U+202E).",
+        ),
+        ("\u{2067}hello\u{2069}", "(it has U+2067)."),
+        ("\u{200B}\u{3164}\u{FEFF}", "Message is empty."),
+    ] {
+        let response = browser.post_message(body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body:?}"
+        );
+        let page = response.text().await.unwrap();
+        let error = &page[page.find(r#"id="body-error""#).unwrap()..];
+        let error = &error[..error.find("</p>").unwrap()];
+        assert!(
+            error.contains(expected),
+            "{expected} not next to the field: {error}"
+        );
+    }
+    assert_eq!(message_ids(&browser.page("/").await), Vec::<i64>::new());
+
+    // Over the live socket too.
+    let mut socket = join_chat(&mut browser, "chat-b", None).await;
+    post(&mut socket, 1, "n-bidi", "\u{202D}olleh").await;
+    let ack = recv(&mut socket).await;
+    assert_eq!(ack["t"], "ack");
+    assert_eq!(
+        ack["errors"]["body"],
+        "Message may not contain characters that change the direction of text (it has U+202D)."
+    );
+    drop(socket);
+    assert_eq!(message_ids(&browser.page("/").await), Vec::<i64>::new());
+    assert_eq!(
+        app.db()
+            .query_row("SELECT count(*) FROM messages", [], |row| row
+                .get::<_, i64>(0))
+            .unwrap(),
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_is_stored_in_nfc() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let response = browser.post_message("cafe\u{301}").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(bodies(&browser.page("/").await), ["café"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_name_on_the_chat_page_is_isolated_in_a_bdi() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("שלום", "system").await;
+    browser.post_message("hello").await;
+    let page = browser.page("/").await;
+    assert!(page.contains(r#"<bdi><strong id="current-username">שלום</strong></bdi>"#));
+    assert!(page.contains(r#"<bdi><strong id="composer-name">שלום</strong></bdi>"#));
+    assert!(
+        page.contains(
+            r#"<span class="author"><bdi>שלום</bdi><span class="you"> (you)</span></span>"#
+        ),
+        "the name is isolated, the marker outside it"
+    );
+    assert_eq!(authors(&app.browser().page("/").await), ["שלום"]);
     app.stop().await;
 }
 

@@ -208,6 +208,40 @@ async fn validation_errors_come_back_with_the_ack_and_keep_the_saved_value() {
 }
 
 #[tokio::test]
+async fn a_name_that_could_impersonate_is_refused_live_and_the_saved_one_is_kept() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("kept", "light").await;
+    let mut socket = join_settings(&mut browser, "page-i").await;
+    for (seq, (typed, expected)) in [
+        (
+            "\u{202E}nimda",
+            "Username may not contain characters that change the direction of text (it has U+202E).",
+        ),
+        (
+            "\u{3164}",
+            "Username may not contain invisible characters such as zero-width spaces (it has U+3164).",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        change(&mut socket, seq as u64 + 1, typed, "dark").await;
+        let ack = recv(&mut socket).await;
+        assert_eq!(ack["t"], "ack");
+        assert_eq!(ack["errors"]["username"], expected);
+        let render = recv(&mut socket).await;
+        let html = render["html"].as_str().unwrap();
+        assert!(html.contains(expected), "the sentence is next to the field");
+        assert!(html.contains(r#"<bdi><strong id="current-username">kept</strong></bdi>"#));
+    }
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "kept");
+    assert_eq!(html_theme(&page), "dark", "the valid field was saved");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_stale_page_gets_the_current_state_when_it_joins_and_a_fresh_one_does_not() {
     let app = TestApp::spawn(&[]).await;
     let mut browser = app.browser();

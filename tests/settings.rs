@@ -281,3 +281,95 @@ async fn health_reports_503_when_the_database_file_is_gone() {
     assert_eq!(body["status"], "unavailable");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_name_that_could_impersonate_is_refused_next_to_the_field_and_the_saved_one_is_kept() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "system").await;
+
+    let flood = format!("a{}", "\u{301}".repeat(39));
+    for (typed, expected) in [
+        (
+            "\u{202E}nimda",
+            "Username may not contain characters that change the direction of text (it has U+202E).",
+        ),
+        (
+            "\u{200B}\u{200B}",
+            "Username may not contain invisible characters such as zero-width spaces (it has U+200B).",
+        ),
+        (
+            "\u{3164}",
+            "Username may not contain invisible characters such as zero-width spaces (it has U+3164).",
+        ),
+        (
+            "\u{FEFF}",
+            "Username may not contain invisible characters such as zero-width spaces (it has U+FEFF).",
+        ),
+        (
+            flood.as_str(),
+            "Username may not stack more than 4 accents or other combining marks on one letter.",
+        ),
+        (
+            "...",
+            "Username must contain at least one letter, digit, symbol or emoji.",
+        ),
+    ] {
+        let response = browser.save_settings(typed, "dark").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{typed:?}"
+        );
+        let page = response.text().await.unwrap();
+        let error = &page[page
+            .find(r#"<p class="error" id="username-error""#)
+            .unwrap()..];
+        let error = &error[..error.find("</p>").unwrap()];
+        assert!(
+            error.contains(expected),
+            "{expected} not next to the field: {error}"
+        );
+        assert!(page.contains(r#"aria-invalid="true""#));
+        assert!(
+            page.contains(r#"<bdi><strong id="current-username">ada</strong></bdi>"#),
+            "the header still shows the saved name"
+        );
+        let page = browser.page("/settings").await;
+        assert_eq!(
+            username_field(&page),
+            "ada",
+            "{typed:?} replaced the saved name"
+        );
+        assert_eq!(selected_theme(&page), "dark", "the valid field was saved");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_name_is_stored_in_nfc_and_its_length_is_what_a_person_sees() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    let response = browser.save_settings("Rene\u{301}e", "system").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(username_field(&browser.page("/settings").await), "Renée");
+
+    // A family emoji is five code points and one character: forty of them are a valid name.
+    let family = "👨\u{200D}👩\u{200D}👧";
+    let forty = family.repeat(40);
+    let response = browser.save_settings(&forty, "system").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(username_field(&browser.page("/settings").await), forty);
+
+    let response = browser.save_settings(&family.repeat(41), "system").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Username is 41 characters long; at most 40 are allowed."));
+    assert_eq!(username_field(&browser.page("/settings").await), forty);
+
+    let response = browser.save_settings("\u{2764}\u{FE0F}", "system").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = browser.page("/settings").await;
+    assert!(page.contains("<bdi><strong id=\"current-username\">\u{2764}\u{FE0F}</strong></bdi>"));
+    app.stop().await;
+}

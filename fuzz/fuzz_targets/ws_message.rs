@@ -8,8 +8,10 @@ use libfuzzer_sys::fuzz_target;
 use livesession::chat::{BODY_MAX_CHARS, MessageBody};
 use livesession::live::protocol::ClientMessage;
 use livesession::settings::{Theme, USERNAME_MAX_CHARS, Username};
+use livesession::text;
 
-/// Trimmed, 1..=BODY_MAX_CHARS characters, no control characters but `\n` (so no `\r`).
+/// Trimmed, in NFC, 1..=BODY_MAX_CHARS characters, no control characters but `\n` (so no `\r`),
+/// no bidi controls, something visible.
 fn check_body(input: &str) {
     if let Ok(body) = MessageBody::parse(input) {
         let s = body.as_str();
@@ -20,17 +22,24 @@ fn check_body(input: &str) {
             !s.chars().any(|c| c.is_control() && c != '\n'),
             "control character in body {s:?}"
         );
+        assert!(!s.chars().any(text::is_bidi_control), "bidi control in body {s:?}");
+        assert!(s.chars().any(text::is_visible), "nothing visible in body {s:?}");
+        assert_eq!(text::nfc(s), s, "body not in NFC: {s:?}");
         assert_eq!(MessageBody::parse(s).as_ref(), Ok(&body), "not idempotent: {s:?}");
     }
 }
 
-/// Trimmed, at most USERNAME_MAX_CHARS characters, no control characters.
+/// Trimmed, in NFC, at most USERNAME_MAX_CHARS graphemes, no control characters, no bidi controls,
+/// no invisible characters outside an emoji sequence.
 fn check_username(input: &str) {
     if let Ok(name) = Username::parse(input) {
         let s = name.as_str();
         assert_eq!(s, s.trim(), "untrimmed username from {input:?}");
-        assert!(s.chars().count() <= USERNAME_MAX_CHARS, "overlong username from {input:?}");
+        assert!(text::graphemes(s) <= USERNAME_MAX_CHARS, "overlong username from {input:?}");
         assert!(!s.chars().any(char::is_control), "control character in username {s:?}");
+        assert!(!s.chars().any(text::is_bidi_control), "bidi control in username {s:?}");
+        assert_eq!(text::first_hidden(s), None, "invisible character in username {s:?}");
+        assert_eq!(text::nfc(s), s, "username not in NFC: {s:?}");
         assert_eq!(Username::parse(s).as_ref(), Ok(&name), "not idempotent: {s:?}");
     }
 }

@@ -420,7 +420,15 @@
       if (el.value !== incoming) el.value = incoming;
     } else if (incoming !== el.value && incoming !== known[el.name] && !ours) {
       var hint = byId(el.name + "-remote");
-      if (hint) hint.textContent = "Changed in another tab to “" + incoming + "”. Keep typing to replace it.";
+      if (hint) {
+        // The value is isolated in a <bdi>, as the server isolates names: a right-to-left value
+        // cannot reorder the sentence around it.
+        var value = document.createElement("bdi");
+        value.textContent = incoming;
+        hint.textContent = "Changed in another tab to “";
+        hint.appendChild(value);
+        hint.appendChild(document.createTextNode("”. Keep typing to replace it."));
+      }
     }
     known[el.name] = incoming;
   }

@@ -41,7 +41,7 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
                 input type="hidden" name="nonce" value=(chat.nonce);
                 div.field {
                     label for="body" {
-                        "Message, as " strong #composer-name { (username.display()) }
+                        "Message, as " bdi { strong #composer-name { (username.display()) } }
                         @if username.is_anonymous() {
                             " (" a href="/settings" { "choose a name" } ")"
                         }
@@ -61,7 +61,9 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
     }
 }
 
-/// One message in the log, as both the first render and a live append show it.
+/// One message in the log, as both the first render and a live append show it. The author's
+/// name is isolated in a `<bdi>`, so a right-to-left name (or one ending in digits or
+/// punctuation) cannot reorder the "(you)" marker or the time after it.
 pub fn message_item(message: &Message, viewer: SessionId) -> Markup {
     let created =
         UNIX_EPOCH + Duration::from_millis(u64::try_from(message.created_at).unwrap_or(0));
@@ -69,7 +71,7 @@ pub fn message_item(message: &Message, viewer: SessionId) -> Markup {
     let mine = message.author == viewer;
     html! {
         li.message.mine[mine] id={ "m-" (message.id) } data-id=(message.id) {
-            span.author { (message.author_display()) @if mine { span.you { " (you)" } } }
+            span.author { bdi { (message.author_display()) } @if mine { span.you { " (you)" } } }
             " "
             time datetime=(stamp) { (stamp.get(11..16).unwrap_or_default()) " UTC" }
             p.body { (message.body) }

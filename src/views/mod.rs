@@ -113,7 +113,8 @@ pub fn body(screen: &Screen<'_>) -> Markup {
                     li { a href="/settings" aria-current=[(nav == View::Settings).then_some("page")] { "Settings" } }
                 }
             }
-            p.who { "You are " strong #current-username { (screen.saved.username.display()) } }
+            // Every name is isolated in a `<bdi>`: its direction cannot reorder the text around it.
+            p.who { "You are " bdi { strong #current-username { (screen.saved.username.display()) } } }
             // Owned by the client script (it shows the connection state); never patched.
             p #live-status data-live-client role="status" aria-live="polite" {}
         }

@@ -254,6 +254,13 @@ async fn a_field_changed_in_another_tab_while_typing_keeps_the_typing_and_says_s
         )
         .await;
     assert_eq!(
+        chrome
+            .js("return document.querySelector('#username-remote bdi').textContent")
+            .await,
+        "theirs",
+        "the other tab's value is isolated"
+    );
+    assert_eq!(
         chrome.value("#username").await,
         "mine",
         "the focused field was overwritten"
@@ -382,6 +389,111 @@ async fn an_injected_img_onerror_message_is_inert() {
         chrome.js(check).await,
         serde_json::json!(["Chat · livesession", 0, payload])
     );
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
+
+/// Where the first message's author name (its `<bdi>`), its "(you)" marker (when there is one)
+/// and its time are drawn, as `[left, right, top]` each, with the direction of the message.
+const MESSAGE_LAYOUT: &str = "const li = document.querySelector('#messages > li'); \
+     const box = el => { if (!el) return null; const r = el.getBoundingClientRect(); \
+                         return [r.left, r.right, r.top]; }; \
+     return { direction: getComputedStyle(li).direction, \
+              name: box(li.querySelector('.author > bdi')), you: box(li.querySelector('.you')), \
+              time: box(li.querySelector('time')) };";
+
+/// `[left, right, top]` out of the layout.
+fn rect(layout: &serde_json::Value, what: &str) -> [f64; 3] {
+    let r = &layout[what];
+    [0, 1, 2].map(|i| {
+        r[i].as_f64()
+            .unwrap_or_else(|| panic!("no {what} in {layout}"))
+    })
+}
+
+#[tokio::test]
+async fn a_right_to_left_name_cannot_reorder_the_you_marker_or_the_time() {
+    let Some(chrome) = Chrome::start("a_right_to_left_name_cannot_reorder").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/settings")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+
+    // A right-to-left override is refused, with the reason next to the field.
+    chrome
+        .js(
+            "const el = document.getElementById('username'); el.value = '\\u202Eevil'; \
+             el.dispatchEvent(new Event('input', { bubbles: true })); return true;",
+        )
+        .await;
+    chrome
+        .until(
+            "the override is refused",
+            "return document.getElementById('username-error').textContent === \
+             'Username may not contain characters that change the direction of text (it has U+202E).'",
+        )
+        .await;
+    assert_eq!(
+        chrome
+            .js("return document.getElementById('current-username').textContent")
+            .await,
+        "anonymous"
+    );
+
+    // A name in a right-to-left script is a name like any other.
+    chrome
+        .js("document.getElementById('username').value = ''; return true;")
+        .await;
+    chrome.type_into("#username", "שלום").await;
+    chrome
+        .until(
+            "the header shows the name",
+            "return document.getElementById('current-username').textContent === 'שלום' && \
+             document.getElementById('username-error').textContent === ''",
+        )
+        .await;
+
+    chrome.goto(&app.url("/")).await;
+    chrome.until("the chat is live", CONNECTED).await;
+    chrome.type_into("#body", "hello").await;
+    chrome.type_into("#body", "\u{E007}").await;
+    until_messages(&chrome, 1).await;
+
+    // In the author's own page: the name's box, then " (you)", then the time, left to right.
+    let layout = chrome.js(MESSAGE_LAYOUT).await;
+    assert_eq!(layout["direction"], "ltr", "{layout}");
+    let (name, you, time) = (
+        rect(&layout, "name"),
+        rect(&layout, "you"),
+        rect(&layout, "time"),
+    );
+    assert!(name[0] < name[1], "the name is drawn: {layout}");
+    assert!(
+        name[1] <= you[0] + 0.5,
+        "(you) comes after the name: {layout}"
+    );
+    assert!(
+        you[1] <= time[0] + 0.5,
+        "the time comes after (you): {layout}"
+    );
+    assert!((name[2] - time[2]).abs() < 8.0, "all on one line: {layout}");
+
+    // In a stranger's page there is no marker; the time still comes after the name (without the
+    // isolation, its digits would join the right-to-left run and be drawn before the name).
+    chrome.client.delete_all_cookies().await.unwrap();
+    chrome.goto(&app.url("/")).await;
+    chrome.until("the chat is live", CONNECTED).await;
+    until_messages(&chrome, 1).await;
+    let layout = chrome.js(MESSAGE_LAYOUT).await;
+    assert_eq!(layout["you"], serde_json::Value::Null, "{layout}");
+    let (name, time) = (rect(&layout, "name"), rect(&layout, "time"));
+    assert!(
+        name[1] <= time[0] + 0.5,
+        "the time comes after the name: {layout}"
+    );
+    assert!((name[2] - time[2]).abs() < 8.0, "on one line: {layout}");
     chrome.assert_clean_console().await;
     chrome.quit().await;
     app.stop().await;
