@@ -45,7 +45,7 @@ async fn apply(site: &Site, notice: Notice) {
             site.forgotten.insert(id, at);
             hub.publish(id, SessionEvent::Forgotten);
         }
-        Notice::Message { id } => hub.publish_message(id),
+        Notice::Message { .. } => site.room.wake(),
         Notice::Resync => {
             match site.store.forgotten(forgotten::IN_MEMORY).await {
                 Ok(forgotten) => {
@@ -63,7 +63,7 @@ async fn apply(site: &Site, notice: Notice) {
                 version: i64::MAX,
                 origin: 0,
             });
-            hub.publish_message(i64::MAX);
+            site.room.wake();
             tracing::info!("caught up with the other instances");
         }
     }

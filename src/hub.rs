@@ -1,5 +1,5 @@
 //! In-process publish/subscribe keyed by session id: how one tab's change reaches the session's
-//! other tabs, and a new chat message every chat page.
+//! other tabs. (Chat messages go through the room, `site::room`, which carries them rendered.)
 //!
 //! Events carry versions and ids, not data: a subscriber that cares reads the current state from
 //! the store. That keeps events tiny, makes a lagging subscriber harmless (it reads the newest
@@ -17,9 +17,6 @@ use crate::session::SessionId;
 /// Events buffered per session before a slow subscriber starts skipping (and re-reads instead).
 const EVENT_BUFFER: usize = 16;
 
-/// New-message events buffered before a slow chat page starts skipping (and re-reads instead).
-const CHAT_BUFFER: usize = 256;
-
 /// Something happened to a session's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
@@ -30,36 +27,14 @@ pub enum SessionEvent {
     Forgotten,
 }
 
-/// The registry of live sessions, and the chat room's channel.
+/// The registry of live sessions.
+#[derive(Default)]
 pub struct Hub {
     sessions: Mutex<HashMap<SessionId, broadcast::Sender<SessionEvent>>>,
     pages: Mutex<PageSeqs>,
-    chat: broadcast::Sender<i64>,
-}
-
-impl Default for Hub {
-    fn default() -> Hub {
-        Hub {
-            sessions: Mutex::default(),
-            pages: Mutex::default(),
-            chat: broadcast::channel(CHAT_BUFFER).0,
-        }
-    }
 }
 
 impl Hub {
-    /// Tells every chat page that message `id` (and any before it) is stored.
-    pub fn publish_message(&self, id: i64) {
-        let _ = self.chat.send(id);
-    }
-
-    /// Starts receiving new-message events.
-    pub fn subscribe_chat(&self) -> ChatSubscription {
-        ChatSubscription {
-            receiver: self.chat.subscribe(),
-        }
-    }
-
     /// Starts receiving `id`'s events; they stop when the subscription is dropped.
     pub fn subscribe(self: &Arc<Self>, id: SessionId) -> Subscription {
         let mut sessions = self.sessions.lock().expect("hub lock");
@@ -129,23 +104,6 @@ impl Subscription {
                 version: i64::MAX,
                 origin: 0,
             },
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-        }
-    }
-}
-
-/// A chat page's view of new messages.
-pub struct ChatSubscription {
-    receiver: broadcast::Receiver<i64>,
-}
-
-impl ChatSubscription {
-    /// The id of a newly stored message. A subscriber that fell behind gets `i64::MAX`, which
-    /// makes it read everything after the last message it has.
-    pub async fn recv(&mut self) -> i64 {
-        match self.receiver.recv().await {
-            Ok(id) => id,
-            Err(broadcast::error::RecvError::Lagged(_)) => i64::MAX,
             Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }

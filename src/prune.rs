@@ -108,6 +108,12 @@ pub fn spawn(site: Site, every: Duration, shutdown: CancellationToken) -> JoinHa
                 Ok(pruned) => {
                     site.forgotten
                         .forget_before(retention.cutoffs(now).forgotten_before);
+                    // The room's log shows no message the database no longer has.
+                    if pruned.messages > 0
+                        && let Err(e) = site.room.load(&site.store).await
+                    {
+                        tracing::error!(error = %e, "cannot re-read the chat after pruning");
+                    }
                     if pruned.is_empty() {
                         tracing::debug!("prune: nothing to remove");
                     } else {

@@ -18,6 +18,7 @@ use crate::http::{metrics, server};
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::session::Keys;
+use crate::site::room::Room;
 use crate::site::{self, ChatLimiters, Forgotten, RateLimiter, Site};
 use crate::store::Store;
 use crate::views::PageCache;
@@ -59,6 +60,10 @@ impl App {
         {
             forgotten.insert(id, at);
         }
+        let room = Arc::new(Room::new(config.message_limit as usize));
+        room.load(&store)
+            .await
+            .context("reading the newest chat messages")?;
         let site = Site::new(site::Parts {
             store,
             keys,
@@ -68,6 +73,7 @@ impl App {
             forgotten,
             forget_limit: RateLimiter::new(site::FORGET_LIMIT),
             pages: PageCache::default(),
+            room,
         });
         let live = Arc::new(Live::new(config.live(), site.clone(), shutdown.clone()));
         let metrics_listener = match &config.metrics_listen {
@@ -139,6 +145,10 @@ impl App {
         );
         let prune = prune::spawn(state.site.clone(), config.prune_every, shutdown.clone());
         let cluster = cluster::spawn(state.site.clone(), shutdown.clone());
+        let room = state
+            .site
+            .room
+            .spawn(state.site.store.clone(), shutdown.clone());
         let live = Arc::clone(&state.live);
         let store = state.site.store.clone();
 
@@ -175,6 +185,7 @@ impl App {
         // commits what was queued and its thread ends.
         let background = async {
             prune.await.context("the prune task panicked")?;
+            room.await.context("the chat room's reader panicked")?;
             if let Some(cluster) = cluster {
                 cluster
                     .await

@@ -73,7 +73,10 @@ async fn chat_page(
     error: Option<&FieldError>,
 ) -> Result<Markup, AppError> {
     let (saved, version) = app.settings_for(session).await?;
-    let messages = app.store.recent_messages(RECENT_MESSAGES).await?;
+    let messages = match app.room.recent(RECENT_MESSAGES) {
+        Some(messages) => messages,
+        None => app.store.recent_messages(RECENT_MESSAGES).await?,
+    };
     Ok(views::document(&Screen {
         view: View::Chat,
         saved: &saved,

@@ -102,7 +102,11 @@ impl<S: Transport> Peer<S> {
 
     /// Queues a message without flushing it: the next send or flush writes both in one go.
     pub(super) async fn queue_json(&mut self, message: &ServerMessage<'_>) -> Result<(), End> {
-        let message = Message::text(message.to_json());
+        self.queue(Message::text(message.to_json())).await
+    }
+
+    /// Queues a frame without flushing it.
+    pub(super) async fn queue(&mut self, message: Message) -> Result<(), End> {
         match timeout(self.send_timeout, self.socket.feed(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Peer),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Message;
+use tokio::sync::broadcast;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::peer::{End, Frame, Peer, Transport, code};
@@ -19,12 +20,13 @@ use super::protocol::{ClientMessage, FieldErrors, ServerMessage};
 use super::{Live, SocketSlot};
 use crate::chat::RECENT_MESSAGES;
 use crate::clock::now_millis;
-use crate::hub::{ChatSubscription, SessionEvent, Subscription};
+use crate::hub::{SessionEvent, Subscription};
 use crate::limit::TokenBucket;
 use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
 use crate::site::PostError;
+use crate::site::room::{CatchUp, Posted};
 use crate::store::{PageChange, Saved, StoreError};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
@@ -81,8 +83,8 @@ struct LiveView {
     /// The newest chat message the page has.
     last_message: i64,
     events: Subscription,
-    /// New-message events, on the chat view only.
-    chat: Option<ChatSubscription>,
+    /// The room's new messages, on the chat view only.
+    chat: Option<broadcast::Receiver<Arc<Posted>>>,
     /// This socket's place in the server's count of sockets.
     _slot: SocketSlot,
 }
@@ -127,13 +129,12 @@ impl LiveView {
                     }
                 }
                 event = self.events.recv() => self.on_event(peer, live, event).await,
-                newest = next_message(&mut self.chat) => {
-                    if newest > self.last_message {
-                        self.catch_up(peer, live).await
-                    } else {
-                        Ok(())
-                    }
-                }
+                posted = next_message(&mut self.chat) => match posted {
+                    Ok(posted) => self.on_message(peer, &posted).await,
+                    // Fell behind the room: what it missed is in the log (or the database).
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(peer, live).await,
+                    Err(broadcast::error::RecvError::Closed) => Ok(()),
+                },
                 _ = pings.tick() => {
                     if last_heard.elapsed() > idle_timeout {
                         Err(peer.close(code::GOING_AWAY, "idle timeout").await)
@@ -346,9 +347,42 @@ impl LiveView {
         }
     }
 
-    /// Sends the page the messages stored after the newest one it has: one by one when they
-    /// are few, as a full render when the page missed too many.
+    /// A message the room took: written as it was rendered, once for every page, unless the
+    /// page has it already.
+    async fn on_message<S: Transport>(
+        &mut self,
+        peer: &mut Peer<S>,
+        posted: &Posted,
+    ) -> Result<(), End> {
+        if posted.message.id <= self.last_message {
+            return Ok(());
+        }
+        self.last_message = posted.message.id;
+        peer.send(Message::Text(posted.frame_for(self.id).clone()))
+            .await
+    }
+
+    /// Sends the page the messages stored after the newest one it has: from the room's log, or,
+    /// when the page is older than the log, from the database (one by one when they are few, as
+    /// a full render when the page missed too many).
     async fn catch_up<S: Transport>(&mut self, peer: &mut Peer<S>, live: &Live) -> Result<(), End> {
+        if let CatchUp::Logged(missed) = live.site.room.after(self.last_message) {
+            let Some(newest) = missed.last().map(|posted| posted.message.id) else {
+                return Ok(());
+            };
+            self.last_message = newest;
+            if let [one] = missed.as_slice() {
+                return peer.send(Message::Text(one.frame_for(self.id).clone())).await;
+            }
+            // What the page missed, in one frame, as a page catching up always got it.
+            let html: String = missed.iter().map(|p| p.html_for(self.id)).collect();
+            return peer
+                .send_json(&ServerMessage::Messages {
+                    html: &html,
+                    last: newest,
+                })
+                .await;
+        }
         let missed = match live
             .site
             .store
@@ -380,7 +414,10 @@ impl LiveView {
     /// The page's `<body>` as it should be now, and the newest message in it.
     async fn render(&self, live: &Live) -> Result<(String, i64), StoreError> {
         let messages = match self.view {
-            View::Chat => live.site.store.recent_messages(RECENT_MESSAGES).await?,
+            View::Chat => match live.site.room.recent(RECENT_MESSAGES) {
+                Some(messages) => messages,
+                None => live.site.store.recent_messages(RECENT_MESSAGES).await?,
+            },
             View::Settings => Vec::new(),
         };
         let newest = messages.last().map_or(0, |m| m.id);
@@ -431,8 +468,10 @@ impl LiveView {
     }
 }
 
-/// The next new-message event, or never on a view without chat.
-async fn next_message(chat: &mut Option<ChatSubscription>) -> i64 {
+/// The room's next message, or never on a view without chat.
+async fn next_message(
+    chat: &mut Option<broadcast::Receiver<Arc<Posted>>>,
+) -> Result<Arc<Posted>, broadcast::error::RecvError> {
     match chat {
         Some(chat) => chat.recv().await,
         None => std::future::pending().await,

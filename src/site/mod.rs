@@ -3,12 +3,14 @@
 //! operations, kept here so the rules are written once: which session a cookie names (forgotten
 //! ones refused), what a page view reads and when it may write, how a chat message is posted.
 //!
-//! It also owns the runtime state those rules need: the forgotten ids, the chat's rate limiter,
-//! the hub, the cache of rendered settings pages.
+//! It also owns the runtime state those rules need: the forgotten ids, the chat's rate limiters,
+//! the hub, the chat room's log of rendered messages ([`room`]), the cache of rendered settings
+//! pages.
 
 mod client;
 pub mod forgotten;
 mod limits;
+pub mod room;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Parts {
     pub forget_limit: RateLimiter<IpAddr>,
     /// Rendered settings pages of recent visitors.
     pub pages: PageCache,
+    /// The chat's newest messages, rendered once, and the channel to every chat page.
+    pub room: Arc<room::Room>,
 }
 
 impl Site {
@@ -297,9 +301,13 @@ impl Site {
         } else {
             metrics().chat_message_posted();
         }
-        // Even a duplicate: the first try may have been stored without anyone being told (its
-        // answer lost with a dropped database connection). Pages that have it ignore it.
-        self.hub.publish_message(posted.message.id);
+        // The room reads what is new (one query, whatever the number of open pages), so the
+        // poster's next page shows it. Even a duplicate: the first try may have been stored
+        // without anyone being told (its answer lost with a dropped database connection).
+        if let Err(e) = self.room.catch_up_to(&self.store, posted.message.id).await {
+            tracing::warn!(error = %e, "the chat room could not read a new message yet");
+            self.room.wake();
+        }
         Ok(posted.message)
     }
 

@@ -96,7 +96,7 @@ pub(super) async fn join<S: Transport>(
             )
             .await);
     }
-    let chat = (view == View::Chat).then(|| live.site.hub.subscribe_chat());
+    let chat = (view == View::Chat).then(|| live.site.room.subscribe());
     let session = Session { id, is_new: false };
     let (saved, current) = match live.site.settings_for(session).await {
         Ok(found) => found,

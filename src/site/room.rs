@@ -1,0 +1,281 @@
+//! The chat room of this instance: the newest messages in memory, each rendered once, and the
+//! channel that carries them to every open chat page.
+//!
+//! A committed message is read from the database once per instance, not once per page: a post
+//! (here, or on another instance through its notification) wakes one fetcher task, which reads
+//! every message after the newest it has (`messages_after`, in id order: ids commit in order on
+//! both backends), renders each into the two frames a page can get (its author's, with the "(you)"
+//! marker, and everyone else's), keeps them in a bounded log and broadcasts them. A page writes
+//! the frame it is given as it is: one render and one query per message, however many pages are
+//! open. A page that fell behind, or comes back, catches up from the log; only one older than the
+//! log reads the database.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::Message;
+use crate::session::SessionId;
+use crate::store::Store;
+use crate::views;
+
+/// Messages kept in memory, the newest. A page that missed no more than this catches up without
+/// a query; the first render of a chat page reads its last page from here.
+pub const LOG_SIZE: usize = 512;
+
+/// Messages broadcast ahead of the slowest page before it is told it lagged (it then catches up
+/// from the log).
+const CHANNEL: usize = 256;
+
+/// Messages read per query by the fetcher.
+const FETCH: usize = 256;
+
+/// One stored message, rendered once for every page: its `<li>` and the `messages` frame that
+/// carries it, in the two variants a page can get (its author's, marked "(you)", and everyone
+/// else's).
+#[derive(Debug)]
+pub struct Posted {
+    /// The message as stored.
+    pub message: Message,
+    for_author: Rendered,
+    for_others: Rendered,
+}
+
+/// One variant of a rendered message.
+#[derive(Debug)]
+struct Rendered {
+    html: String,
+    frame: Utf8Bytes,
+}
+
+impl Posted {
+    fn render(message: Message) -> Posted {
+        let render = |viewer| {
+            let html = views::message_item(&message, viewer).into_string();
+            let frame = serde_json::json!({ "t": "messages", "html": html, "last": message.id });
+            Rendered {
+                html,
+                frame: Utf8Bytes::from(frame.to_string()),
+            }
+        };
+        Posted {
+            for_author: render(message.author),
+            // The nil id is nobody's session: nobody sees "(you)" on it.
+            for_others: render(SessionId::NOBODY),
+            message,
+        }
+    }
+
+    fn variant(&self, viewer: SessionId) -> &Rendered {
+        if self.message.author == viewer && viewer != SessionId::NOBODY {
+            &self.for_author
+        } else {
+            &self.for_others
+        }
+    }
+
+    /// The frame the page of `viewer` gets: shared bytes, the same for every such page.
+    pub fn frame_for(&self, viewer: SessionId) -> &Utf8Bytes {
+        &self.variant(viewer).frame
+    }
+
+    /// The `<li>` the page of `viewer` shows.
+    pub fn html_for(&self, viewer: SessionId) -> &str {
+        &self.variant(viewer).html
+    }
+}
+
+/// The newest messages, in id order, and how far back they are complete.
+#[derive(Default)]
+struct Log {
+    messages: VecDeque<Arc<Posted>>,
+    /// Every message with an id above this is in `messages` (or was pruned from the database):
+    /// the log is complete back to here.
+    complete_after: i64,
+}
+
+impl Log {
+    fn newest(&self) -> i64 {
+        self.messages
+            .back()
+            .map_or(self.complete_after, |m| m.message.id)
+    }
+}
+
+/// The room: the log, the channel, and the fetcher's wake-up.
+pub struct Room {
+    log: RwLock<Log>,
+    /// Held by the one fetch that runs at a time, so messages are logged and broadcast in id
+    /// order.
+    fetching: tokio::sync::Mutex<()>,
+    /// Messages the log keeps, at most: [`LOG_SIZE`], or fewer when `--message-limit` keeps fewer
+    /// in the database (the log never shows what the database no longer has).
+    capacity: usize,
+    channel: broadcast::Sender<Arc<Posted>>,
+    wake: Notify,
+}
+
+/// What a page gets to catch up after its newest message.
+pub enum CatchUp {
+    /// Every message after it, from the log (possibly none).
+    Logged(Vec<Arc<Posted>>),
+    /// It is older than the log: read the database.
+    TooOld,
+}
+
+impl Room {
+    /// An empty room whose log keeps at most `keep` messages (and never more than [`LOG_SIZE`]).
+    pub fn new(keep: usize) -> Room {
+        Room {
+            log: RwLock::default(),
+            fetching: tokio::sync::Mutex::new(()),
+            capacity: keep.clamp(1, LOG_SIZE),
+            channel: broadcast::channel(CHANNEL).0,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Fills the log with the newest messages of `store`, as they are now: at startup, and after
+    /// a prune deleted some. What the fetcher logged after this read stays.
+    pub async fn load(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        let recent = store.recent_messages(self.capacity).await?;
+        let complete_after = match recent.first() {
+            // Fewer than asked: the whole chat is here, nothing older exists.
+            _ if recent.len() < self.capacity => 0,
+            Some(first) => first.id - 1,
+            None => 0,
+        };
+        let newest = recent.last().map_or(complete_after, |m| m.id);
+        let mut messages: VecDeque<Arc<Posted>> = recent
+            .into_iter()
+            .map(Posted::render)
+            .map(Arc::new)
+            .collect();
+        let mut log = self.log.write().expect("room lock");
+        messages.extend(log.messages.drain(..).filter(|m| m.message.id > newest));
+        while messages.len() > self.capacity {
+            messages.pop_front();
+        }
+        log.complete_after = match messages.front() {
+            Some(front) if front.message.id - 1 > complete_after => front.message.id - 1,
+            _ => complete_after,
+        };
+        log.messages = messages;
+        Ok(())
+    }
+
+    /// Something was posted (here or on another instance): the fetcher reads it.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts receiving the messages the room takes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Posted>> {
+        self.channel.subscribe()
+    }
+
+    /// The messages after `last`, from the log, when it reaches back that far.
+    pub fn after(&self, last: i64) -> CatchUp {
+        let log = self.log.read().expect("room lock");
+        if last < log.complete_after {
+            return CatchUp::TooOld;
+        }
+        let start = log.messages.partition_point(|m| m.message.id <= last);
+        CatchUp::Logged(log.messages.range(start..).cloned().collect())
+    }
+
+    /// The newest `count` messages, oldest first, when the log holds them (it holds all of a chat
+    /// shorter than the log).
+    pub fn recent(&self, count: usize) -> Option<Vec<Message>> {
+        let log = self.log.read().expect("room lock");
+        if log.messages.len() < count && log.complete_after != 0 {
+            return None;
+        }
+        let start = log.messages.len().saturating_sub(count);
+        Some(
+            log.messages
+                .range(start..)
+                .map(|m| m.message.clone())
+                .collect(),
+        )
+    }
+
+    /// Makes sure the log has message `id` (just posted here): reads what is new unless a fetch
+    /// got it already. The poster's next page view then shows it.
+    pub async fn catch_up_to(
+        &self,
+        store: &Store,
+        id: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        while self.log.read().expect("room lock").newest() < id {
+            if self.fetch(store).await? == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what was posted after the newest message of the log, once, renders it, logs it and
+    /// broadcasts it, one fetch at a time. Returns how many it read.
+    async fn fetch(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
+        let _turn = self.fetching.lock().await;
+        let newest = self.log.read().expect("room lock").newest();
+        let fetched = store.messages_after(newest, FETCH).await?;
+        let count = fetched.len();
+        let rendered: Vec<Arc<Posted>> = fetched
+            .into_iter()
+            .map(|message| Arc::new(Posted::render(message)))
+            .collect();
+        let mut log = self.log.write().expect("room lock");
+        for posted in rendered {
+            if posted.message.id <= log.newest() {
+                continue;
+            }
+            if log.messages.len() >= self.capacity
+                && let Some(oldest) = log.messages.pop_front()
+            {
+                log.complete_after = oldest.message.id;
+            }
+            log.messages.push_back(Arc::clone(&posted));
+            // Sent under the lock: a page that catches up from the log and then listens sees
+            // each message once, in order.
+            let _ = self.channel.send(posted);
+        }
+        Ok(count)
+    }
+
+    /// Runs the fetcher until `shutdown`: each wake-up reads what is new, as many queries as it
+    /// takes; a failed read is tried again a moment later.
+    pub fn spawn(
+        self: &Arc<Self>,
+        store: Store,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let room = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = room.wake.notified() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                loop {
+                    match room.fetch(&store).await {
+                        Ok(n) if n < FETCH => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read new chat messages; retrying");
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                                () = shutdown.cancelled() => return,
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
