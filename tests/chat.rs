@@ -608,3 +608,78 @@ async fn the_message_limit_holds_at_every_post_not_only_at_the_prune() {
     assert!(!page.contains("message 6<"), "the oldest went");
     app.stop().await;
 }
+
+/// Posts `count` messages as one author, straight through the site (the limits are the site's,
+/// so the app is started with them raised); returns their ids, oldest first.
+async fn post_many(app: &TestApp, count: usize) -> Vec<i64> {
+    let author = SessionId::generate();
+    let from = std::net::IpAddr::from([127, 0, 0, 9]);
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
+        let message = app
+            .state
+            .site
+            .post_message(author, from, &format!("bulk {n}"), &format!("bulk-{n}"))
+            .await
+            .unwrap();
+        ids.push(message.id);
+    }
+    ids
+}
+
+const UNLIMITED: &[&str] = &[
+    "--message-burst",
+    "100000",
+    "--message-burst-per-ip",
+    "100000",
+    "--room-message-burst",
+    "100000",
+];
+
+#[tokio::test]
+async fn a_page_back_within_the_log_catches_up_from_it_and_an_older_one_from_the_database() {
+    let app = TestApp::spawn(UNLIMITED).await;
+    let ids = post_many(&app, 600).await;
+    let mut reader = app.browser();
+
+    // Missed 150: all of them, in order, in one frame, from the room's log (it holds 512).
+    let mut socket = join_chat(&mut reader, "r1", Some(ids[449])).await;
+    let missed = recv(&mut socket).await;
+    assert_eq!(missed["t"], "messages");
+    assert_eq!(message_ids(missed["html"].as_str().unwrap()), ids[450..]);
+    assert_eq!(missed["last"], ids[599]);
+    assert_eq!(
+        try_recv(&mut socket, Duration::from_millis(200)).await,
+        None
+    );
+
+    // Missed 590, from before the log: the database answers, and so many come as a new render
+    // of the whole page (its last fifty).
+    let mut socket = join_chat(&mut reader, "r2", Some(ids[9])).await;
+    let render = recv(&mut socket).await;
+    assert_eq!(render["t"], "render");
+    assert_eq!(message_ids(render["html"].as_str().unwrap()), ids[550..]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_open_chat_page_gets_each_message_once_in_order_however_many_there_are() {
+    let app = TestApp::spawn(UNLIMITED).await;
+    let mut pages = Vec::new();
+    for n in 0..20 {
+        let mut browser = app.browser();
+        pages.push(join_chat(&mut browser, &format!("p{n}"), None).await);
+    }
+    let ids = post_many(&app, 300).await;
+    for (n, page) in pages.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.len() < ids.len() {
+            let frame = recv(page).await;
+            assert_eq!(frame["t"], "messages", "page {n}");
+            seen.extend(message_ids(frame["html"].as_str().unwrap()));
+        }
+        assert_eq!(seen, ids, "page {n}: each once, in order");
+        assert_eq!(try_recv(page, Duration::from_millis(100)).await, None);
+    }
+    app.stop().await;
+}

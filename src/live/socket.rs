@@ -372,7 +372,9 @@ impl LiveView {
             };
             self.last_message = newest;
             if let [one] = missed.as_slice() {
-                return peer.send(Message::Text(one.frame_for(self.id).clone())).await;
+                return peer
+                    .send(Message::Text(one.frame_for(self.id).clone()))
+                    .await;
             }
             // What the page missed, in one frame, as a page catching up always got it.
             let html: String = missed.iter().map(|p| p.html_for(self.id)).collect();

@@ -279,3 +279,99 @@ impl Room {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::MessageBody;
+    use crate::store::{Durability, StoreOptions};
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let options = StoreOptions {
+            durability: Durability::Normal,
+            busy_timeout: Duration::from_secs(5),
+        };
+        Store::open_sqlite(&dir.path().join("livesession.db"), options).unwrap()
+    }
+
+    async fn post(store: &Store, room: &Room, n: usize) -> i64 {
+        let body = MessageBody::parse(&format!("m{n}")).unwrap();
+        let author = SessionId::generate();
+        let posted = store
+            .post_message(author, body, format!("n{n}"), 1_000)
+            .await
+            .unwrap();
+        room.catch_up_to(store, posted.message.id).await.unwrap();
+        posted.message.id
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_lagged_finds_everything_it_missed_in_the_log_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let room = Room::new(LOG_SIZE);
+        room.load(&store).await.unwrap();
+        let mut slow = room.subscribe();
+        let mut ids = Vec::new();
+        for n in 0..CHANNEL + 44 {
+            ids.push(post(&store, &room, n).await);
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+        let CatchUp::Logged(missed) = room.after(0) else {
+            panic!("the whole chat is in the log");
+        };
+        let missed: Vec<i64> = missed.iter().map(|p| p.message.id).collect();
+        assert_eq!(missed, ids);
+        let CatchUp::Logged(tail) = room.after(ids[99]) else {
+            panic!("in the log");
+        };
+        assert_eq!(tail.len(), ids.len() - 100);
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_its_capacity_and_says_when_a_page_is_older_than_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let room = Room::new(5);
+        room.load(&store).await.unwrap();
+        assert_eq!(
+            room.recent(50),
+            Some(Vec::new()),
+            "an empty chat is complete"
+        );
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            ids.push(post(&store, &room, n).await);
+        }
+        assert!(matches!(room.after(ids[3]), CatchUp::TooOld));
+        assert!(matches!(room.after(ids[14]), CatchUp::Logged(ref m) if m.len() == 5));
+        let recent: Vec<i64> = room.recent(5).unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(recent, ids[15..]);
+        assert_eq!(room.recent(6), None, "the database has the rest");
+
+        // A new room over the same database starts from where the chat is.
+        let again = Room::new(5);
+        again.load(&store).await.unwrap();
+        assert!(matches!(again.after(ids[14]), CatchUp::Logged(ref m) if m.len() == 5));
+        assert!(matches!(again.after(ids[13]), CatchUp::TooOld));
+    }
+
+    #[test]
+    fn only_the_author_gets_the_frame_marked_as_theirs() {
+        let author = SessionId::generate();
+        let posted = Posted::render(Message {
+            id: 7,
+            author,
+            author_name: "ada".into(),
+            body: "hello".into(),
+            created_at: 0,
+        });
+        assert!(posted.frame_for(author).contains("(you)"));
+        assert!(!posted.frame_for(SessionId::generate()).contains("(you)"));
+        assert!(!posted.frame_for(SessionId::NOBODY).contains("(you)"));
+        assert!(posted.html_for(author).starts_with("<li"));
+    }
+}
