@@ -4,6 +4,7 @@
 //! cargo run --release --example loadgen -- live-writes ADDR SOCKETS SECONDS [PAUSE_MS]
 //! cargo run --release --example loadgen -- connections ADDR SOCKETS SECONDS SERVER_PID
 //! cargo run --release --example loadgen -- cross ADDR_A ADDR_B ROUNDS
+//! cargo run --release --example loadgen -- fanout ADDR RECEIVERS MESSAGES RATE SERVER_PID [bare]
 //! ```
 //!
 //! `live-writes`: SOCKETS sockets, each its own session, each sending a change and waiting for its
@@ -20,6 +21,8 @@
 //! a change typed in the tab on A is timed until the tab on B shows it, and a chat message sent
 //! from A until a chat page on B shows it. The same is measured with both tabs on A, the
 //! baseline; prints p50/p99 of each and the ratio.
+
+mod fanout;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -344,7 +347,8 @@ async fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: loadgen live-writes ADDR SOCKETS SECONDS | connections ADDR SOCKETS \
-                 SECONDS PID | cross ADDR_A ADDR_B ROUNDS";
+                 SECONDS PID | cross ADDR_A ADDR_B ROUNDS | fanout ADDR RECEIVERS MESSAGES RATE \
+                 PID [bare]";
     let addr: SocketAddr = args
         .get(1)
         .expect(usage)
@@ -354,6 +358,19 @@ async fn main() {
         addr.ip().is_loopback(),
         "the load generator only targets loopback addresses"
     );
+    if args[0] == "fanout" {
+        let number = |i: usize| -> u64 { args.get(i).expect(usage).parse().expect(usage) };
+        let bare = args.get(6).is_some_and(|a| a == "bare");
+        return fanout::fanout(
+            addr,
+            number(2) as usize,
+            number(3),
+            number(4),
+            number(5) as u32,
+            bare,
+        )
+        .await;
+    }
     if args[0] == "cross" {
         let b: SocketAddr = args
             .get(2)

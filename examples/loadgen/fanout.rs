@@ -1,0 +1,237 @@
+//! `fanout`: RECEIVERS chat pages, each its own session (on livesession) or its own socket (on
+//! the bare baseline), and one sender posting MESSAGES messages, flat out (RATE 0: each post
+//! after the ack of the one before) or RATE per second. Prints deliveries per second, the time
+//! for a message to reach every page (p50/p99), the sender's ack time (p50/p99), `/healthz`
+//! during the flood (p50/p99), missing and duplicated deliveries (both must be 0), and the
+//! server's memory after the join and after the flood (from /proc/PID/status).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Page, join_view, load_page, percentile, rss_kib, source};
+
+/// When each message (by its sequence number) reached one page, and how often.
+type Seen = Arc<Mutex<HashMap<u64, (Instant, u32)>>>;
+
+/// The sequence numbers of the `fanout N` bodies in a frame's HTML.
+fn sequence_numbers(html: &str) -> Vec<u64> {
+    html.match_indices("fanout ")
+        .filter_map(|(at, marker)| {
+            let rest = &html[at + marker.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// A page for socket `n`: a session of its own on livesession; nothing on the baseline.
+async fn page_for(addr: SocketAddr, n: usize, bare: bool) -> Page {
+    if bare {
+        Page {
+            cookie: "bare=1".to_owned(),
+            csrf: String::new(),
+            build: String::new(),
+        }
+    } else {
+        load_page(addr, source(n)).await
+    }
+}
+
+/// `GET /healthz` on a fresh connection; how long the answer took.
+async fn health(addr: SocketAddr) -> Duration {
+    let started = Instant::now();
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return Duration::from_secs(60);
+    };
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return Duration::from_secs(60);
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    started.elapsed()
+}
+
+pub async fn fanout(
+    addr: SocketAddr,
+    receivers: usize,
+    messages: u64,
+    rate: u64,
+    pid: u32,
+    bare: bool,
+) {
+    let mut seen_by: Vec<Seen> = Vec::with_capacity(receivers);
+    let mut readers = Vec::with_capacity(receivers);
+    for chunk_start in (0..receivers).step_by(250) {
+        let joins: Vec<_> = (chunk_start..(chunk_start + 250).min(receivers))
+            .map(|n| {
+                tokio::spawn(async move {
+                    let page = page_for(addr, n, bare).await;
+                    join_view(addr, source(n), &page, &format!("r{n}"), "chat").await
+                })
+            })
+            .collect();
+        for join in joins {
+            let mut socket = join.await.unwrap();
+            let seen: Seen = Arc::default();
+            seen_by.push(Arc::clone(&seen));
+            readers.push(tokio::spawn(async move {
+                while let Some(Ok(frame)) = socket.next().await {
+                    let Message::Text(text) = frame else {
+                        continue;
+                    };
+                    if !text.contains("\"messages\"") {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let mut seen = seen.lock().unwrap();
+                    for seq in sequence_numbers(value["html"].as_str().unwrap_or("")) {
+                        seen.entry(seq).or_insert((now, 0)).1 += 1;
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let joined_kib = rss_kib(pid);
+
+    // The sender, and a reader of its acks.
+    let page = page_for(addr, receivers, bare).await;
+    let sender = join_view(addr, source(receivers), &page, "sender", "chat").await;
+    let (mut sink, mut stream) = sender.split();
+    let acks: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let (acked, mut ack_wait) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    {
+        let acks = Arc::clone(&acks);
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                if text.contains("\"ack\"") {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let seq = value["seq"].as_u64().unwrap_or(0);
+                    acks.lock().unwrap().insert(seq, Instant::now());
+                    let _ = acked.send(seq);
+                }
+            }
+        });
+    }
+    // /healthz every 10 ms while the messages flow.
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = {
+        let probing = Arc::clone(&probing);
+        tokio::spawn(async move {
+            let mut times = Vec::new();
+            while probing.load(std::sync::atomic::Ordering::Relaxed) {
+                times.push(health(addr).await);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            times
+        })
+    };
+
+    let mut sent_at = HashMap::new();
+    let started = Instant::now();
+    let mut ticks = (rate > 0).then(|| {
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        ticks
+    });
+    for seq in 1..=messages {
+        if let Some(ticks) = &mut ticks {
+            ticks.tick().await;
+        }
+        let post = serde_json::json!({"t": "post", "form": "composer", "seq": seq,
+            "nonce": format!("f{seq}"), "body": format!("fanout {seq}")});
+        sent_at.insert(seq, Instant::now());
+        sink.send(Message::text(post.to_string())).await.unwrap();
+        if rate == 0 {
+            while let Some(done) = ack_wait.recv().await {
+                if done == seq {
+                    break;
+                }
+            }
+        }
+    }
+    // Wait for every page to have every message, or 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let complete = seen_by
+            .iter()
+            .all(|seen| seen.lock().unwrap().len() as u64 >= messages);
+        if complete || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut healthz = probe.await.unwrap();
+    let flood_kib = rss_kib(pid);
+
+    let (mut missing, mut duplicated, mut deliveries) = (0u64, 0u64, 0u64);
+    let mut last_delivery = started;
+    let mut reach_all = Vec::new();
+    for seq in 1..=messages {
+        let mut slowest = None::<Instant>;
+        for seen in &seen_by {
+            match seen.lock().unwrap().get(&seq) {
+                Some(&(at, count)) => {
+                    deliveries += 1;
+                    duplicated += u64::from(count - 1);
+                    slowest = Some(slowest.map_or(at, |s| s.max(at)));
+                    last_delivery = last_delivery.max(at);
+                }
+                None => missing += 1,
+            }
+        }
+        if let Some(slowest) = slowest {
+            reach_all.push(slowest.duration_since(sent_at[&seq]));
+        }
+    }
+    let mut ack_times: Vec<Duration> = {
+        let acks = acks.lock().unwrap();
+        (1..=messages)
+            .filter_map(|seq| Some(acks.get(&seq)?.duration_since(sent_at[&seq])))
+            .collect()
+    };
+    reach_all.sort();
+    ack_times.sort();
+    healthz.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let took = last_delivery
+        .duration_since(started)
+        .as_secs_f64()
+        .max(1e-9);
+    println!(
+        "{} | {receivers} receivers | {messages} messages {} | {:.0} deliveries/s | reach all p50 {:.2} ms p99 {:.2} ms | ack p50 {:.2} ms p99 {:.2} ms | healthz p50 {:.2} ms p99 {:.2} ms ({} probes) | missing {missing} duplicated {duplicated} | memory {:.1} MiB after join, {:.1} MiB after the flood ({:+.1} KiB per receiver)",
+        if bare {
+            "bare broadcast"
+        } else {
+            "livesession"
+        },
+        if rate == 0 {
+            "flat out".to_owned()
+        } else {
+            format!("at {rate}/s")
+        },
+        deliveries as f64 / took,
+        ms(percentile(&reach_all, 0.50)),
+        ms(percentile(&reach_all, 0.99)),
+        ms(percentile(&ack_times, 0.50)),
+        ms(percentile(&ack_times, 0.99)),
+        ms(percentile(&healthz, 0.50)),
+        ms(percentile(&healthz, 0.99)),
+        healthz.len(),
+        joined_kib as f64 / 1024.0,
+        flood_kib as f64 / 1024.0,
+        (flood_kib as f64 - joined_kib as f64) / receivers as f64,
+    );
+    for reader in readers {
+        reader.abort();
+    }
+}
