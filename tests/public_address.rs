@@ -617,3 +617,47 @@ async fn what_clients_send_reaches_a_debug_log_line_escaped_and_cut() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_out_of_descriptors_backs_off_and_is_logged_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log) = start_with_open_file_limit(dir.path(), 256, &["--header-timeout", "1s"]);
+    // Lower the limit under the running server, below what its connection cap assumed: accept
+    // now fails with EMFILE long before the cap.
+    let pid = i32::try_from(server.child.id()).unwrap();
+    rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((48, 48)), None).unwrap();
+    let started = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..70 {
+        idle.push(connect_from(loopback(1), server.addr).await);
+    }
+    // They are all closed in time (the ones accepted late, one header timeout after that)...
+    for stream in &mut idle {
+        let left = (started + Duration::from_secs(20)).saturating_duration_since(Instant::now());
+        let (closed, _) = closed_by_server(stream, left).await;
+        assert!(closed, "an idle connection was never closed");
+    }
+    let drained = started.elapsed();
+    drop(idle);
+    // ... and the server serves again.
+    let mut health = None;
+    while health != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(30), "{health:?}");
+        health = get_from(loopback(2), server.addr, "/healthz", "").await;
+    }
+    server.stop();
+    let text = log.finished();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Too many open files") || l.contains("accepting connections"))
+        .collect();
+    assert!(!failures.is_empty(), "accept never failed:\n{text}");
+    // Within one 10 s interval: the first failure, and no more lines.
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    eprintln!(
+        "70 connections with 48 descriptors: drained in {drained:?}, {} log line(s) about \
+         accepting: {}",
+        failures.len(),
+        failures[0]
+    );
+}

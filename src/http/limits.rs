@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::client::TrustedProxies;
 use crate::address::{Held, Tally};
@@ -41,6 +41,8 @@ pub struct Connections {
     limits: ConnectionLimits,
     total: Arc<Semaphore>,
     per_ip: Tally,
+    /// Signalled when a connection closes (its descriptor is free again).
+    closed: Arc<Notify>,
 }
 
 impl Connections {
@@ -53,6 +55,7 @@ impl Connections {
             limits,
             total,
             per_ip: Tally::default(),
+            closed: Arc::default(),
         }
     }
 
@@ -73,6 +76,11 @@ impl Connections {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// Returns once a connection has closed since the last call (at once if one did).
+    pub async fn one_closed(&self) {
+        self.closed.notified().await;
     }
 
     /// Counts an accepted connection from `peer` in, or gives it back (`Err`) when `peer` holds
@@ -97,6 +105,7 @@ impl Connections {
             _slot: Slot {
                 _room: room,
                 _held: held,
+                closed: Arc::clone(&self.closed),
             },
         })
     }
@@ -106,11 +115,13 @@ impl Connections {
 struct Slot {
     _room: OwnedSemaphorePermit,
     _held: Option<Held>,
+    closed: Arc<Notify>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         metrics().connection_closed();
+        self.closed.notify_one();
     }
 }
 

@@ -15,8 +15,9 @@
 //! - One peer address holds at most [`ConnectionLimits::max_per_ip`]; one more is closed at once,
 //!   without an answer. Trusted proxies are exempt, and their `X-Forwarded-For` names the
 //!   client ([`ClientAddr`]) of each request.
-//! - An `accept` that fails for want of descriptors or memory backs off (10 ms, doubling to 1 s)
-//!   and is logged at most once per [`ACCEPT_LOG_EVERY`], with the count of failures.
+//! - An `accept` that fails for want of descriptors or memory is tried again when a connection
+//!   closes, or after a pause (10 ms, doubling to 1 s), and is logged at most once per
+//!   [`ACCEPT_LOG_EVERY`], with the count of failures.
 //!
 //! On shutdown it stops accepting, asks every connection to finish its current request, and
 //! waits for them.
@@ -89,9 +90,12 @@ pub async fn serve(
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     drop(room);
+                    // Out of descriptors, most likely: try again when a connection closes, or
+                    // after the pause (the descriptors may be held by something else).
                     let pause = failures.failed(&e);
                     tokio::select! {
                         () = tokio::time::sleep(pause) => continue,
+                        () = connections.one_closed() => continue,
                         () = shutdown.cancelled() => break,
                     }
                 }

@@ -196,6 +196,7 @@ pub async fn endpoint(
             let tracker = live.tracker.clone();
             return upgrade
                 .max_message_size(MAX_MESSAGE_BYTES)
+                .max_frame_size(MAX_MESSAGE_BYTES)
                 .read_buffer_size(1024)
                 .write_buffer_size(1024)
                 .on_upgrade(move |ws| {
