@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::http::client::{Network, TrustedProxies};
 use crate::live::LiveConfig;
 use crate::retention::Retention;
 use crate::site::{ChatLimits, RateLimit};
@@ -198,6 +199,36 @@ pub struct Config {
     /// 127.0.0.1:9464), apart from the public one.
     #[arg(long, env = "LIVESESSION_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+
+    /// The most connections one client address (an IPv6 /64) may hold open; one more is closed
+    /// at once. Trusted proxies (--trusted-proxy) are not held to it.
+    #[arg(long, env = "LIVESESSION_MAX_CONNECTIONS_PER_IP", default_value_t = 256, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// A reverse proxy in front of this server (an address, or a CIDR range like 10.0.0.0/8):
+    /// its X-Forwarded-For names the client that limits per address count, and it is not held to
+    /// --max-connections-per-ip. Repeatable; the environment variable takes a comma-separated
+    /// list.
+    #[arg(
+        long = "trusted-proxy",
+        env = "LIVESESSION_TRUSTED_PROXIES",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        value_parser = parse_network
+    )]
+    pub trusted_proxies: Vec<Network>,
+
+    /// The most live sockets one client address (an IPv6 /64; behind a trusted proxy, the
+    /// forwarded client) may hold, joined or not; one more is closed with 1013.
+    #[arg(long, env = "LIVESESSION_MAX_SOCKETS_PER_IP", default_value_t = 256, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sockets_per_ip: u32,
+
+    /// Close a live socket that has not sent its join message this long after its upgrade.
+    #[arg(long, env = "LIVESESSION_LIVE_JOIN_TIMEOUT", default_value = "5s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub live_join_timeout: Duration,
 }
 
 /// The shape of log lines.
@@ -237,6 +268,8 @@ impl Config {
             max_sockets: self.max_sockets as usize,
             max_sockets_per_session: self.max_sockets_per_session as usize,
             https_only: self.secure_cookies,
+            join_timeout: self.live_join_timeout,
+            max_sockets_per_ip: self.max_sockets_per_ip as usize,
         }
     }
 
@@ -280,6 +313,17 @@ impl Config {
             message_limit: self.message_limit as usize,
         }
     }
+}
+
+impl Config {
+    /// The proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.trusted_proxies.clone())
+    }
+}
+
+fn parse_network(input: &str) -> Result<Network, String> {
+    input.parse()
 }
 
 fn parse_duration(input: &str) -> Result<Duration, String> {
@@ -341,6 +385,46 @@ mod tests {
             (config.message_burst, config.message_window),
             (5, Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn the_connection_limits_default_and_parse() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.max_sockets_per_ip, 256);
+        assert_eq!(config.live_join_timeout, Duration::from_secs(5));
+        assert!(config.trusted_proxies.is_empty());
+        let config = parse(&[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy",
+            "10.0.0.0/8,fd00::/8",
+            "--live-join-timeout",
+            "500ms",
+        ])
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        assert!(
+            config
+                .trusted_proxies()
+                .contains("10.9.8.7".parse().unwrap())
+        );
+        assert!(
+            !config
+                .trusted_proxies()
+                .contains("11.0.0.1".parse().unwrap())
+        );
+        assert_eq!(config.live_join_timeout, Duration::from_millis(500));
+        for bad in [
+            &["--trusted-proxy", "proxy.example"][..],
+            &["--trusted-proxy", "10.0.0.0/40"],
+            &["--max-connections-per-ip", "0"],
+            &["--max-sockets-per-ip", "0"],
+            &["--live-join-timeout", "0s"],
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 
     #[test]

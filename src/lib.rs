@@ -18,10 +18,10 @@
 //!
 //! | layer | modules | may import |
 //! | --- | --- | --- |
-//! | ground | `clock`, `limit`, `shutdown`, `text` | std and crates only |
+//! | ground | `address`, `clock`, `limit`, `shutdown`, `text`, `untrusted` | std and crates only |
 //! | domain | `session`, `settings`, `chat`, `retention` | ground (no axum, no shared state) |
 //! | storage | `store` | domain, ground |
-//! | telemetry | `metrics` | storage, domain, ground |
+//! | telemetry | `metrics`, `refusals` | storage, domain, ground |
 //! | presentation | `assets`, `views` | telemetry and below |
 //! | serving core | `hub`, `site` | presentation and below |
 //! | serving | `live`, `http` | serving core and below |
@@ -30,11 +30,13 @@
 //!
 //! # Modules
 //!
+//! - [`address`]: client addresses as limits per address count them.
 //! - [`clock`]: `Millis`, the wall clock every stored time is read from.
 //! - [`limit`]: the token bucket behind every rate limit.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`text`]: what a person sees of a piece of text: NFC, graphemes, bidi controls, invisible
 //!   characters, combining marks.
+//! - [`untrusted`]: client-supplied text as a log line shows it: escaped and cut short.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings: usernames, themes, per-field changes.
 //! - [`chat`]: chat messages: what a body may contain, what a stored message is.
@@ -42,6 +44,7 @@
 //! - [`store`]: the database behind a narrow interface (SQLite, or PostgreSQL for several
 //!   instances), with its own types and errors.
 //! - [`metrics`]: the Prometheus registry: counters any layer above the store bumps.
+//! - [`refusals`]: refused connections and sockets: counted, and summarised in the log.
 //! - [`assets`]: the embedded, content-hashed static files.
 //! - [`views`]: the maud pages, and the cache of rendered settings pages.
 //! - [`hub`]: the in-process pub/sub that carries a change to a session's other tabs and a
@@ -59,6 +62,7 @@
 //! - [`startup`]: [`App`]: bind, open, serve, shut down.
 //! - [`cli`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
 
+pub mod address;
 pub mod app;
 pub mod assets;
 pub mod chat;
@@ -72,6 +76,7 @@ pub mod limit;
 pub mod live;
 pub mod metrics;
 pub mod prune;
+pub mod refusals;
 pub mod retention;
 pub mod session;
 pub mod settings;
@@ -80,6 +85,7 @@ pub mod site;
 pub mod startup;
 pub mod store;
 pub mod text;
+pub mod untrusted;
 pub mod views;
 
 pub use app::AppState;

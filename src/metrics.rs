@@ -60,6 +60,47 @@ pub enum Limit {
     ChatRoom,
 }
 
+/// Why a connection, a request or a live socket was refused or closed early (the `reason` label of
+/// `livesession_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A live socket upgrade from a foreign `Origin`.
+    Origin,
+    /// A connection over `--max-connections-per-ip`, closed at once.
+    ConnectionsPerIp,
+    /// The server held its most connections: the accept loop waited for one to close.
+    Connections,
+    /// A connection whose first request's headers did not arrive within `--header-timeout`.
+    HeaderTimeout,
+    /// A live socket over `--max-sockets`.
+    Sockets,
+    /// A live socket over `--max-sockets-per-ip`.
+    SocketsPerIp,
+    /// A live socket over `--max-sockets-per-session`.
+    SocketsPerSession,
+    /// A live socket that did not join within `--live-join-timeout`.
+    JoinTimeout,
+}
+
+impl Refusal {
+    /// Every refusal, in the order of its series.
+    pub const ALL: [Refusal; 8] = [
+        Refusal::Origin,
+        Refusal::ConnectionsPerIp,
+        Refusal::Connections,
+        Refusal::HeaderTimeout,
+        Refusal::Sockets,
+        Refusal::SocketsPerIp,
+        Refusal::SocketsPerSession,
+        Refusal::JoinTimeout,
+    ];
+
+    /// Its `reason` label.
+    pub fn label(self) -> &'static str {
+        REFUSALS.1[self as usize]
+    }
+}
+
 /// Every metric, each labelled series held as its own handle.
 #[derive(Debug)]
 pub struct Metrics {
@@ -76,6 +117,8 @@ pub struct Metrics {
     chat_messages: Counter,
     live_origin_rejections: Counter,
     rate_limited: [Counter; 5],
+    refused: [Counter; 8],
+    connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
     scrapes: Mutex<()>,
 }
@@ -89,6 +132,19 @@ const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
 const LIMITS: Label<5> = (
     "limit",
     ["chat", "live", "forget", "chat_address", "chat_room"],
+);
+const REFUSALS: Label<8> = (
+    "reason",
+    [
+        "origin",
+        "connections_per_ip",
+        "connections",
+        "header_timeout",
+        "sockets",
+        "sockets_per_ip",
+        "sockets_per_session",
+        "join_timeout",
+    ],
 );
 
 /// The kinds of database failure, as [`Unavailable::reason`] names them.
@@ -174,6 +230,18 @@ impl Metrics {
             "Requests refused by a rate limit, by limit",
             LIMITS,
         );
+        let refused = labelled(
+            &mut registry,
+            "refused",
+            "Connections, requests and live sockets refused or closed early, by reason",
+            REFUSALS,
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "HTTP connections open right now (live sockets included), on every listener",
+            connections.clone(),
+        );
         Metrics {
             registry,
             live_sockets,
@@ -188,6 +256,8 @@ impl Metrics {
             chat_messages,
             live_origin_rejections,
             rate_limited,
+            refused,
+            connections,
             scrapes: Mutex::new(()),
         }
     }
@@ -246,6 +316,27 @@ impl Metrics {
     /// A rate limit refused something.
     pub fn rate_limited(&self, limit: Limit) {
         self.rate_limited[limit as usize].inc();
+    }
+
+    /// Something was refused or closed early; see [`Refusal`]. (Its log lines are
+    /// `crate::refusals`'.)
+    pub fn refused(&self, refusal: Refusal) {
+        self.refused[refusal as usize].inc();
+    }
+
+    /// How many times `refusal` happened so far.
+    pub fn refusals(&self, refusal: Refusal) -> u64 {
+        self.refused[refusal as usize].get()
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    /// A connection was closed.
+    pub fn connection_closed(&self) {
+        self.connections.dec();
     }
 
     /// Every metric in the Prometheus text format, with `live_sockets` as the gauge's value and
@@ -343,6 +434,9 @@ mod tests {
             "livesession_live_origin_rejections_total",
             r#"livesession_rate_limited_total{limit="chat"}"#,
             r#"livesession_rate_limited_total{limit="forget"}"#,
+            r#"livesession_refused_total{reason="origin"}"#,
+            r#"livesession_refused_total{reason="join_timeout"}"#,
+            "livesession_connections",
         ] {
             assert_eq!(sample(&text, series), 0.0, "{series}");
         }

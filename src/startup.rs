@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppState};
 use crate::config::Config;
+use crate::http::limits::{ConnectionLimits, connection_budget};
 use crate::http::{metrics, server};
 use crate::hub::Hub;
 use crate::live::Live;
@@ -22,7 +23,7 @@ use crate::site::room::Room;
 use crate::site::{self, ChatLimiters, Forgotten, RateLimiter, Site};
 use crate::store::Store;
 use crate::views::PageCache;
-use crate::{cluster, prune};
+use crate::{cluster, prune, refusals};
 
 /// A built, bound, not yet serving app.
 pub struct App {
@@ -31,6 +32,7 @@ pub struct App {
     config: Config,
     shutdown: CancellationToken,
     metrics_listener: Option<TcpListener>,
+    connections: Capacity,
 }
 
 impl App {
@@ -84,12 +86,14 @@ impl App {
             ),
             None => None,
         };
+        let connections = Capacity::of(&config);
         Ok(App {
             listener,
             state: AppState { site, live },
             config,
             shutdown,
             metrics_listener,
+            connections,
         })
     }
 
@@ -121,7 +125,9 @@ impl App {
             config,
             shutdown,
             metrics_listener,
+            connections,
         } = self;
+        connections.log();
         let metrics_server = match metrics_listener {
             Some(listener) => {
                 let addr = listener
@@ -134,6 +140,7 @@ impl App {
                     listener,
                     router,
                     config.header_timeout,
+                    connections.metrics.clone(),
                     shutdown,
                 )))
             }
@@ -149,6 +156,7 @@ impl App {
             .site
             .room
             .spawn(state.site.store.clone(), shutdown.clone());
+        let summaries = tokio::spawn(refusals::summarise(shutdown.clone()));
         let live = Arc::clone(&state.live);
         let store = state.site.store.clone();
 
@@ -156,6 +164,7 @@ impl App {
             listener,
             app::router(state, config.metrics),
             config.header_timeout,
+            connections.public.clone(),
             shutdown.clone(),
         );
         let grace = config.shutdown_grace;
@@ -192,6 +201,7 @@ impl App {
                     .context("the notification listener panicked")?;
             }
             store.close().await;
+            let _ = summaries.await;
             anyhow::Ok(())
         };
         match tokio::time::timeout_at(deadline, background).await {
@@ -276,4 +286,88 @@ fn prepare_data_dir(dir: &Path, database: &Path) -> anyhow::Result<()> {
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
         .with_context(|| format!("the data dir {} is not writable", dir.display()))
+}
+
+/// Descriptors kept from the connections for the rest of the process: standard streams, the
+/// runtime's own (epoll, its wakers, the signal pipe), the files read at startup, and slack.
+const RESERVED_FOR_PROCESS: u64 = 64;
+
+/// Descriptors kept for SQLite: 8 readers and the writer, each with the database and its WAL
+/// open, the shared-memory file, and room for a temporary file or two.
+const RESERVED_FOR_SQLITE: u64 = 32;
+
+/// Descriptors kept for PostgreSQL: the pool of 16 and the listening connection, and slack.
+const RESERVED_FOR_POSTGRES: u64 = 20;
+
+/// Connections the `--metrics-listen` listener holds at most (kept apart from the public
+/// listener's, so a full server still answers its scraper).
+const METRICS_CONNECTIONS: usize = 16;
+
+/// How many connections the listeners may hold: the public one gets what the open-file limit
+/// leaves once the database, the listeners, the logs and the metrics listener have theirs.
+struct Capacity {
+    public: ConnectionLimits,
+    metrics: ConnectionLimits,
+    open_file_limit: Option<u64>,
+    reserved: u64,
+}
+
+impl Capacity {
+    /// Reads the soft open-file limit (`main` raised it to the hard limit already).
+    fn of(config: &Config) -> Capacity {
+        let open_file_limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .ok()
+            .map(|(soft, _)| soft);
+        let database = match config.database_url {
+            Some(_) => RESERVED_FOR_POSTGRES,
+            None => RESERVED_FOR_SQLITE,
+        };
+        let metrics_listener = match config.metrics_listen {
+            Some(_) => 1 + METRICS_CONNECTIONS as u64,
+            None => 0,
+        };
+        let reserved = RESERVED_FOR_PROCESS + database + 1 + metrics_listener;
+        // Without a readable limit, assume the usual default soft limit.
+        let max_connections = connection_budget(open_file_limit.unwrap_or(1024), reserved);
+        let trusted_proxies = Arc::new(config.trusted_proxies());
+        Capacity {
+            public: ConnectionLimits {
+                max_connections,
+                max_per_ip: config.max_connections_per_ip as usize,
+                trusted_proxies,
+            },
+            metrics: ConnectionLimits {
+                max_connections: METRICS_CONNECTIONS,
+                max_per_ip: METRICS_CONNECTIONS,
+                trusted_proxies: Arc::default(),
+            },
+            open_file_limit,
+            reserved,
+        }
+    }
+
+    fn log(&self) {
+        let max_connections = self.public.max_connections;
+        match self.open_file_limit {
+            Some(limit) => tracing::info!(
+                max_connections,
+                open_file_limit = limit,
+                reserved = self.reserved,
+                "serving at most {max_connections} connections at once (the open-file limit \
+                 {limit} less {} descriptors for the database, the listeners and the logs)",
+                self.reserved
+            ),
+            None => tracing::warn!(
+                max_connections,
+                "cannot read the open-file limit; serving at most {max_connections} connections"
+            ),
+        }
+        if max_connections < 64 {
+            tracing::warn!(
+                max_connections,
+                "the open-file limit leaves room for very few connections; raise it (ulimit -n, \
+                 LimitNOFILE=)"
+            );
+        }
+    }
 }

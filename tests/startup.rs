@@ -222,3 +222,54 @@ fn json_logs_are_one_object_per_line() {
     child.wait().unwrap();
     assert!(listening.is_some(), "no listening line");
 }
+
+#[test]
+fn bad_connection_limits_are_refused_with_one_line_from_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (&["--trusted-proxy", "proxy.example"][..], "--trusted-proxy"),
+        (&["--trusted-proxy", "10.0.0.0/33"], "prefix length"),
+        (
+            &["--max-connections-per-ip", "0"],
+            "--max-connections-per-ip",
+        ),
+        (&["--max-sockets-per-ip", "0"], "--max-sockets-per-ip"),
+        (&["--live-join-timeout", "0s"], "longer than zero"),
+    ] {
+        assert_refused(&run_to_exit(dir.path(), args), expected);
+    }
+    for (key, value) in [
+        ("LIVESESSION_TRUSTED_PROXIES", "127.0.0.1,not-an-address"),
+        ("LIVESESSION_MAX_CONNECTIONS_PER_IP", "none"),
+        ("LIVESESSION_MAX_SOCKETS_PER_IP", "-1"),
+        ("LIVESESSION_LIVE_JOIN_TIMEOUT", "soon"),
+    ] {
+        let mut child = command(dir.path(), &[])
+            .env(key, value)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("{key}={value} did not stop it");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_refused(&child.wait_with_output().unwrap(), "--");
+    }
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--max-connections-per-ip",
+        "LIVESESSION_MAX_CONNECTIONS_PER_IP",
+        "--trusted-proxy",
+        "LIVESESSION_TRUSTED_PROXIES",
+        "--max-sockets-per-ip",
+        "--live-join-timeout",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}

@@ -115,6 +115,10 @@ const SERVER_ONLY: &[&str] = &[
     "shutdown_grace",
     "metrics",
     "metrics_listen",
+    "max_connections_per_ip",
+    "trusted_proxies",
+    "max_sockets_per_ip",
+    "live_join_timeout",
 ];
 
 /// Flags only `prune` uses among the maintenance commands.

@@ -9,6 +9,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
+use crate::untrusted::Untrusted;
+
 /// The Content-Security-Policy of every response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
@@ -46,7 +48,8 @@ fn request_log()
         .on_failure(())
 }
 
-/// The span each request's log line is written in: its method and path.
+/// The span each request's log line is written in: its method and path, escaped and cut short
+/// (both come from the client, and may be up to 64 KiB long).
 #[derive(Debug, Clone, Copy)]
 struct RequestSpan;
 
@@ -54,8 +57,8 @@ impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
         tracing::debug_span!(
             "request",
-            method = %request.method(),
-            path = %request.uri().path()
+            method = %Untrusted::str(request.method().as_str()),
+            path = %Untrusted::str(request.uri().path())
         )
     }
 }

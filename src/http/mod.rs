@@ -2,17 +2,22 @@
 //! session cookie, the headers every response carries, `/metrics`, and the accept loop with the
 //! time limits a public server needs. The router that puts them together is `app`'s.
 //!
-//! - [`client`]: the address a request came from, for limits per client.
+//! - [`client`]: the address a request came from (behind a trusted proxy, the one it names),
+//!   for limits per client.
 //! - [`routes`]: the handlers, thin: read the session and the form, ask the site, render a view.
 //! - [`session`]: the session cookie's layer in front of the page routes.
 //! - [`error`]: what a failed handler answers.
 //! - [`headers`]: security headers and the request log.
 //! - [`metrics`]: `GET /metrics`.
+//! - [`live`]: `GET /live`, handed to the live layer with the client's address.
+//! - [`limits`]: how many connections are held, in all and per client address.
 //! - [`server`]: the accept loop.
 
 pub mod client;
 pub mod error;
 pub mod headers;
+pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod server;

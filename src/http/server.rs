@@ -1,19 +1,38 @@
-//! The accept loop: HTTP/1.1 with upgrades, and the time limits a public server needs.
+//! The accept loop: HTTP/1.1 with upgrades, and the limits a public server needs.
 //!
 //! `axum::serve` sets no header read timeout, so a client trickling a request's headers one byte
 //! at a time would hold its connection forever. This loop is the same idea with the limits set:
-//! request headers must arrive within `--header-timeout` and fit in [`MAX_HEADER_BYTES`]; the
-//! router adds a timeout for the rest of the request. On shutdown it stops accepting, asks every
-//! connection to finish its current request, and waits for them.
+//!
+//! - Every connection is served by hyper's HTTP/1 connection directly (no protocol detection,
+//!   which has no timer of its own): its header timer starts when the connection does, so a
+//!   connection whose first request's headers are not complete within `--header-timeout` is
+//!   closed, whatever it sent (nothing, half a line, an HTTP/2 preface); so is one that goes
+//!   quiet that long between requests. Headers must fit in [`MAX_HEADER_BYTES`]; the router adds
+//!   a timeout for the rest of the request.
+//! - At most [`ConnectionLimits::max_connections`] connections are held (below the open-file
+//!   limit, so the database and the logs always have descriptors): at the cap the loop stops
+//!   accepting until one closes, and new connections wait in the kernel's listen queue.
+//! - One peer address holds at most [`ConnectionLimits::max_per_ip`]; one more is closed at once,
+//!   without an answer. Trusted proxies are exempt, and their `X-Forwarded-For` names the
+//!   client ([`ClientAddr`]) of each request.
+//! - An `accept` that fails for want of descriptors or memory is tried again when a connection
+//!   closes, or after a pause (10 ms, doubling to 1 s), and is logged at most once per
+//!   [`ACCEPT_LOG_EVERY`], with the count of failures.
+//!
+//! On shutdown it stops accepting, asks every connection to finish its current request, and
+//! waits for them.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,67 +40,200 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::client::ClientAddr;
+use super::limits::{ConnectionLimits, Connections};
+use crate::metrics::Refusal;
+use crate::refusals::refused;
 
 /// The most a request's headers may take; more is refused with `431`.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// How often failing `accept` calls are logged at most.
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then finishes gracefully.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
-    let builder = builder.http1_only();
-    let connections = TaskTracker::new();
+    let connections = Connections::new(limits);
+    let tasks = TaskTracker::new();
+    let mut failures = AcceptFailures::default();
     loop {
+        let room = match connections.try_room() {
+            Some(room) => room,
+            None => {
+                tracing::debug!(
+                    limit = connections.limits().max_connections,
+                    "the server holds its most connections; waiting for one to close"
+                );
+                refused(Refusal::Connections);
+                tokio::select! {
+                    room = connections.wait_for_room() => room,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    failures.succeeded();
+                    accepted
+                }
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
-                    // Out of file descriptors, say: wait a moment rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    drop(room);
+                    // Out of descriptors, most likely: try again when a connection closes, or
+                    // after the pause (the descriptors may be held by something else).
+                    let pause = failures.failed(&e);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue,
+                        () = connections.one_closed() => continue,
+                        () = shutdown.cancelled() => break,
+                    }
                 }
             },
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let client = ClientAddr(peer.ip());
-        let service = router
-            .clone()
-            .map_request(move |request: Request<Incoming>| {
-                let mut request = request.map(axum::body::Body::new);
-                request.extensions_mut().insert(client);
-                request
-            });
-        let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+        let peer = peer.ip().to_canonical();
+        let stream = match connections.admit(stream, peer, room) {
+            Ok(stream) => stream,
+            Err(stream) => {
+                drop(stream);
+                tracing::debug!(
+                    client = %peer,
+                    limit = connections.limits().max_per_ip,
+                    "closed a connection over --max-connections-per-ip"
+                );
+                refused(Refusal::ConnectionsPerIp);
+                continue;
             }
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        };
+        let served = Arc::new(AtomicBool::new(false));
+        let service = {
+            let served = Arc::clone(&served);
+            let trusted = Arc::clone(&connections.limits().trusted_proxies);
+            let via_proxy = trusted.contains(peer);
+            router
+                .clone()
+                .map_request(move |request: Request<Incoming>| {
+                    served.store(true, Ordering::Relaxed);
+                    let client = if via_proxy {
+                        trusted.client(peer, request.headers())
+                    } else {
+                        peer
+                    };
+                    let mut request = request.map(axum::body::Body::new);
+                    request.extensions_mut().insert(ClientAddr(client));
+                    request
+                })
+        };
+        let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            match result {
+                Err(e) if e.is_timeout() && !served.load(Ordering::Relaxed) => {
+                    tracing::debug!(client = %peer, "no complete request headers in time; closed");
+                    refused(Refusal::HeaderTimeout);
+                }
+                Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
+                Ok(()) => {}
             }
         });
     }
-    connections.close();
-    connections.wait().await;
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// An error of the one connection being accepted (it was reset before we took it), not of the
+/// listener: accept the next.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Failing `accept` calls (out of descriptors, most likely): how long to back off, and when
+/// to say so.
+struct AcceptFailures {
+    pause: Duration,
+    /// Failures not logged yet.
+    unreported: u64,
+    last_logged: Option<Instant>,
+}
+
+impl Default for AcceptFailures {
+    fn default() -> AcceptFailures {
+        AcceptFailures {
+            pause: Duration::from_millis(10),
+            unreported: 0,
+            last_logged: None,
+        }
+    }
+}
+
+impl AcceptFailures {
+    /// Counts a failure, logs it if nothing was logged for [`ACCEPT_LOG_EVERY`], and returns
+    /// how long to wait before the next try.
+    fn failed(&mut self, error: &io::Error) -> Duration {
+        self.unreported += 1;
+        if self.may_log() {
+            tracing::warn!(
+                error = %error,
+                failures = self.unreported,
+                "accepting connections failed; backing off (logged at most every {} s)",
+                ACCEPT_LOG_EVERY.as_secs()
+            );
+            self.logged();
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(Duration::from_secs(1));
+        pause
+    }
+
+    /// A connection was accepted: no more backing off, and the failures since the last line
+    /// are reported (if a line may be written now).
+    fn succeeded(&mut self) {
+        self.pause = Duration::from_millis(10);
+        if self.unreported > 0 && self.may_log() {
+            tracing::warn!(
+                failures = self.unreported,
+                "accepting connections works again, after {} more failures",
+                self.unreported
+            );
+            self.logged();
+        }
+    }
+
+    fn may_log(&self) -> bool {
+        self.last_logged
+            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY)
+    }
+
+    fn logged(&mut self) {
+        self.unreported = 0;
+        self.last_logged = Some(Instant::now());
+    }
 }

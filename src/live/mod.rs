@@ -16,22 +16,25 @@ pub mod peer;
 pub mod protocol;
 pub mod socket;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::metrics;
+use crate::address::{Held, Tally};
+use crate::metrics::{Refusal, metrics};
+use crate::refusals::refused;
 use crate::session::Verdict;
-use crate::site::{ClientAddr, Site};
-use peer::MAX_MESSAGE_BYTES;
+use crate::site::Site;
+use crate::untrusted::Untrusted;
+use peer::{MAX_MESSAGE_BYTES, Peer, code};
 
 /// The live layer's settings (from the `--live-*`, `--max-sockets*` and `--allowed-origin`
 /// flags).
@@ -51,6 +54,10 @@ pub struct LiveConfig {
     pub max_sockets_per_session: usize,
     /// The site is served over HTTPS (`--secure-cookies`): only `https://` origins are its own.
     pub https_only: bool,
+    /// How long an upgraded socket may take to send its join.
+    pub join_timeout: Duration,
+    /// Sockets one client address (an IPv6 /64) may hold at most, joined or not.
+    pub max_sockets_per_ip: usize,
 }
 
 /// What the live layer shares between sockets.
@@ -65,6 +72,10 @@ pub struct Live {
     pub shutdown: CancellationToken,
     next_socket_id: AtomicU64,
     open_sockets: AtomicUsize,
+    /// Sockets upgraded (or being upgraded), joined or not: what `max_sockets` counts.
+    held: AtomicUsize,
+    /// The same, per client address.
+    per_ip: Tally,
 }
 
 impl Live {
@@ -77,6 +88,8 @@ impl Live {
             shutdown,
             next_socket_id: AtomicU64::new(1),
             open_sockets: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            per_ip: Tally::default(),
         }
     }
 
@@ -90,32 +103,65 @@ impl Live {
         self.open_sockets.load(Ordering::Relaxed)
     }
 
-    /// Counts a joined socket in, if the server has room for it; the count goes down when the
-    /// returned guard is dropped.
-    fn admit(self: &Arc<Self>) -> Option<SocketSlot> {
-        let before = self.open_sockets.fetch_add(1, Ordering::AcqRel);
-        let slot = SocketSlot {
+    /// A place for one more socket from `client`, taken before the upgrade: `max_sockets` and
+    /// `max_sockets_per_ip` count every socket from then on, joined or not.
+    fn reserve(self: &Arc<Self>, client: IpAddr) -> Result<SocketPermit, Refusal> {
+        let address = self
+            .per_ip
+            .take(client, self.config.max_sockets_per_ip)
+            .ok_or(Refusal::SocketsPerIp)?;
+        let max = self.config.max_sockets;
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < max).then_some(held + 1)
+            })
+            .map_err(|_| Refusal::Sockets)?;
+        Ok(SocketPermit {
             live: Arc::clone(self),
-        };
-        (before < self.config.max_sockets).then_some(slot)
+            _address: address,
+        })
+    }
+}
+
+/// One socket's place in the server's and its address's counts, from before its upgrade until
+/// it closes.
+pub struct SocketPermit {
+    live: Arc<Live>,
+    _address: Held,
+}
+
+impl SocketPermit {
+    /// The socket joined: it counts as open (the `livesession_live_sockets` gauge) too.
+    fn joined(self) -> SocketSlot {
+        self.live.open_sockets.fetch_add(1, Ordering::AcqRel);
+        SocketSlot { permit: self }
+    }
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        self.live.held.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// One joined socket's place in the server's count.
 pub struct SocketSlot {
-    live: Arc<Live>,
+    permit: SocketPermit,
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.live.open_sockets.fetch_sub(1, Ordering::AcqRel);
+        self.permit.live.open_sockets.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// `GET /live`: checks the origin, then upgrades. Sockets are tracked so shutdown can close them.
+/// `GET /live` from `client`: checks the origin, takes a place for the socket, then upgrades.
+/// Sockets are tracked so shutdown can close them. Over a cap the socket is upgraded and closed
+/// at once with `1013` and the reason, as a socket over `--max-sockets-per-session` is at its
+/// join: the client sees why, and tries again later.
 pub async fn endpoint(
-    State(live): State<Arc<Live>>,
-    ClientAddr(from): ClientAddr,
+    live: Arc<Live>,
+    client: IpAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -125,19 +171,41 @@ pub async fn endpoint(
         live.config.https_only,
     ) {
         metrics().live_origin_rejected();
-        tracing::info!(
-            origin = headers
-                .get(ORIGIN)
-                .and_then(|o| o.to_str().ok())
-                .unwrap_or("(none)"),
+        let origin = headers.get(ORIGIN).map(|o| o.as_bytes());
+        tracing::debug!(
+            %client,
+            origin = %Untrusted::bytes(origin.unwrap_or(b"(none)")),
             "refused a live socket from a foreign origin"
         );
+        refused(Refusal::Origin);
         return (
             StatusCode::FORBIDDEN,
             "WebSocket connections are accepted from this site's own pages only.",
         )
             .into_response();
     }
+    let permit = match live.reserve(client) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            let reason = match refusal {
+                Refusal::SocketsPerIp => "too many live sockets from this address",
+                _ => "the server is full",
+            };
+            tracing::debug!(%client, reason, "refused a live socket");
+            refused(refusal);
+            let tracker = live.tracker.clone();
+            return upgrade
+                .max_message_size(MAX_MESSAGE_BYTES)
+                .max_frame_size(MAX_MESSAGE_BYTES)
+                .read_buffer_size(1024)
+                .write_buffer_size(1024)
+                .on_upgrade(move |ws| {
+                    tracker.track_future(async move {
+                        let _ = refuse(ws, &live, reason).await;
+                    })
+                });
+        }
+    };
     let session = match live.site.verify_session(&headers).await.verdict {
         Verdict::Current(id) | Verdict::Previous(id) => Some(id),
         Verdict::Missing | Verdict::Invalid => None,
@@ -151,7 +219,13 @@ pub async fn endpoint(
         // Messages queued together (an ack and its render) are written together.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024)
-        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, live, session, from)))
+        .on_upgrade(move |ws| tracker.track_future(socket::run(ws, live, session, permit, client)))
+}
+
+/// Closes a socket that got no place with `1013` and `reason`.
+async fn refuse(ws: WebSocket, live: &Live, reason: &'static str) -> peer::End {
+    let mut peer = Peer::new(ws, live.config.send_timeout);
+    peer.close(code::TRY_AGAIN_LATER, reason).await
 }
 
 /// True when `Origin` names this server (as the browser reached it, per `Host`; over HTTPS only

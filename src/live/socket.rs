@@ -17,7 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::peer::{End, Frame, Peer, Transport, code};
 use super::protocol::{ClientMessage, FieldErrors, ServerMessage};
-use super::{Live, SocketSlot};
+use super::{Live, SocketPermit, SocketSlot};
 use crate::chat::RECENT_MESSAGES;
 use crate::clock::now_millis;
 use crate::hub::{SessionEvent, Subscription};
@@ -30,9 +30,6 @@ use crate::site::room::{CatchUp, Posted};
 use crate::store::{PageChange, Saved, StoreError};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
-/// How long a new socket may take to send its join.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The settings form: live changes of its full state.
 const SETTINGS_FORM: &str = "settings";
 
@@ -43,15 +40,17 @@ mod join;
 use join::join;
 
 /// Serves one upgraded socket until it ends. `session` is the verified session of the upgrade
-/// request, if its cookie was valid, and `from` the address it came from.
+/// request, if its cookie was valid; `permit` the socket's place in the counts, taken before the
+/// upgrade; `from` the address it came from.
 pub async fn run<S: Transport>(
     socket: S,
     live: Arc<Live>,
     session: Option<SessionId>,
+    permit: SocketPermit,
     from: IpAddr,
 ) {
     let mut peer = Peer::new(socket, live.config.send_timeout);
-    let end = match join(&mut peer, &live, session, from).await {
+    let end = match join(&mut peer, &live, session, permit, from).await {
         Ok(mut view) => view.serve(&mut peer, &live).await,
         Err(end) => end,
     };

@@ -1,18 +1,22 @@
-//! The start of a socket's life: the join message, checked (session, CSRF token, page id, the
-//! client's build), then the socket counted in (server and per-session limits), subscribed, and
-//! brought up to date with what the page shows.
+//! The start of a socket's life: the join message, within `--live-join-timeout`, checked
+//! (session, CSRF token, page id, the client's build), then the socket counted in (the
+//! per-session limit; the server's and the address's were taken before the upgrade),
+//! subscribed, and brought up to date with what the page shows. A refused socket gives its place
+//! back before its closing handshake, so the next one may take it at once.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::time::timeout;
 
-use super::{JOIN_TIMEOUT, LiveView, hash};
+use super::{LiveView, hash};
 use crate::assets::LIVE_SCRIPT;
 use crate::chat::new_nonce;
-use crate::live::Live;
 use crate::live::peer::{End, Frame, Peer, Transport, code};
 use crate::live::protocol::{ClientMessage, MAX_PAGE_ID_LEN, ServerMessage};
+use crate::live::{Live, SocketPermit};
+use crate::metrics::Refusal;
+use crate::refusals::refused;
 use crate::session::{Session, SessionId};
 use crate::settings::SettingsErrors;
 use crate::views::View;
@@ -22,22 +26,27 @@ pub(super) async fn join<S: Transport>(
     peer: &mut Peer<S>,
     live: &Arc<Live>,
     session: Option<SessionId>,
+    permit: SocketPermit,
     from: IpAddr,
 ) -> Result<LiveView, End> {
-    let text = match timeout(JOIN_TIMEOUT, peer.next()).await {
-        Err(_) => return Err(peer.close(code::POLICY, "no join message").await),
+    let text = match timeout(live.config.join_timeout, peer.next()).await {
+        Err(_) => {
+            tracing::debug!("closed a live socket that sent no join in time");
+            refused(Refusal::JoinTimeout);
+            return Err(refuse(peer, permit, code::POLICY, "no join message").await);
+        }
         Ok(Frame::Text(text)) => text,
-        Ok(Frame::TooBig) => return Err(peer.close(code::TOO_BIG, "message too big").await),
+        Ok(Frame::TooBig) => {
+            return Err(refuse(peer, permit, code::TOO_BIG, "message too big").await);
+        }
         Ok(Frame::Binary) => {
-            return Err(peer
-                .close(code::UNSUPPORTED, "binary messages are not supported")
-                .await);
+            let reason = "binary messages are not supported";
+            return Err(refuse(peer, permit, code::UNSUPPORTED, reason).await);
         }
         Ok(Frame::Gone) => return Err(End::Peer),
         Ok(Frame::Alive) => {
-            return Err(peer
-                .close(code::POLICY, "the first message must be a join")
-                .await);
+            let reason = "the first message must be a join";
+            return Err(refuse(peer, permit, code::POLICY, reason).await);
         }
     };
     let Ok(ClientMessage::Join {
@@ -49,24 +58,22 @@ pub(super) async fn join<S: Transport>(
         last_message,
     }) = serde_json::from_str(&text)
     else {
-        return Err(peer
-            .close(code::POLICY, "the first message must be a join")
-            .await);
+        let reason = "the first message must be a join";
+        return Err(refuse(peer, permit, code::POLICY, reason).await);
     };
     let Some(id) = session else {
-        return Err(peer
-            .close(code::POLICY, "no valid session cookie; reload the page")
-            .await);
+        let reason = "no valid session cookie; reload the page";
+        return Err(refuse(peer, permit, code::POLICY, reason).await);
     };
     if !live.site.keys.verify_csrf(id, &csrf) {
-        return Err(peer
-            .close(code::POLICY, "invalid CSRF token; reload the page")
-            .await);
+        let reason = "invalid CSRF token; reload the page";
+        return Err(refuse(peer, permit, code::POLICY, reason).await);
     }
     if page.is_empty() || page.len() > MAX_PAGE_ID_LEN {
-        return Err(peer.close(code::POLICY, "invalid page id").await);
+        return Err(refuse(peer, permit, code::POLICY, "invalid page id").await);
     }
     if build != LIVE_SCRIPT.hash() {
+        drop(permit);
         peer.send_json(&ServerMessage::Reload {
             reason: "the server runs a newer version of this page",
         })
@@ -76,26 +83,14 @@ pub(super) async fn join<S: Transport>(
 
     // Subscribe before reading, so a change committed meanwhile is heard (and merely re-read).
     let events = live.site.hub.subscribe(id);
-    let Some(slot) = live.admit() else {
-        tracing::warn!(
-            limit = live.config.max_sockets,
-            "live socket refused: the server is full"
-        );
-        drop(events);
-        return Err(peer
-            .close(code::TRY_AGAIN_LATER, "the server is full")
-            .await);
-    };
     if live.site.hub.sockets_of(id) > live.config.max_sockets_per_session {
-        tracing::info!("live socket refused: too many open pages for one browser");
-        drop((slot, events));
-        return Err(peer
-            .close(
-                code::TRY_AGAIN_LATER,
-                "too many open pages for this browser",
-            )
-            .await);
+        tracing::debug!("live socket refused: too many open pages for one browser");
+        refused(Refusal::SocketsPerSession);
+        drop(events);
+        let reason = "too many open pages for this browser";
+        return Err(refuse(peer, permit, code::TRY_AGAIN_LATER, reason).await);
     }
+    let slot = permit.joined();
     let chat = (view == View::Chat).then(|| live.site.room.subscribe());
     let session = Session { id, is_new: false };
     let (saved, current) = match live.site.settings_for(session).await {
@@ -134,4 +129,15 @@ pub(super) async fn join<S: Transport>(
         view.catch_up(peer, live).await?;
     }
     Ok(view)
+}
+
+/// Gives the socket's place back, then closes it with `code` and `reason`.
+async fn refuse<S: Transport>(
+    peer: &mut Peer<S>,
+    permit: SocketPermit,
+    code: u16,
+    reason: &'static str,
+) -> End {
+    drop(permit);
+    peer.close(code, reason).await
 }
