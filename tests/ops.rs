@@ -92,10 +92,13 @@ async fn seeded_data_dir() -> tempfile::TempDir {
             .unwrap();
     }
     for age in [401, 500, 3] {
+        // Only a session that saved something is remembered when it is forgotten.
+        let id = SessionId::generate();
         store
-            .forget(SessionId::generate(), now - age * DAY)
+            .save(id, change.clone(), now - age * DAY)
             .await
             .unwrap();
+        store.forget(id, now - age * DAY).await.unwrap();
     }
     dir
 }

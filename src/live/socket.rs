@@ -25,8 +25,7 @@ use crate::limit::TokenBucket;
 use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
-use crate::site::PostError;
-use crate::site::room::{CatchUp, Posted};
+use crate::site::room::Posted;
 use crate::store::{PageChange, Saved, StoreError};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
@@ -36,6 +35,7 @@ const SETTINGS_FORM: &str = "settings";
 /// The chat composer: live posts.
 const COMPOSER_FORM: &str = "composer";
 
+mod chat;
 mod join;
 use join::join;
 
@@ -281,35 +281,6 @@ impl LiveView {
         peer.flush().await
     }
 
-    async fn on_post<S: Transport>(
-        &mut self,
-        peer: &mut Peer<S>,
-        live: &Live,
-        seq: u64,
-        nonce: &str,
-        body: &str,
-    ) -> Result<(), End> {
-        let hub = &live.site.hub;
-        if seq <= hub.acked_seq(self.id, &self.page, COMPOSER_FORM) {
-            return ack(peer, COMPOSER_FORM, seq, None).await;
-        }
-        match live
-            .site
-            .post_message(self.id, self.from, body, nonce)
-            .await
-        {
-            Ok(_) => {
-                hub.record_ack(self.id, &self.page, COMPOSER_FORM, seq);
-                ack(peer, COMPOSER_FORM, seq, None).await
-            }
-            Err(PostError::Invalid(refusal) | PostError::TooFast(refusal)) => {
-                let refused = FieldErrors::from([("body", refusal.message())]);
-                ack(peer, COMPOSER_FORM, seq, Some(refused)).await
-            }
-            Err(PostError::Store(e)) => Err(peer.store_failed("posting a message", &e).await),
-        }
-    }
-
     async fn on_event<S: Transport>(
         &mut self,
         peer: &mut Peer<S>,
@@ -344,72 +315,6 @@ impl LiveView {
                 Err(peer.close(code::NORMAL, "session ended").await)
             }
         }
-    }
-
-    /// A message the room took: written as it was rendered, once for every page, unless the
-    /// page has it already.
-    async fn on_message<S: Transport>(
-        &mut self,
-        peer: &mut Peer<S>,
-        posted: &Posted,
-    ) -> Result<(), End> {
-        if posted.message.id <= self.last_message {
-            return Ok(());
-        }
-        self.last_message = posted.message.id;
-        peer.send(Message::Text(posted.frame_for(self.id).clone()))
-            .await
-    }
-
-    /// Sends the page the messages stored after the newest one it has: from the room's log, or,
-    /// when the page is older than the log, from the database (one by one when they are few, as
-    /// a full render when the page missed too many).
-    async fn catch_up<S: Transport>(&mut self, peer: &mut Peer<S>, live: &Live) -> Result<(), End> {
-        if let CatchUp::Logged(missed) = live.site.room.after(self.last_message) {
-            let Some(newest) = missed.last().map(|posted| posted.message.id) else {
-                return Ok(());
-            };
-            self.last_message = newest;
-            if let [one] = missed.as_slice() {
-                return peer
-                    .send(Message::Text(one.frame_for(self.id).clone()))
-                    .await;
-            }
-            // What the page missed, in one frame, as a page catching up always got it.
-            let html: String = missed.iter().map(|p| p.html_for(self.id)).collect();
-            return peer
-                .send_json(&ServerMessage::Messages {
-                    html: &html,
-                    last: newest,
-                })
-                .await;
-        }
-        let missed = match live
-            .site
-            .store
-            .messages_after(self.last_message, CATCH_UP_LIMIT)
-            .await
-        {
-            Ok(missed) => missed,
-            Err(e) => return Err(peer.store_failed("loading messages", &e).await),
-        };
-        let Some(newest) = missed.last().map(|m| m.id) else {
-            return Ok(());
-        };
-        if missed.len() == CATCH_UP_LIMIT {
-            self.shown = 0;
-            return self.render_if_changed(peer, live).await;
-        }
-        let mut html = String::new();
-        for message in &missed {
-            html.push_str(&views::message_item(message, self.id).into_string());
-        }
-        self.last_message = newest;
-        peer.send_json(&ServerMessage::Messages {
-            html: &html,
-            last: newest,
-        })
-        .await
     }
 
     /// The page's `<body>` as it should be now, and the newest message in it.
