@@ -12,7 +12,7 @@ use crate::http::client::{Network, TrustedProxies};
 use crate::live::LiveConfig;
 use crate::retention::Retention;
 use crate::site::{ChatLimits, RateLimit};
-use crate::store::{Durability, StoreOptions};
+use crate::store::{Durability, PostgresTarget, StoreOptions};
 
 /// The longest a touch window may be: a page view writes `read_at` at most this often.
 const TOUCH_WINDOW_CAP: Duration = Duration::from_secs(60 * 60);
@@ -45,9 +45,18 @@ pub struct Config {
     /// Keep everything in this PostgreSQL database instead of the SQLite file, so several
     /// instances can share sessions, chat and live updates (`postgres://user@host:5432/db`).
     /// Every instance must then sign cookies with the same secret (LIVESESSION_SECRET_KEY).
+    /// TLS as libpq's sslmode says: disable, prefer (the default), require, verify-ca, or
+    /// verify-full (`?sslmode=verify-full`: encrypted, and the server's certificate checked).
     #[arg(long, env = "LIVESESSION_DATABASE_URL", value_name = "URL",
           value_parser = parse_database_url, hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Trust the CA certificates in this PEM file (one or more) for PostgreSQL's TLS certificate,
+    /// instead of the system's: for a managed database whose CA is its provider's own. The URL's
+    /// sslrootcert=FILE does the same. With sslmode=verify-full the host name is checked too.
+    #[arg(long, env = "LIVESESSION_DATABASE_CA", value_name = "FILE",
+          value_parser = parse_ca_file, requires = "database_url")]
+    pub database_ca: Option<PathBuf>,
 
     /// Delete a browser's saved settings when nobody has read or written them for this long.
     #[arg(long, env = "LIVESESSION_STALE_AFTER", default_value = "100d", value_name = "DURATION",
@@ -331,24 +340,23 @@ fn parse_duration(input: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e} (write durations like 2s, 90m, 12h or 100d)"))
 }
 
-/// Accepts a `postgres://` or `postgresql://` URL the driver can read; anything else is refused
-/// here, with the reason. The message never repeats the value: it may hold a password.
+/// Accepts a `postgres://` or `postgresql://` URL the driver can read, with libpq's `sslmode`
+/// and `sslrootcert` (whose file must hold CA certificates); anything else is refused here, with
+/// the reason. The message never repeats the value: it may hold a password.
 fn parse_database_url(input: &str) -> Result<String, String> {
     let input = input.trim();
     if !(input.starts_with("postgres://") || input.starts_with("postgresql://")) {
         return Err("must be a PostgreSQL URL starting with postgres://".to_owned());
     }
-    let config = input
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "asks for TLS (sslmode=require), which this build does not speak; reach PostgreSQL \
-             over a private network or a Unix socket instead"
-                .to_owned(),
-        );
-    }
+    PostgresTarget::new(input, None)?;
     Ok(input.to_owned())
+}
+
+/// Accepts a PEM file of one or more CA certificates.
+fn parse_ca_file(input: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(input);
+    PostgresTarget::check_ca_file(&path)?;
+    Ok(path)
 }
 
 fn parse_positive_duration(input: &str) -> Result<Duration, String> {

@@ -21,7 +21,7 @@ use crate::live::Live;
 use crate::session::Keys;
 use crate::site::room::Room;
 use crate::site::{self, ChatLimiters, Forgotten, RateLimiter, Site};
-use crate::store::Store;
+use crate::store::{PostgresTarget, Store};
 use crate::views::PageCache;
 use crate::{cluster, prune, refusals};
 
@@ -228,9 +228,11 @@ pub enum Opening {
 pub async fn open_store(config: &Config, opening: Opening) -> anyhow::Result<Store> {
     let options = config.store_options();
     if let Some(url) = &config.database_url {
+        let target =
+            PostgresTarget::new(url, config.database_ca.as_deref()).map_err(anyhow::Error::msg)?;
         return match opening {
-            Opening::ToServe => Store::open_postgres(url, options).await,
-            Opening::AsItIs { .. } => Store::open_postgres_existing(url, options).await,
+            Opening::ToServe => Store::open_postgres_at(&target, options).await,
+            Opening::AsItIs { .. } => Store::open_postgres_existing(&target, options).await,
         };
     }
     let path = config.database_path();

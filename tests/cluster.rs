@@ -9,10 +9,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::binary::{self, Server};
-use common::live::{self, Socket};
+use common::binary::{self, Server, same_browser_on};
+use common::live::{self, recv_until};
 use common::postgres::TestDatabase;
 use common::{Browser, SECRET_A, SECRET_B, html_theme, message_ids, username_field};
 use reqwest::StatusCode;
@@ -57,27 +57,6 @@ fn start_instance(data_dir: &Path, url: &str, secret: &str) -> Server {
             "1000",
         ],
     )
-}
-
-/// The same browser (same cookie) talking to another instance.
-fn same_browser_on(browser: &Browser, server: &Server) -> Browser {
-    let mut other = Browser::new(server.addr);
-    other.cookie = browser.cookie.clone();
-    other
-}
-
-/// Reads messages until one satisfies `wanted`, within 5 s.
-async fn recv_until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let message = live::try_recv(socket, left)
-            .await
-            .expect("the awaited message never came");
-        if wanted(&message) {
-            return message;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,29 +3,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::binary::{BIN, Server, assert_refused, command};
-
-/// Runs the binary expecting it to stop by itself (a startup failure), within 10 s.
-fn run_to_exit(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = command(data_dir, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(10) {
-            child.kill().unwrap();
-            panic!("livesession {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+use common::binary::{BIN, Server, assert_refused, command, run_to_exit};
 
 #[test]
 fn an_unparsable_duration_is_refused_with_one_line() {
@@ -53,10 +34,30 @@ fn a_bad_database_url_is_refused_without_showing_its_password() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
-    let tls = "postgres://ada:hunter2@db.example/app?sslmode=require";
-    let output = run_to_exit(dir.path(), &["--database-url", tls]);
-    assert_refused(&output, "TLS");
-    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
+    for (url, expected) in [
+        (
+            "postgres://ada:hunter2@db.example/app?sslmode=verify-everything",
+            "sslmode \"verify-everything\" is not one of disable, prefer, require, verify-ca, \
+             verify-full",
+        ),
+        (
+            "postgres://ada:hunter2@db.example/app?sslmode=allow",
+            "sslmode=allow",
+        ),
+        (
+            "postgres://ada:hunter2@db.example/app?sslmode=verify-full&sslrootcert=/nowhere/ca.pem",
+            "cannot read /nowhere/ca.pem",
+        ),
+        (
+            "postgres://ada:hunter2@db.example/app?sslmode=require&sslrootcert=system",
+            "sslmode=require may not be used with sslrootcert=system",
+        ),
+    ] {
+        let output = run_to_exit(dir.path(), &["--database-url", url]);
+        assert_refused(&output, "--database-url");
+        assert_refused(&output, expected);
+        assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
+    }
     let unreachable = "postgres://ada:hunter2@127.0.0.1:1/app";
     let output = run_to_exit(dir.path(), &["--database-url", unreachable]);
     assert_refused(
@@ -64,6 +65,50 @@ fn a_bad_database_url_is_refused_without_showing_its_password() {
         "cannot connect to PostgreSQL at ada@127.0.0.1:1/app",
     );
     assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
+}
+
+#[test]
+fn a_bad_database_ca_is_refused_by_every_command_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = "postgres://ada:hunter2@db.example/app?sslmode=verify-full";
+    let not_pem = dir.path().join("key.pem");
+    std::fs::write(
+        &not_pem,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    for command in [&[][..], &["prune"], &["stats"]] {
+        let flags = [
+            &["--database-url", url, "--database-ca", "/nowhere/ca.pem"][..],
+            &["--database-url", url, "--database-ca", not_pem],
+        ];
+        for flags in flags {
+            let args: Vec<&str> = command.iter().chain(flags).copied().collect();
+            let output = run_to_exit(&data, &args);
+            assert_refused(&output, "--database-ca");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains("cannot read /nowhere/ca.pem")
+                    || stderr.contains("holds no certificate"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("hunter2"), "{stderr}");
+        }
+    }
+    // The environment twin, and the flag without a database to use it for.
+    let output = command(&data, &["--database-url", url])
+        .env("LIVESESSION_DATABASE_CA", not_pem)
+        .output()
+        .unwrap();
+    assert_refused(&output, "holds no certificate");
+    let ca = dir.path().join("ca.pem");
+    let certified = rcgen::generate_simple_self_signed(vec!["db.example".to_owned()]).unwrap();
+    std::fs::write(&ca, certified.cert.pem()).unwrap();
+    let output = run_to_exit(&data, &["--database-ca", ca.to_str().unwrap()]);
+    assert_refused(&output, "--database-url");
+    assert!(!data.exists(), "the data dir was created behind a refusal");
 }
 
 #[test]
@@ -159,6 +204,8 @@ fn help_explains_every_flag() {
         "--durability",
         "--secure-cookies",
         "--previous-keys",
+        "--database-ca",
+        "LIVESESSION_DATABASE_CA",
         "--log-format",
         "LIVESESSION_LISTEN",
         "LIVESESSION_SECRET_KEY",

@@ -270,6 +270,8 @@ mod tests {
             let text = help(name);
             assert!(text.contains("--data-dir"), "{name}: {text}");
             assert!(text.contains("--busy-timeout"), "{name}: {text}");
+            assert!(text.contains("--database-url"), "{name}: {text}");
+            assert!(text.contains("--database-ca"), "{name}: {text}");
             assert!(text.contains("--json"), "{name}: {text}");
             assert!(!text.contains("--listen"), "{name}: {text}");
             assert!(!text.contains("--secret-key"), "{name}: {text}");

@@ -23,6 +23,7 @@ use cache::Cache;
 
 pub use error::{StoreError, Unavailable};
 pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
+pub use postgres::PostgresTarget;
 pub use sqlite::SCHEMA_VERSION;
 pub use types::{
     Durability, Notice, PageChange, Posted, Saved, StoreOptions, StoreStats, StoredSettings,
@@ -36,8 +37,8 @@ use crate::settings::SettingsChange;
 /// Where a PostgreSQL URL points, for messages: user, host, port and database, never the
 /// password.
 pub fn describe_postgres(url: &str) -> String {
-    match url.parse() {
-        Ok(config) => postgres::describe(&config),
+    match PostgresTarget::parse(url, None) {
+        Ok(target) => postgres::describe(target.config()),
         Err(_) => "the configured PostgreSQL database".to_owned(),
     }
 }
@@ -125,21 +126,36 @@ impl Store {
         }
     }
 
-    /// Connects to the PostgreSQL database at `url`, brings its schema up to date, and refuses
-    /// a database written by a newer version or holding another program's tables.
+    /// Connects to the PostgreSQL database at `url` (over TLS as its `sslmode` and
+    /// `sslrootcert` say), brings its schema up to date, and refuses a database written by a
+    /// newer version or holding another program's tables.
     ///
     /// There is no read cache on this backend: another instance's write would make a cached row
     /// stale until its notification arrived, and a page must never show a value older than an
     /// acknowledged write.
     pub async fn open_postgres(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
-        let backend = Backend::Postgres(postgres::PostgresStore::open(url, options, false).await?);
+        let target = PostgresTarget::new(url, None).map_err(anyhow::Error::msg)?;
+        Store::open_postgres_at(&target, options).await
+    }
+
+    /// [`Store::open_postgres`], for a target that may trust a CA of its own (`--database-ca`).
+    pub async fn open_postgres_at(
+        target: &PostgresTarget,
+        options: StoreOptions,
+    ) -> anyhow::Result<Store> {
+        let backend =
+            Backend::Postgres(postgres::PostgresStore::open(target, options, false).await?);
         Ok(Store::with(backend, Cache::disabled()))
     }
 
-    /// Connects to the PostgreSQL database at `url` for a maintenance command: like
+    /// Connects to the PostgreSQL database `target` names for a maintenance command: like
     /// [`Store::open_sqlite_existing`], it creates and upgrades nothing.
-    pub async fn open_postgres_existing(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
-        let backend = Backend::Postgres(postgres::PostgresStore::open(url, options, true).await?);
+    pub async fn open_postgres_existing(
+        target: &PostgresTarget,
+        options: StoreOptions,
+    ) -> anyhow::Result<Store> {
+        let backend =
+            Backend::Postgres(postgres::PostgresStore::open(target, options, true).await?);
         Ok(Store::with(backend, Cache::disabled()))
     }
 

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::Browser;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_livesession");
 
 /// `livesession --data-dir DATA_DIR ARGS` (on port 0 unless ARGS say `--listen`), with
@@ -72,6 +74,32 @@ impl Log {
         }
         self.lines().join("\n")
     }
+}
+
+/// Runs the binary expecting it to stop by itself (a startup failure, a maintenance command),
+/// within 10 s.
+pub fn run_to_exit(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = command(data_dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("livesession {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The same browser (same cookie) talking to another instance.
+pub fn same_browser_on(browser: &Browser, server: &Server) -> Browser {
+    let mut other = Browser::new(server.addr);
+    other.cookie = browser.cookie.clone();
+    other
 }
 
 /// Asserts a refusal: a non-zero exit, nothing on standard output, and one line on standard

@@ -135,6 +135,20 @@ pub async fn try_recv(socket: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
+/// Reads messages until one satisfies `wanted`, within 5 s.
+pub async fn recv_until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let message = try_recv(socket, left)
+            .await
+            .expect("the awaited message never came");
+        if wanted(&message) {
+            return message;
+        }
+    }
+}
+
 /// Reads until the server closes; returns its close frame.
 pub async fn closed(socket: &mut Socket) -> Option<CloseFrame> {
     loop {

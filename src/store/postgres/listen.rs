@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::PostgresStore;
+use super::tls::Connector;
 use crate::store::Notice;
 
 /// The channel every instance listens on, and the statement that listens to it.
@@ -89,11 +90,11 @@ enum Listened {
 /// before (since this instance read its state at startup, or while it was not listening) is read
 /// from the tables.
 async fn listen_once(
-    config: &tokio_postgres::Config,
+    config: &Connector,
     instance: &str,
     notices: &mpsc::Sender<Notice>,
 ) -> Listened {
-    let (client, mut connection) = match config.connect(NoTls).await {
+    let (client, mut connection) = match config.connect().await {
         Ok(connected) => connected,
         Err(e) => return Listened::Failed(e),
     };

@@ -21,19 +21,23 @@
 //! - [`schema`]: `schema.postgres.sql`, its version, the signing key's fingerprint;
 //! - [`listen`]: the listening connection that hears the other instances;
 //! - [`chat`]: posting and reading chat messages;
-//! - [`prune`]: what pruning deletes, and the dry run's counts.
+//! - [`prune`]: what pruning deletes, and the dry run's counts;
+//! - [`target`]: the URL read as libpq reads it (`sslmode`, `sslrootcert`);
+//! - [`tls`]: TLS with rustls, the certificate checks, and what the log says of them.
 
 mod chat;
 mod listen;
 mod prune;
 mod schema;
+mod target;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{
@@ -43,6 +47,8 @@ use crate::clock::{Millis, now_millis};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, Theme, Username};
 use listen::CHANNEL;
+pub use target::PostgresTarget;
+use tls::Connector;
 
 /// A statement parameter.
 type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
@@ -74,7 +80,7 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct PostgresStore {
     pool: Pool,
     /// How to reach the database, for the listening connection.
-    config: Arc<tokio_postgres::Config>,
+    config: Arc<Connector>,
     /// The start of every notification this instance sends, so it can skip its own.
     instance: Arc<str>,
 }
@@ -85,12 +91,11 @@ impl PostgresStore {
     /// maintenance commands, it creates and upgrades nothing: the schema must be there, at this
     /// build's version.
     pub(super) async fn open(
-        url: &str,
+        target: &PostgresTarget,
         options: StoreOptions,
         existing: bool,
     ) -> anyhow::Result<PostgresStore> {
-        let mut config: tokio_postgres::Config =
-            url.parse().context("the PostgreSQL URL cannot be read")?;
+        let mut config = target.config().clone();
         let name = describe(&config);
         let mut settings = config.get_options().unwrap_or_default().to_owned();
         settings.push_str(&format!(
@@ -112,9 +117,11 @@ impl PostgresStore {
             .keepalives_retries(3)
             .tcp_user_timeout(Duration::from_secs(30));
 
+        let connector = Connector::new(target, config)
+            .map_err(|e| anyhow!("cannot connect to PostgreSQL at {name}: {e}"))?;
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            connector.config().clone(),
+            connector.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -126,10 +133,20 @@ impl PostgresStore {
             .create_timeout(Some(POOL_TIMEOUT))
             .build()
             .context("cannot set up the PostgreSQL connection pool")?;
-        let mut client = pool
-            .get()
-            .await
-            .with_context(|| format!("cannot connect to PostgreSQL at {name}"))?;
+        let handshakes = connector.handshakes();
+        let mut client = match pool.get().await {
+            Ok(client) => client,
+            // A refused certificate is one sentence of its own, naming what did not match.
+            Err(e) => {
+                return Err(match tls::refusal(target, &e) {
+                    Some(sentence) => anyhow!(sentence),
+                    None => anyhow::Error::new(e)
+                        .context(format!("cannot connect to PostgreSQL at {name}")),
+                });
+            }
+        };
+        // Only this connection has been made yet: it was encrypted if it checked a certificate.
+        tls::log_connected(target, connector.handshakes() > handshakes);
         let schema = if existing {
             schema::check(&client).await
         } else {
@@ -139,7 +156,7 @@ impl PostgresStore {
         drop(client);
         Ok(PostgresStore {
             pool,
-            config: Arc::new(config),
+            config: Arc::new(connector),
             instance: format!("{:016x} ", rand_u64()).into(),
         })
     }
