@@ -98,10 +98,10 @@ async fn join_view(
                                   "build": page.build, "page": page_id, "version": -1});
     socket.send(Message::text(join.to_string())).await.unwrap();
     loop {
-        if let Some(Ok(Message::Text(text))) = socket.next().await
-            && text.contains("\"joined\"")
-        {
-            return socket;
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.contains("\"joined\"") => return socket,
+            Some(Ok(_)) => {}
+            other => panic!("the socket closed before it joined: {other:?}"),
         }
     }
 }
