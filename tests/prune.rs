@@ -135,7 +135,10 @@ async fn a_save_after_a_prune_starts_a_fresh_row() {
         username: None,
         theme: Some(Theme::Light),
     };
-    store.save(id, change.clone(), 1_000).await.unwrap();
+    // Times near the real clock: the app's own prune at startup (100 days) leaves the row
+    // alone, only this test's pass (one second, ten seconds on) finds it stale.
+    let now = livesession::clock::now_millis();
+    store.save(id, change.clone(), now).await.unwrap();
     let retention = Retention {
         stale_after: Duration::from_secs(1),
         touch_window: Duration::ZERO,
@@ -143,14 +146,14 @@ async fn a_save_after_a_prune_starts_a_fresh_row() {
         message_limit: 10_000,
     };
     assert_eq!(
-        prune_pass(store, retention, 1_000_000, &CancellationToken::new())
+        prune_pass(store, retention, now + 10_000, &CancellationToken::new())
             .await
             .unwrap()
             .sessions,
         1
     );
     let saved = store
-        .save(id, change, 1_000_001)
+        .save(id, change, now + 10_001)
         .await
         .unwrap()
         .applied()
