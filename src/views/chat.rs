@@ -28,9 +28,12 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
     html! {
         section.card.chat {
             h1 { "Chat" }
-            ol #messages role="log" aria-live="polite" aria-label="Messages" {
-                @for message in chat.messages {
-                    (message_item(message, chat.viewer))
+            // The live region is a wrapper: a list may not take the `log` role itself.
+            div.log role="log" aria-live="polite" aria-label="Messages" {
+                ol #messages {
+                    @for message in chat.messages {
+                        (message_item(message, chat.viewer))
+                    }
                 }
             }
             @if chat.messages.is_empty() {

@@ -567,3 +567,61 @@ async fn tabs_on_two_instances_sharing_postgresql_stay_in_sync_and_chat() {
     a.stop().await;
     b.stop().await;
 }
+
+/// axe-core, the accessibility checker (the npm package `axe-core`; `.ci/run` installs it and
+/// names its `axe.min.js` in `LIVESESSION_AXE`), run on the chat and settings pages in the light
+/// and the dark theme, with a message and a name on the page: no violations.
+#[tokio::test]
+async fn the_chat_and_settings_pages_pass_axe_in_both_themes() {
+    let Some(axe) = std::env::var_os("LIVESESSION_AXE")
+        .map(std::path::PathBuf::from)
+        .filter(|path| path.exists())
+    else {
+        let _: Option<()> = common::skip(
+            "browser test the_chat_and_settings_pages_pass_axe_in_both_themes",
+            "axe-core not found (npm install axe-core, and set LIVESESSION_AXE to its axe.min.js)",
+        );
+        return;
+    };
+    let axe = std::fs::read_to_string(axe).unwrap();
+    let Some(chrome) = Chrome::start("the_chat_and_settings_pages_pass_axe_in_both_themes").await
+    else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    // The test client acts as the browser's session: its name, its theme, its messages.
+    chrome.goto(&app.url("/settings")).await;
+    let mut browser = app.browser();
+    browser.cookie = Some(chrome.session_cookie().await);
+    for theme in ["light", "dark"] {
+        browser.save_settings("Ada", theme).await;
+        browser
+            .post_message(&format!("hello in the {theme} theme"))
+            .await;
+        for path in ["/", "/settings"] {
+            chrome.goto(&app.url(path)).await;
+            chrome.until("the socket is live", CONNECTED).await;
+            chrome.client.execute(&axe, vec![]).await.unwrap();
+            let result = chrome
+                .client
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];
+                     axe.run(document, { resultTypes: ['violations'] })
+                        .then(r => done(r.violations.map(v =>
+                            v.id + ': ' + v.help + ' at ' +
+                            v.nodes.map(n => n.target.join(' ')).join(', '))))
+                        .catch(e => done(['axe failed: ' + e]));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let violations: Vec<String> = serde_json::from_value(result).unwrap();
+            assert!(
+                violations.is_empty(),
+                "{path} in the {theme} theme: {violations:#?}"
+            );
+        }
+    }
+    chrome.quit().await;
+    app.stop().await;
+}
