@@ -683,3 +683,40 @@ async fn every_open_chat_page_gets_each_message_once_in_order_however_many_there
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn older_messages_are_a_link_away_without_javascript() {
+    let app = TestApp::spawn(UNLIMITED).await;
+    let ids = post_many(&app, 60).await;
+    let mut reader = app.browser();
+
+    let newest = reader.page("/").await;
+    assert_eq!(message_ids(&newest), ids[10..]);
+    let link = format!(r#"href="/?before={}""#, ids[10]);
+    assert!(newest.contains(&link), "no link to the older page");
+
+    let older = reader.page(&format!("/?before={}", ids[10])).await;
+    assert_eq!(message_ids(&older), ids[..10]);
+    assert!(
+        !older.contains("/?before="),
+        "the oldest page links to nothing older"
+    );
+    assert!(older.contains("Back to the newest messages"));
+    assert!(
+        !older.contains(r#"id="composer""#),
+        "an older page has no composer"
+    );
+    assert!(
+        !older.contains("data-live-view"),
+        "an older page is not live"
+    );
+
+    // A page in the middle links on to the one before it.
+    let middle = reader.page(&format!("/?before={}", ids[55])).await;
+    assert_eq!(message_ids(&middle), ids[5..55]);
+    assert!(middle.contains(&format!(r#"href="/?before={}""#, ids[5])));
+
+    let junk = reader.get("/?before=soon").await;
+    assert_eq!(junk.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}

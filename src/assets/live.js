@@ -320,6 +320,47 @@
     if (empty && list.children.length) empty.remove();
   }
 
+  // Older messages, loaded into the list in place (the link works without JavaScript too): the
+  // messages in view stay where they are.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a[data-live-older]");
+    if (!link || view !== "chat") return;
+    event.preventDefault();
+    if (link.getAttribute("aria-busy") === "true") return;
+    link.setAttribute("aria-busy", "true");
+    fetch(link.href, { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var page = new DOMParser().parseFromString(html, "text/html");
+        var list = byId("messages");
+        var older = page.getElementById("messages");
+        if (!list || !older) return;
+        var fromBottom = list.scrollHeight - list.scrollTop;
+        var first = list.firstElementChild;
+        Array.prototype.slice.call(older.children).forEach(function (item) {
+          if (!item.id || byId(item.id)) return;
+          var node = document.importNode(item, true);
+          localizeTimes(node);
+          list.insertBefore(node, first);
+        });
+        list.scrollTop = list.scrollHeight - fromBottom;
+        var next = page.getElementById("older");
+        if (next) {
+          link.setAttribute("href", next.getAttribute("href"));
+          link.removeAttribute("aria-busy");
+        } else {
+          // Said in its place, so nothing below it moves.
+          var none = document.createElement("span");
+          none.textContent = "No older messages";
+          link.parentNode.replaceChild(none, link);
+        }
+      })
+      .catch(function () { window.location.href = link.href; });
+  });
+
   // ---- morphing ---------------------------------------------------------------------------
 
   function morphBody(html) {

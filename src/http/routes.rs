@@ -2,7 +2,7 @@
 //! renders a view.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::client::ClientAddr;
 use super::error::AppError;
 use super::session::ReplaceSession;
-use crate::chat::{RECENT_MESSAGES, new_nonce};
+use crate::chat::new_nonce;
 use crate::clock::now_millis;
 use crate::hub::SessionEvent;
 use crate::metrics::{Page, WritePath, metrics};
@@ -22,10 +22,46 @@ use crate::site::{ForgetError, PostError, Site};
 use crate::store::Saved;
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
-/// `GET /`: the chat room, with the last messages and the composer on the first render.
-pub async fn home(State(app): State<Site>, session: Session) -> Result<Markup, AppError> {
+/// The chat's query: `?before=ID` asks for the older page that ends before message `ID`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChatQuery {
+    before: Option<i64>,
+}
+
+/// `GET /`: the chat room, with the last messages and the composer on the first render; with
+/// `?before=ID`, an older page of it (a plain page, no composer), which works without JavaScript.
+pub async fn home(
+    State(app): State<Site>,
+    session: Session,
+    Query(query): Query<ChatQuery>,
+) -> Result<Markup, AppError> {
     metrics().page_view(Page::Chat);
-    chat_page(&app, session, "", None).await
+    match query.before {
+        None => chat_page(&app, session, "", None).await,
+        Some(before) => history_page(&app, session, before).await,
+    }
+}
+
+/// The page of the messages before message `before`.
+async fn history_page(app: &Site, session: Session, before: i64) -> Result<Markup, AppError> {
+    let (saved, version) = app.settings_for(session).await?;
+    let page = app.chat_page(Some(before)).await?;
+    Ok(views::document(&Screen {
+        view: View::Chat,
+        saved: &saved,
+        version,
+        csrf_token: &app.keys.csrf_token(session.id),
+        form: FormState::default(),
+        chat: Some(ChatScreen {
+            messages: &page.messages,
+            viewer: session.id,
+            draft: "",
+            error: None,
+            nonce: "",
+            older: page.older,
+            history: true,
+        }),
+    }))
 }
 
 /// `GET /settings`: the form, filled from the database on this very first render.
@@ -73,10 +109,7 @@ async fn chat_page(
     error: Option<&FieldError>,
 ) -> Result<Markup, AppError> {
     let (saved, version) = app.settings_for(session).await?;
-    let messages = match app.room.recent(RECENT_MESSAGES) {
-        Some(messages) => messages,
-        None => app.store.recent_messages(RECENT_MESSAGES).await?,
-    };
+    let page = app.chat_page(None).await?;
     Ok(views::document(&Screen {
         view: View::Chat,
         saved: &saved,
@@ -84,11 +117,13 @@ async fn chat_page(
         csrf_token: &app.keys.csrf_token(session.id),
         form: FormState::default(),
         chat: Some(ChatScreen {
-            messages: &messages,
+            messages: &page.messages,
             viewer: session.id,
             draft,
             error,
             nonce: &new_nonce(),
+            older: page.older,
+            history: false,
         }),
     }))
 }

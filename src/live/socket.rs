@@ -18,13 +18,13 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use super::peer::{End, Frame, Peer, Transport, code};
 use super::protocol::{ClientMessage, FieldErrors, ServerMessage};
 use super::{Live, SocketPermit, SocketSlot};
-use crate::chat::RECENT_MESSAGES;
 use crate::clock::now_millis;
 use crate::hub::{SessionEvent, Subscription};
 use crate::limit::TokenBucket;
 use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
+use crate::site::ChatPage;
 use crate::site::room::Posted;
 use crate::store::{PageChange, Saved, StoreError};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
@@ -319,13 +319,11 @@ impl LiveView {
 
     /// The page's `<body>` as it should be now, and the newest message in it.
     async fn render(&self, live: &Live) -> Result<(String, i64), StoreError> {
-        let messages = match self.view {
-            View::Chat => match live.site.room.recent(RECENT_MESSAGES) {
-                Some(messages) => messages,
-                None => live.site.store.recent_messages(RECENT_MESSAGES).await?,
-            },
-            View::Settings => Vec::new(),
+        let page = match self.view {
+            View::Chat => live.site.chat_page(None).await?,
+            View::Settings => ChatPage::default(),
         };
+        let messages = page.messages;
         let newest = messages.last().map_or(0, |m| m.id);
         let screen = Screen {
             view: self.view,
@@ -342,6 +340,8 @@ impl LiveView {
                 draft: "",
                 error: None,
                 nonce: &self.nonce,
+                older: page.older,
+                history: false,
             }),
         };
         Ok((views::body(&screen).into_string(), newest))

@@ -22,7 +22,7 @@ pub use client::ClientAddr;
 pub use forgotten::Forgotten;
 pub use limits::{RateLimit, RateLimiter, rate_limited_message};
 
-use crate::chat::{Message, MessageBody, new_nonce};
+use crate::chat::{Message, MessageBody, RECENT_MESSAGES, new_nonce};
 use crate::clock::now_millis;
 use crate::hub::{Hub, SessionEvent};
 use crate::metrics::{Limit, metrics};
@@ -160,6 +160,15 @@ pub const FORGET_LIMIT: RateLimit = RateLimit {
     burst: 10,
     window: std::time::Duration::from_secs(600),
 };
+
+/// A page of the chat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatPage {
+    /// Its messages, oldest first.
+    pub messages: Vec<Message>,
+    /// The id an older page starts before, when there are older messages.
+    pub older: Option<i64>,
+}
 
 /// Why "forget me" did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +318,28 @@ impl Site {
             self.room.wake();
         }
         Ok(posted.message)
+    }
+
+    /// A page of the chat: the newest [`RECENT_MESSAGES`] (`before` is `None`; from the room's
+    /// log when it holds them) or the [`RECENT_MESSAGES`] before message `before` (an older page,
+    /// from the database), oldest first, and the id to ask for the page before it, when there is
+    /// one.
+    pub async fn chat_page(&self, before: Option<i64>) -> Result<ChatPage, StoreError> {
+        let one_more = RECENT_MESSAGES + 1;
+        let mut messages = match before {
+            None => match self.room.recent(one_more) {
+                Some(messages) => messages,
+                None => self.store.recent_messages(one_more).await?,
+            },
+            Some(before) => self.store.messages_before(before, one_more).await?,
+        };
+        let older = if messages.len() == one_more {
+            messages.remove(0);
+            messages.first().map(|m| m.id)
+        } else {
+            None
+        };
+        Ok(ChatPage { messages, older })
     }
 
     /// "Forget me": deletes session `id`'s settings, refuses its cookie from now on, and tells

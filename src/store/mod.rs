@@ -311,6 +311,16 @@ impl Store {
         on_backend!(self, s => s.recent_messages(limit).await)
     }
 
+    /// Up to `limit` messages with ids below `before`, the newest of them, oldest first: an older
+    /// page of the chat (served by the primary key, like every read of messages by id).
+    pub async fn messages_before(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        on_backend!(self, s => s.messages_before(before, limit).await)
+    }
+
     /// Up to `limit` messages with ids above `after`, oldest first.
     pub async fn messages_after(
         &self,

@@ -20,6 +20,10 @@ pub struct ChatScreen<'a> {
     pub error: Option<&'a FieldError>,
     /// Makes a resubmitted form store its message once.
     pub nonce: &'a str,
+    /// The id the page of older messages starts before, when there are older messages.
+    pub older: Option<i64>,
+    /// An older page (`/?before=ID`): no composer, no live updates, a way back to the newest.
+    pub history: bool,
 }
 
 /// `/`: the chat log and the composer.
@@ -28,6 +32,9 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
     html! {
         section.card.chat {
             h1 { "Chat" }
+            @if let Some(older) = chat.older {
+                p.older { a #older href={ "/?before=" (older) } data-live-older { "Older messages" } }
+            }
             // The live region is a wrapper: a list may not take the `log` role itself.
             div.log role="log" aria-live="polite" aria-label="Messages" {
                 ol #messages {
@@ -36,6 +43,9 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
                     }
                 }
             }
+            @if chat.history {
+                p.newest { a href="/" { "Back to the newest messages" } }
+            } @else {
             @if chat.messages.is_empty() {
                 p.hint #no-messages { "No messages yet. Say hello!" }
             }
@@ -59,6 +69,7 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
                     button type="submit" { "Send" }
                     span.status #composer-status data-live-client role="status" aria-live="polite" {}
                 }
+            }
             }
         }
     }

@@ -84,7 +84,9 @@ pub fn document(screen: &Screen<'_>) -> Markup {
                 link rel="stylesheet" href=(STYLESHEET.url);
                 script src=(LIVE_SCRIPT.url) defer {}
             }
-            body data-live-view=(screen.view.as_str()) data-live-csrf=(screen.csrf_token)
+            // An older page of the chat is a plain page: nothing live on it.
+            body data-live-view=[(!screen.chat.is_some_and(|c| c.history)).then(|| screen.view.as_str())]
+                data-live-csrf=(screen.csrf_token)
                 data-live-version=(screen.version) {
                 (body(screen))
             }

@@ -625,3 +625,90 @@ async fn the_chat_and_settings_pages_pass_axe_in_both_themes() {
     chrome.quit().await;
     app.stop().await;
 }
+
+/// With JavaScript, "Older messages" loads the older page into the list in place: every message
+/// in order, once, and the messages that were in view stay where they were.
+#[tokio::test]
+async fn older_messages_load_in_place_and_keep_the_scroll_position() {
+    let Some(chrome) =
+        Chrome::start("older_messages_load_in_place_and_keep_the_scroll_position").await
+    else {
+        return;
+    };
+    let app = TestApp::spawn(&[
+        "--message-burst",
+        "1000",
+        "--message-burst-per-ip",
+        "1000",
+        "--room-message-burst",
+        "1000",
+    ])
+    .await;
+    let mut writer = app.browser();
+    for n in 0..60 {
+        writer.post_message(&format!("history {n}")).await;
+    }
+    chrome.goto(&app.url("/")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+    let ids = "return Array.from(document.querySelectorAll('#messages > li'))
+                   .map(li => Number(li.dataset.id))";
+    assert_eq!(chrome.js(ids).await.as_array().unwrap().len(), 50);
+
+    // Scrolled to the top of the list, where the link is; note where the first message is.
+    let before = chrome
+        .js("const list = document.getElementById('messages');
+             list.scrollTop = 0;
+             const first = list.firstElementChild;
+             return [first.id, first.getBoundingClientRect().top]")
+        .await;
+    let (first_id, first_top) = (
+        before[0].as_str().unwrap().to_owned(),
+        before[1].as_f64().unwrap(),
+    );
+    chrome
+        .client
+        .find(Locator::Css("#older"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .until(
+            "the older messages are in the list",
+            "return document.querySelectorAll('#messages > li').length === 60",
+        )
+        .await;
+    let all: Vec<i64> = serde_json::from_value(chrome.js(ids).await).unwrap();
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(all, sorted, "in order, each once");
+    let now_top = chrome
+        .js(&format!(
+            "return document.getElementById('{first_id}').getBoundingClientRect().top"
+        ))
+        .await
+        .as_f64()
+        .unwrap();
+    assert!(
+        (now_top - first_top).abs() <= 2.0,
+        "the message in view moved from {first_top} to {now_top}"
+    );
+    assert_eq!(
+        chrome
+            .js("return window.location.pathname + window.location.search")
+            .await,
+        "/",
+        "the page stayed where it was"
+    );
+    assert_eq!(
+        chrome
+            .js("return document.querySelector('.older').textContent")
+            .await,
+        "No older messages"
+    );
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}

@@ -137,6 +137,26 @@ impl PostgresStore {
         })
         .await
     }
+
+    pub(in crate::store) async fn messages_before(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = to_limit(limit);
+        self.retry(|client| async move {
+            let statement = client
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .await?;
+            let rows = client.query(&statement, &[&before, &limit]).await?;
+            Ok(rows.iter().rev().map(message).collect::<Result<_, _>>()?)
+        })
+        .await
+    }
 }
 
 /// A message row, of the columns `message_columns!` names.

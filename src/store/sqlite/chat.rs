@@ -112,6 +112,27 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub(in crate::store) async fn messages_before(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = sql_int(limit);
+        self.run(move |conn| {
+            let mut messages = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+                ))?
+                .query_map(params![before, limit], message)?
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
 }
 
 fn message(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
