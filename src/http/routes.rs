@@ -36,32 +36,7 @@ pub async fn home(
     Query(query): Query<ChatQuery>,
 ) -> Result<Markup, AppError> {
     metrics().page_view(Page::Chat);
-    match query.before {
-        None => chat_page(&app, session, "", None).await,
-        Some(before) => history_page(&app, session, before).await,
-    }
-}
-
-/// The page of the messages before message `before`.
-async fn history_page(app: &Site, session: Session, before: i64) -> Result<Markup, AppError> {
-    let (saved, version) = app.settings_for(session).await?;
-    let page = app.chat_page(Some(before)).await?;
-    Ok(views::document(&Screen {
-        view: View::Chat,
-        saved: &saved,
-        version,
-        csrf_token: &app.keys.csrf_token(session.id),
-        form: FormState::default(),
-        chat: Some(ChatScreen {
-            messages: &page.messages,
-            viewer: session.id,
-            draft: "",
-            error: None,
-            nonce: "",
-            older: page.older,
-            history: true,
-        }),
-    }))
+    chat_page(&app, session, "", None, query.before).await
 }
 
 /// `GET /settings`: the form, filled from the database on this very first render.
@@ -101,15 +76,17 @@ fn settings_document(
     })
 }
 
-/// The chat page, with `draft` in the composer and `error` next to it.
+/// The chat page, with `draft` in the composer and `error` next to it; or, `before` a message, an
+/// older page of it.
 async fn chat_page(
     app: &Site,
     session: Session,
     draft: &str,
     error: Option<&FieldError>,
+    before: Option<i64>,
 ) -> Result<Markup, AppError> {
     let (saved, version) = app.settings_for(session).await?;
-    let page = app.chat_page(None).await?;
+    let page = app.chat_page(before).await?;
     Ok(views::document(&Screen {
         view: View::Chat,
         saved: &saved,
@@ -123,7 +100,7 @@ async fn chat_page(
             error,
             nonce: &new_nonce(),
             older: page.older,
-            history: false,
+            history: before.is_some(),
         }),
     }))
 }
@@ -159,7 +136,7 @@ pub async fn post_message(
         Err(PostError::TooFast(refusal)) => (StatusCode::TOO_MANY_REQUESTS, refusal),
         Err(PostError::Store(e)) => return Err(e.into()),
     };
-    let page = chat_page(&app, session, &form.body, Some(&refusal)).await?;
+    let page = chat_page(&app, session, &form.body, Some(&refusal), None).await?;
     Ok((status, page).into_response())
 }
 

@@ -308,7 +308,7 @@ impl Store {
 
     /// The newest `limit` messages, oldest first.
     pub async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
-        on_backend!(self, s => s.recent_messages(limit).await)
+        self.messages_before(i64::MAX, limit).await
     }
 
     /// Up to `limit` messages with ids below `before`, the newest of them, oldest first: an older

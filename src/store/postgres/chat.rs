@@ -99,25 +99,6 @@ impl PostgresStore {
         .await
     }
 
-    pub(in crate::store) async fn recent_messages(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let limit = to_limit(limit);
-        self.retry(|client| async move {
-            let statement = client
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages ORDER BY id DESC LIMIT $1"
-                ))
-                .await?;
-            let rows = client.query(&statement, &[&limit]).await?;
-            Ok(rows.iter().rev().map(message).collect::<Result<_, _>>()?)
-        })
-        .await
-    }
-
     pub(in crate::store) async fn messages_after(
         &self,
         after: i64,

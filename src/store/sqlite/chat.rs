@@ -75,26 +75,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(in crate::store) async fn recent_messages(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let limit = sql_int(limit);
-        self.run(move |conn| {
-            let mut messages = conn
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages ORDER BY id DESC LIMIT ?1"
-                ))?
-                .query_map([limit], message)?
-                .collect::<Result<Vec<_>, _>>()?;
-            messages.reverse();
-            Ok(messages)
-        })
-        .await
-    }
-
     pub(in crate::store) async fn messages_after(
         &self,
         after: i64,
