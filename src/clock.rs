@@ -21,3 +21,9 @@ pub fn now_millis() -> Millis {
 pub fn millis(duration: Duration) -> Millis {
     Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
+
+/// `duration` in whole seconds, rounded up and at least one: how long to wait (or how long it
+/// was), as a sentence for a person says it.
+pub fn whole_seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64().ceil().max(1.0)
+}

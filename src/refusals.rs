@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::time::{MissedTickBehavior, interval_at};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::whole_seconds;
 use crate::metrics::{Refusal, metrics};
 
 /// How often the refusals since the last line are summarised at `info`.
@@ -62,7 +63,7 @@ pub async fn summarise(shutdown: CancellationToken) {
 
 /// Logs the refusals not logged yet, `since` being how long ago the last report was.
 fn report(since: Duration) {
-    let seconds = since.as_secs_f64().ceil().max(1.0);
+    let seconds = whole_seconds(since);
     for refusal in Refusal::ALL {
         let quiet = &state()[refusal as usize];
         let count = quiet.unreported.swap(0, Ordering::Relaxed);

@@ -7,6 +7,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::clock::whole_seconds;
 use crate::metrics::metrics;
 use crate::store::{StoreError, Unavailable};
 
@@ -37,7 +38,7 @@ impl IntoResponse for AppError {
                 (status, unavailable.message()).into_response()
             }
             AppError::TooFast(wait) => {
-                let seconds = wait.as_secs_f64().ceil().max(1.0);
+                let seconds = whole_seconds(wait);
                 (
                     StatusCode::TOO_MANY_REQUESTS,
                     [(axum::http::header::RETRY_AFTER, seconds.to_string())],

@@ -6,6 +6,7 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::clock::whole_seconds;
 use crate::limit::TokenBucket;
 use crate::session::SessionId;
 use crate::settings::FieldError;
@@ -72,7 +73,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
 
 /// The message shown to someone over the rate limit.
 pub fn rate_limited_message(wait: Duration, limit: RateLimit) -> FieldError {
-    let seconds = wait.as_secs_f64().ceil().max(1.0);
+    let seconds = whole_seconds(wait);
     FieldError::new(
         "Message",
         format!(

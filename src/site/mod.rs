@@ -23,7 +23,7 @@ pub use forgotten::Forgotten;
 pub use limits::{RateLimit, RateLimiter, rate_limited_message};
 
 use crate::chat::{Message, MessageBody, RECENT_MESSAGES, new_nonce};
-use crate::clock::now_millis;
+use crate::clock::{now_millis, whole_seconds};
 use crate::hub::{Hub, SessionEvent};
 use crate::metrics::{Limit, metrics};
 use crate::retention::Retention;
@@ -121,7 +121,7 @@ impl ChatLimiters {
                      has sent them; try again in {} s",
                     limit.burst,
                     humantime::format_duration(limit.window),
-                    seconds(wait)
+                    whole_seconds(wait)
                 ),
             );
             return Err((error, Limit::ChatAddress));
@@ -134,7 +134,7 @@ impl ChatLimiters {
                 format!(
                     "was not sent: the room is taking too many messages right now; try again \
                      in {} s",
-                    seconds(wait)
+                    whole_seconds(wait)
                 ),
             );
             return Err((error, Limit::ChatRoom));
@@ -148,11 +148,6 @@ impl ChatLimiters {
         self.per_address.refund(from);
         self.room.refund(());
     }
-}
-
-/// Whole seconds to wait, at least one.
-fn seconds(wait: std::time::Duration) -> f64 {
-    wait.as_secs_f64().ceil().max(1.0)
 }
 
 /// How often one client address may ask to be forgotten: 10 times in 10 minutes.
