@@ -48,6 +48,15 @@ fn sql_int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
+/// Which end of the chat a query of messages reads from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// The oldest first, as pages show them.
+    Oldest,
+    /// The newest first (the newest of a page): turned around before they are returned.
+    Newest,
+}
+
 /// Settings rows kept in memory, at most.
 const CACHE_ROWS: usize = 100_000;
 

@@ -4,10 +4,11 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{ADVISORY_LOCK, Param, PostgresStore, to_limit};
+use super::{ADVISORY_LOCK, Param, PostgresStore};
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
+use crate::store::{Order, sql_int};
 use crate::store::{Posted, StoreError};
 
 /// The chat's advisory lock key (PostgreSQL's one-`bigint` form). Per-session locks hash the
@@ -30,7 +31,7 @@ impl PostgresStore {
         now: Millis,
         keep: usize,
     ) -> Result<Posted, StoreError> {
-        let keep = to_limit(keep);
+        let keep = sql_int(keep);
         let author_id = author.as_uuid();
         let text = body.as_str();
         let notice = &format!("{}m ", self.instance);
@@ -104,19 +105,12 @@ impl PostgresStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let limit = to_limit(limit);
-        self.retry(|client| async move {
-            let statement = client
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
-                ))
-                .await?;
-            let rows = client.query(&statement, &[&after, &limit]).await?;
-            Ok(rows.iter().map(message).collect::<Result<_, _>>()?)
-        })
-        .await
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
+        );
+        self.messages(sql, after, limit, Order::Oldest).await
     }
 
     pub(in crate::store) async fn messages_before(
@@ -124,17 +118,31 @@ impl PostgresStore {
         before: i64,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let limit = to_limit(limit);
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id < $1 ORDER BY id DESC LIMIT $2"
+        );
+        self.messages(sql, before, limit, Order::Newest).await
+    }
+
+    /// The messages `sql` reads (an id bound as `$1`, a limit as `$2`, in `order`), oldest first.
+    async fn messages(
+        &self,
+        sql: &'static str,
+        bound: i64,
+        limit: usize,
+        order: Order,
+    ) -> Result<Vec<Message>, StoreError> {
+        let limit = sql_int(limit);
         self.retry(|client| async move {
-            let statement = client
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE id < $1 ORDER BY id DESC LIMIT $2"
-                ))
-                .await?;
-            let rows = client.query(&statement, &[&before, &limit]).await?;
-            Ok(rows.iter().rev().map(message).collect::<Result<_, _>>()?)
+            let statement = client.prepare_cached(sql).await?;
+            let rows = client.query(&statement, &[&bound, &limit]).await?;
+            let mut messages = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
+            if order == Order::Newest {
+                messages.reverse();
+            }
+            Ok(messages)
         })
         .await
     }

@@ -326,7 +326,7 @@ impl PostgresStore {
         &self,
         limit: usize,
     ) -> Result<Vec<(SessionId, Millis)>, StoreError> {
-        let limit = to_limit(limit);
+        let limit = sql_int(limit);
         self.retry(|client| async move {
             let rows = client
                 .query(
@@ -443,11 +443,6 @@ fn settings_from(row: &Row, first: usize) -> Result<StoredSettings, tokio_postgr
         version: row.try_get(first + 2)?,
         read_at: row.try_get(first + 3)?,
     })
-}
-
-/// A `LIMIT` parameter.
-fn to_limit(n: usize) -> i64 {
-    sql_int(n)
 }
 
 /// A random number from the operating system, to tell instances apart.

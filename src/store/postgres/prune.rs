@@ -3,10 +3,11 @@
 //! once take different rows, and a row being written is left for the next pass (where its new
 //! `read_at` keeps it).
 
-use super::{PostgresStore, to_limit};
+use super::PostgresStore;
 use crate::clock::Millis;
 use crate::session::SessionId;
 use crate::store::StoreError;
+use crate::store::sql_int;
 
 // What pruning deletes, shared by the deletes and the dry run's counts so they cannot drift.
 macro_rules! stale_settings {
@@ -49,7 +50,7 @@ impl PostgresStore {
         cutoff: Millis,
         limit: usize,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let limit = to_limit(limit);
+        let limit = sql_int(limit);
         self.retry(|client| async move {
             // The outer condition is checked again on each locked row, so a row touched since
             // the inner scan is kept.
@@ -86,7 +87,7 @@ impl PostgresStore {
                 old_messages!(),
                 " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
             ),
-            &[&created_before, &to_limit(keep_newest), &to_limit(limit)],
+            &[&created_before, &sql_int(keep_newest), &sql_int(limit)],
         )
         .await
     }
@@ -103,7 +104,7 @@ impl PostgresStore {
         created_before: Millis,
         keep_newest: usize,
     ) -> Result<usize, StoreError> {
-        let keep = to_limit(keep_newest);
+        let keep = sql_int(keep_newest);
         self.count(
             concat!("SELECT count(*) ", old_messages!()),
             &[&created_before, &keep],

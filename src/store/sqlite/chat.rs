@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
-use crate::store::{Posted, StoreError, sql_int};
+use crate::store::{Order, Posted, StoreError, sql_int};
 
 /// The columns a message is read from, in [`message`]'s order.
 macro_rules! message_columns {
@@ -80,17 +80,12 @@ impl SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let limit = sql_int(limit);
-        self.run(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                message_columns!(),
-                " FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2"
-            ))?
-            .query_map(params![after, limit], message)?
-            .collect()
-        })
-        .await
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2"
+        );
+        self.messages(sql, after, limit, Order::Oldest).await
     }
 
     pub(in crate::store) async fn messages_before(
@@ -98,17 +93,31 @@ impl SqliteStore {
         before: i64,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+        );
+        self.messages(sql, before, limit, Order::Newest).await
+    }
+
+    /// The messages `sql` reads (an id bound as `?1`, a limit as `?2`, in `order`), oldest first.
+    async fn messages(
+        &self,
+        sql: &'static str,
+        bound: i64,
+        limit: usize,
+        order: Order,
+    ) -> Result<Vec<Message>, StoreError> {
         let limit = sql_int(limit);
         self.run(move |conn| {
             let mut messages = conn
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
-                ))?
-                .query_map(params![before, limit], message)?
+                .prepare_cached(sql)?
+                .query_map(params![bound, limit], message)?
                 .collect::<Result<Vec<_>, _>>()?;
-            messages.reverse();
+            if order == Order::Newest {
+                messages.reverse();
+            }
             Ok(messages)
         })
         .await
