@@ -34,15 +34,7 @@ fn authors(page: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_chat_page_shows_the_composer_and_the_last_fifty_messages_in_order() {
-    let app = TestApp::spawn(&[
-        "--message-burst",
-        "100",
-        "--message-burst-per-ip",
-        "100",
-        "--room-message-burst",
-        "100",
-    ])
-    .await;
+    let app = TestApp::spawn(RAISED).await;
     let mut browser = app.browser();
     for n in 1..=55 {
         let response = browser.post_message(&format!("message {n}")).await;
@@ -241,15 +233,7 @@ async fn a_resubmitted_form_stores_its_message_once() {
 
 #[tokio::test]
 async fn a_message_reaches_every_chat_page_once_and_in_order() {
-    let app = TestApp::spawn(&[
-        "--message-burst",
-        "100",
-        "--message-burst-per-ip",
-        "100",
-        "--room-message-burst",
-        "100",
-    ])
-    .await;
+    let app = TestApp::spawn(RAISED).await;
     let mut alice = app.browser();
     let mut bob = app.browser();
     let mut alice_tab = join_chat(&mut alice, "a", None).await;
@@ -518,6 +502,17 @@ async fn shutdown_closes_chat_sockets_too() {
     stopping.await.unwrap();
 }
 
+/// The chat's rate limits raised above what a test posts: 100 per window, per browser, per
+/// address and for the room.
+const RAISED: &[&str] = &[
+    "--message-burst",
+    "100",
+    "--message-burst-per-ip",
+    "100",
+    "--room-message-burst",
+    "100",
+];
+
 /// How many messages the database holds.
 fn stored_messages(app: &TestApp) -> i64 {
     app.db()
@@ -586,17 +581,7 @@ async fn the_room_takes_at_most_its_burst_from_everyone_together() {
 
 #[tokio::test]
 async fn the_message_limit_holds_at_every_post_not_only_at_the_prune() {
-    let app = TestApp::spawn(&[
-        "--message-limit",
-        "5",
-        "--message-burst",
-        "100",
-        "--message-burst-per-ip",
-        "100",
-        "--room-message-burst",
-        "100",
-    ])
-    .await;
+    let app = TestApp::spawn(&[&["--message-limit", "5"], RAISED].concat()).await;
     let mut browser = app.browser();
     for n in 0..12 {
         let response = browser.post_message(&format!("message {n}")).await;

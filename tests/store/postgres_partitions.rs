@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use livesession::session::SessionId;
 use livesession::shutdown::CancellationToken;
-use livesession::store::Notice;
+use livesession::store::{Notice, Store};
 
 use crate::common::postgres::TestDatabase;
 use crate::harness::{change, open_postgres, postgres_fixture};
@@ -148,6 +148,19 @@ async fn postgres_a_listener_that_silently_stops_answering_is_replaced() {
     listener.await.unwrap();
 }
 
+/// Fills the pool of `store` with `connections` open at once (each reading session `id`).
+async fn warm(store: &Store, id: SessionId, connections: usize) {
+    let reads: Vec<_> = (0..connections)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.load(id).await.unwrap() })
+        })
+        .collect();
+    for read in reads {
+        read.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_cut_under_the_store_are_replaced() {
     let Some(f) = postgres_fixture("postgres_connections_cut_under_the_store").await else {
@@ -160,16 +173,7 @@ async fn postgres_connections_cut_under_the_store_are_replaced() {
     let listener = store.listen(sender, shutdown.clone()).unwrap();
     assert_eq!(next_notice(&mut notices).await, Notice::Resync);
     let id = SessionId::generate();
-    // Warm the pool: several connections open at once.
-    let warm: Vec<_> = (0..8)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.load(id).await.unwrap() })
-        })
-        .collect();
-    for task in warm {
-        task.await.unwrap();
-    }
+    warm(&store, id, 8).await;
 
     // As when the database server restarts: every connection is closed under the store.
     proxy.cut();
@@ -210,15 +214,7 @@ async fn postgres_every_operation_is_retried_once_after_a_cut() {
         .unwrap();
     // Warms the pool with several open connections, then closes them all under the store.
     let cut = || async {
-        let warm: Vec<_> = (0..4)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.load(id).await.unwrap() })
-            })
-            .collect();
-        for task in warm {
-            task.await.unwrap();
-        }
+        warm(&store, id, 4).await;
         proxy.cut();
     };
     cut().await;
