@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::http::{MAX_BODY_BYTES, REQUEST_TIMEOUT, headers, metrics, routes, session};
-use crate::live::Live;
+use crate::live::{self, Live};
 use crate::site::Site;
 
 /// What the routes share. Each handler takes the part it needs: the pages and forms the
@@ -58,7 +58,7 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
     let app = Router::new()
         .merge(pages)
         .merge(metrics::public_routes(public_metrics))
-        .route("/live", get(crate::http::live::endpoint))
+        .route("/live", get(live::endpoint))
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
         .route("/favicon.ico", get(crate::assets::favicon))

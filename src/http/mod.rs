@@ -9,7 +9,6 @@
 //! - [`error`]: what a failed handler answers.
 //! - [`headers`]: security headers and the request log.
 //! - [`metrics`]: `GET /metrics`.
-//! - [`live`]: `GET /live`, handed to the live layer with the client's address.
 //! - [`limits`]: how many connections are held, in all and per client address.
 //! - [`server`]: the accept loop.
 
@@ -17,7 +16,6 @@ pub mod client;
 pub mod error;
 pub mod headers;
 pub mod limits;
-pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod server;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
@@ -32,7 +33,7 @@ use crate::address::{Held, Tally};
 use crate::metrics::{Refusal, metrics};
 use crate::refusals::refused;
 use crate::session::Verdict;
-use crate::site::Site;
+use crate::site::{ClientAddr, Site};
 use crate::untrusted::Untrusted;
 use peer::{MAX_MESSAGE_BYTES, Peer, code};
 
@@ -155,13 +156,14 @@ impl Drop for SocketSlot {
     }
 }
 
-/// `GET /live` from `client`: checks the origin, takes a place for the socket, then upgrades.
+/// `GET /live` from `client` (the address the accept loop recorded, the forwarded one behind a
+/// trusted proxy): checks the origin, takes a place for the socket, then upgrades.
 /// Sockets are tracked so shutdown can close them. Over a cap the socket is upgraded and closed
 /// at once with `1013` and the reason, as a socket over `--max-sockets-per-session` is at its
 /// join: the client sees why, and tries again later.
 pub async fn endpoint(
-    live: Arc<Live>,
-    client: IpAddr,
+    State(live): State<Arc<Live>>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
