@@ -62,7 +62,6 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
         .route("/favicon.ico", get(crate::assets::favicon))
-        .fallback(routes::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    headers::secured(app).with_state(state)
+        .fallback(routes::not_found);
+    headers::secured(app, DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
 }
