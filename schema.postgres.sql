@@ -1,7 +1,7 @@
 -- The livesession schema for PostgreSQL, at its newest version: the same tables as schema.sql,
 -- in PostgreSQL's types. Applied in one transaction, under an advisory lock so that instances
 -- starting together do not race, to a database that has none of it. The version is recorded in
--- `livesession_meta`; a database that records a newer one is refused. Upgrades will live in
+-- `livesession_meta`; a database that records a newer one is refused. Upgrades live in
 -- migrations/postgres/, in order, like SQLite's. Times are Unix milliseconds (UTC).
 
 -- What this database is: its schema version, and the fingerprint of the key that signs cookies
@@ -55,6 +55,16 @@ CREATE TABLE page_acks (
     PRIMARY KEY (session_id, page, form)
 );
 CREATE INDEX page_acks_acked_at ON page_acks (acked_at);
+
+-- Who has the chat open, one row per instance: its list (a JSON array of [session id, name]),
+-- rewritten when it changes and at every heartbeat. An instance whose row was not rewritten for
+-- three heartbeats is gone; its row is ignored, then deleted. Unlogged: nothing here outlives
+-- the instances that wrote it, so a crash of the database may as well empty it.
+CREATE UNLOGGED TABLE presence (
+    instance TEXT PRIMARY KEY,
+    roster   TEXT NOT NULL,
+    beat_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 
 -- One row, rewritten by every health check: proof that the database takes a write.
 CREATE TABLE health (
@@ -116,4 +126,4 @@ BEGIN
 END
 $$;
 
-INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '1');
+INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '2');

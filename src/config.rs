@@ -238,6 +238,19 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_LIVE_JOIN_TIMEOUT", default_value = "5s", value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub live_join_timeout: Duration,
+
+    /// How long a browser stays in the chat's "here now" list after its last chat page closed:
+    /// a reload within it does not make it blink out of everyone's list.
+    #[arg(long, env = "LIVESESSION_PRESENCE_GRACE", default_value = "5s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub presence_grace: Duration,
+
+    /// With PostgreSQL: how often each instance tells the others who has the chat open on it.
+    /// The list of an instance not heard from for three of these (it stopped, or lost the
+    /// database) is dropped.
+    #[arg(long, env = "LIVESESSION_PRESENCE_HEARTBEAT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub presence_heartbeat: Duration,
 }
 
 /// The shape of log lines.

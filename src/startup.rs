@@ -19,6 +19,7 @@ use crate::http::{metrics, server};
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::session::Keys;
+use crate::site::presence::Presence;
 use crate::site::room::Room;
 use crate::site::{self, ChatLimiters, Forgotten, RateLimiter, Site};
 use crate::store::{PostgresTarget, Store};
@@ -76,6 +77,7 @@ impl App {
             forget_limit: RateLimiter::new(site::FORGET_LIMIT),
             pages: PageCache::default(),
             room,
+            presence: Arc::new(Presence::new(config.presence_grace)),
         });
         let live = Arc::new(Live::new(config.live(), site.clone(), shutdown.clone()));
         let metrics_listener = match &config.metrics_listen {
@@ -151,7 +153,12 @@ impl App {
             listener.local_addr().context("reading the bound address")?
         );
         let prune = prune::spawn(state.site.clone(), config.prune_every, shutdown.clone());
-        let cluster = cluster::spawn(state.site.clone(), shutdown.clone());
+        let cluster = cluster::spawn(
+            state.site.clone(),
+            config.presence_heartbeat,
+            shutdown.clone(),
+        );
+        let presence = state.site.presence.spawn(shutdown.clone());
         let room = state
             .site
             .room
@@ -195,6 +202,9 @@ impl App {
         let background = async {
             prune.await.context("the prune task panicked")?;
             room.await.context("the chat room's reader panicked")?;
+            presence
+                .await
+                .context("the presence list's publisher panicked")?;
             if let Some(cluster) = cluster {
                 cluster
                     .await

@@ -55,6 +55,10 @@ fn start_instance(data_dir: &Path, url: &str, secret: &str) -> Server {
             "1000",
             "--room-message-burst",
             "1000",
+            "--presence-heartbeat",
+            "300ms",
+            "--presence-grace",
+            "200ms",
         ],
     )
 }
@@ -152,6 +156,52 @@ async fn chat_posted_on_one_instance_reaches_chat_pages_on_the_other_once() {
     let unique: BTreeSet<i64> = received.iter().copied().collect();
     assert_eq!(unique.len(), 10, "ten messages, each once: {received:?}");
     assert_eq!(received.len(), 10, "no message twice: {received:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_has_the_chat_open_is_shared_by_the_instances_and_a_dead_one_s_expire() {
+    let Some(cluster) = Cluster::start("presence_across_instances").await else {
+        return;
+    };
+    let mut ada = Browser::new(cluster.a.addr);
+    ada.save_settings("Ada", "system").await;
+    let _ada_on_a = live::join_chat(&mut ada, "ada-a", None).await;
+    let mut carol = Browser::new(cluster.a.addr);
+    carol.save_settings("Carol", "system").await;
+    let _carol_on_a = live::join_chat(&mut carol, "carol-a", None).await;
+
+    // A page loaded on B lists who is on A, without JavaScript.
+    let mut bob = Browser::new(cluster.b.addr);
+    bob.save_settings("Bob", "system").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = bob.page("/").await;
+        if page.contains("<bdi>Ada</bdi>") && page.contains("<bdi>Carol</bdi>") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never listed A's people"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bob_on_b = live::join_chat(&mut bob, "bob-b", None).await;
+
+    // Ada opens the chat on B too: one entry for her, however many instances she is on.
+    let mut ada_elsewhere = same_browser_on(&ada, &cluster.b);
+    let _ada_on_b = live::join_chat(&mut ada_elsewhere, "ada-b", None).await;
+    let list =
+        live::presence_until(&mut bob_on_b, |h| h.contains("Ada") && h.contains("Bob")).await;
+    assert_eq!(list.matches("<bdi>Ada</bdi>").count(), 1, "{list}");
+
+    // A dies without a word: what only it counted (Carol) goes after three heartbeats; Ada,
+    // still here on B, stays.
+    cluster.a.signal("-KILL");
+    let list = live::presence_until(&mut bob_on_b, |h| !h.contains("Carol")).await;
+    assert!(
+        list.contains("<bdi>Ada</bdi>") && list.contains("<bdi>Bob</bdi>"),
+        "{list}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

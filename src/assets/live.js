@@ -66,7 +66,7 @@
     var socket = new WebSocket(scheme + location.host + "/live");
     ws = socket;
     socket.onopen = function () {
-      send({ t: "join", view: view, csrf: csrf, build: build, page: page, version: version, last_message: lastMessageId() });
+      send({ t: "join", view: view, csrf: csrf, build: build, page: page, version: version, last_message: lastMessageId(), presence: presenceVersion() });
       // Everything not acknowledged, in the order it was first sent.
       var unacked = posts.slice();
       Object.keys(pending).forEach(function (form) { unacked.push(pending[form]); });
@@ -137,6 +137,9 @@
         break;
       case "messages":
         appendMessages(message.html);
+        break;
+      case "presence":
+        showPresence(message);
         break;
       case "reload":
         location.reload();
@@ -304,6 +307,19 @@
   });
 
   // ---- chat ---------------------------------------------------------------------------------
+
+  // Who has the chat open: replaced as a whole (a polite live region announces it).
+  function showPresence(message) {
+    var list = byId("presence");
+    if (!list) return;
+    list.innerHTML = message.html;
+    list.setAttribute("data-version", String(message.version));
+  }
+
+  function presenceVersion() {
+    var list = byId("presence");
+    return list ? Number(list.getAttribute("data-version")) || 0 : 0;
+  }
 
   function appendMessages(html) {
     var list = byId("messages");

@@ -87,6 +87,8 @@ async fn chat_page(
 ) -> Result<Markup, AppError> {
     let (saved, version) = app.settings_for(session).await?;
     let page = app.chat_page(before).await?;
+    let roster = app.presence.roster();
+    let presence = roster.list_with(session.id, &saved.username);
     Ok(views::document(&Screen {
         view: View::Chat,
         saved: &saved,
@@ -101,6 +103,7 @@ async fn chat_page(
             nonce: &new_nonce(),
             older: page.older,
             history: before.is_some(),
+            presence: before.is_none().then_some(&presence),
         }),
     }))
 }

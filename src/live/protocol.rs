@@ -25,6 +25,9 @@ pub enum ClientMessage {
         /// On the chat view: the id of the newest message the page shows (0 for none).
         #[serde(default)]
         last_message: i64,
+        /// On the chat view: the version of the presence list the page shows.
+        #[serde(default)]
+        presence: u64,
     },
     /// The full state of one form. `seq` grows by one per change on a page; the server saves
     /// only a `seq` above the last one it acknowledged for that page, so replays change nothing.
@@ -102,6 +105,7 @@ mod tests {
                 page: "p".into(),
                 version: 3,
                 last_message: 0,
+                presence: 0,
             }
         );
     }

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Message;
-use tokio::sync::broadcast;
+use axum::extract::ws::{Message, Utf8Bytes};
+use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::peer::{End, Frame, Peer, Transport, code};
@@ -25,6 +25,7 @@ use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
 use crate::site::ChatPage;
+use crate::site::presence::{Arrival, Roster};
 use crate::site::room::Posted;
 use crate::store::{PageChange, Saved, StoreError};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
@@ -84,8 +85,17 @@ struct LiveView {
     events: Subscription,
     /// The room's new messages, on the chat view only.
     chat: Option<broadcast::Receiver<Arc<Posted>>>,
+    /// This page's place in the chat's presence list, and the list's changes; on the chat view
+    /// only.
+    here: Option<Here>,
     /// This socket's place in the server's count of sockets.
     _slot: SocketSlot,
+}
+
+/// A chat page in the presence list.
+struct Here {
+    _arrival: Arrival,
+    roster: watch::Receiver<Arc<Roster>>,
 }
 
 /// How many missed messages a chat page is sent one by one; past this it gets a full render.
@@ -128,6 +138,7 @@ impl LiveView {
                     }
                 }
                 event = self.events.recv() => self.on_event(peer, live, event).await,
+                frame = next_roster(&mut self.here) => peer.send(Message::Text(frame)).await,
                 posted = next_message(&mut self.chat) => match posted {
                     Ok(posted) => self.on_message(peer, &posted).await,
                     // Fell behind the room: what it missed is in the log (or the database).
@@ -257,6 +268,7 @@ impl LiveView {
                     }
                     self.saved = saved.settings;
                     self.version = saved.version;
+                    live.site.presence.rename(self.id, &self.saved.username);
                 }
                 Err(e) => {
                     // Not acknowledged: the client keeps the change and sends it again after it
@@ -302,6 +314,7 @@ impl LiveView {
                         }
                         self.saved = stored.settings;
                         self.version = stored.version;
+                        live.site.presence.rename(self.id, &self.saved.username);
                         self.render_if_changed(peer, live).await
                     }
                     Err(e) => Err(peer.store_failed("loading settings", &e).await),
@@ -325,6 +338,8 @@ impl LiveView {
         };
         let messages = page.messages;
         let newest = messages.last().map_or(0, |m| m.id);
+        let roster = live.site.presence.roster();
+        let presence = roster.list_with(self.id, &self.saved.username);
         let screen = Screen {
             view: self.view,
             saved: &self.saved,
@@ -342,6 +357,7 @@ impl LiveView {
                 nonce: &self.nonce,
                 older: page.older,
                 history: false,
+                presence: Some(&presence),
             }),
         };
         Ok((views::body(&screen).into_string(), newest))
@@ -382,6 +398,17 @@ async fn next_message(
         Some(chat) => chat.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The presence list's next frame, or never on a view without chat.
+async fn next_roster(here: &mut Option<Here>) -> Utf8Bytes {
+    let Some(here) = here else {
+        return std::future::pending().await;
+    };
+    if here.roster.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    here.roster.borrow_and_update().frame().clone()
 }
 
 /// The refused fields of a settings change, as an ack names them.

@@ -4,12 +4,13 @@
 //! ones refused), what a page view reads and when it may write, how a chat message is posted.
 //!
 //! It also owns the runtime state those rules need: the forgotten ids, the chat's rate limiters,
-//! the hub, the chat room's log of rendered messages ([`room`]), the cache of rendered settings
-//! pages.
+//! the hub, the chat room's log of rendered messages ([`room`]), who has the chat open
+//! ([`presence`]), the cache of rendered settings pages.
 
 mod client;
 pub mod forgotten;
 mod limits;
+pub mod presence;
 pub mod room;
 
 use std::net::IpAddr;
@@ -56,6 +57,8 @@ pub struct Parts {
     pub pages: PageCache,
     /// The chat's newest messages, rendered once, and the channel to every chat page.
     pub room: Arc<room::Room>,
+    /// Who has the chat open, here and on the other instances.
+    pub presence: Arc<presence::Presence>,
 }
 
 impl Site {

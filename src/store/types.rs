@@ -95,6 +95,8 @@ pub enum Notice {
     Forgotten { id: SessionId, at: Millis },
     /// Chat message `id` was stored.
     Message { id: i64 },
+    /// Who has the chat open on another instance changed.
+    Presence,
     /// The listening connection was re-established: anything may have happened meanwhile.
     Resync,
 }
@@ -120,4 +122,13 @@ pub struct StoreStats {
     pub oldest_message: Option<Millis>,
     /// When the newest chat message was posted.
     pub newest_message: Option<Millis>,
+}
+
+/// One browser with the chat open, as the instances share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Present {
+    /// Its session.
+    pub id: SessionId,
+    /// Its name; empty when it has none.
+    pub name: String,
 }

@@ -24,7 +24,23 @@ pub struct ChatScreen<'a> {
     pub older: Option<i64>,
     /// An older page (`/?before=ID`): no composer, no live updates, a way back to the newest.
     pub history: bool,
+    /// Who is here now; not on an older page.
+    pub presence: Option<&'a PresenceList<'a>>,
 }
+
+/// Who has the chat open, as one page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PresenceList<'a> {
+    /// The list's number; the page sends it back when it joins, to learn whether it is current.
+    pub version: u64,
+    /// The named, in the order shown.
+    pub names: Vec<&'a str>,
+    /// How many have no name.
+    pub anonymous: usize,
+}
+
+/// Names listed at most; the rest are counted ("and 12 more").
+const PRESENCE_NAMES: usize = 100;
 
 /// `/`: the chat log and the composer.
 pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
@@ -32,6 +48,15 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
     html! {
         section.card.chat {
             h1 { "Chat" }
+            @if let Some(presence) = chat.presence {
+                section.presence aria-labelledby="presence-title" {
+                    h2 #presence-title { "Here now" }
+                    // Replaced as a whole on each change, announced politely.
+                    div #presence aria-live="polite" data-version=(presence.version) {
+                        (presence_items(presence))
+                    }
+                }
+            }
             @if let Some(older) = chat.older {
                 p.older { a #older href={ "/?before=" (older) } data-live-older { "Older messages" } }
             }
@@ -71,6 +96,32 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
                 }
             }
             }
+        }
+    }
+}
+
+/// The inside of the presence list: the names, each isolated, then the unnamed as a count.
+pub fn presence_items(list: &PresenceList<'_>) -> Markup {
+    let shown = &list.names[..list.names.len().min(PRESENCE_NAMES)];
+    let more = list.names.len() - shown.len();
+    let total = list.names.len() + list.anonymous;
+    html! {
+        @if total == 0 {
+            p.hint { "Nobody has the chat open." }
+        } @else {
+            @if !shown.is_empty() {
+                ul.people {
+                    @for name in shown { li { bdi { (name) } } }
+                }
+            }
+            @let rest = match (more, list.anonymous) {
+                (0, 0) => String::new(),
+                (0, anonymous) if shown.is_empty() => format!("{anonymous} anonymous"),
+                (0, anonymous) => format!("and {anonymous} anonymous"),
+                (more, 0) => format!("and {more} more"),
+                (more, anonymous) => format!("and {more} more and {anonymous} anonymous"),
+            };
+            @if !rest.is_empty() { p.anonymous { (rest) } }
         }
     }
 }

@@ -8,7 +8,7 @@ mod chat;
 mod settings;
 
 pub use cache::PageCache;
-pub use chat::{ChatScreen, message_item};
+pub use chat::{ChatScreen, PresenceList, message_item, presence_items};
 
 use maud::{DOCTYPE, Markup, html};
 

@@ -35,12 +35,14 @@ pub async fn open(browser: &Browser, origin: Option<&str>) -> Result<Socket, Err
         .map(|(s, _)| s)
 }
 
-/// What a page knows: its CSRF token, build hash, version and newest message.
+/// What a page knows: its CSRF token, build hash, version, newest message and, on the chat, the
+/// version of its presence list.
 pub struct PageInfo {
     pub csrf: String,
     pub build: String,
     pub version: i64,
     pub last_message: i64,
+    pub presence: u64,
 }
 
 pub async fn page_info(browser: &mut Browser, path: &str) -> PageInfo {
@@ -53,6 +55,10 @@ pub async fn page_info(browser: &mut Browser, path: &str) -> PageInfo {
             .parse()
             .unwrap(),
         last_message: message_ids(&page).last().copied().unwrap_or(0),
+        presence: page
+            .contains(r#"id="presence""#)
+            .then(|| attribute_after(&page, r#"id="presence" aria-live="polite" data-version=""#))
+            .map_or(0, |v| v.parse().unwrap()),
     }
 }
 
@@ -80,7 +86,8 @@ async fn join(
         &mut socket,
         json!({"t": "join", "view": view, "csrf": info.csrf, "build": info.build,
                "page": page_id, "version": info.version,
-               "last_message": last_message.unwrap_or(info.last_message)}),
+               "last_message": last_message.unwrap_or(info.last_message),
+               "presence": info.presence}),
     )
     .await;
     let joined = recv(&mut socket).await;
@@ -120,8 +127,53 @@ pub async fn recv(socket: &mut Socket) -> Value {
         .expect("no message within 5 s")
 }
 
-/// The next JSON message within `wait`, or `None`.
+/// The next JSON message within `wait`, or `None`. The chat's presence frames, which come
+/// whenever someone arrives or leaves, are skipped: [`presence`] reads those.
 pub async fn try_recv(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    try_recv_where(socket, wait, |m| m["t"] != "presence").await
+}
+
+/// The next presence frame within 5 s (other messages are skipped).
+pub async fn presence(socket: &mut Socket) -> Value {
+    try_presence(socket, Duration::from_secs(5))
+        .await
+        .expect("no presence frame within 5 s")
+}
+
+/// The next presence frame within `wait`, or `None` (other messages are skipped).
+pub async fn try_presence(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    try_recv_where(socket, wait, |m| m["t"] == "presence").await
+}
+
+/// Reads presence frames until one's HTML satisfies `wanted`, within 5 s; returns that HTML.
+pub async fn presence_until(socket: &mut Socket, wanted: impl Fn(&str) -> bool) -> String {
+    let frame = try_recv_where(socket, Duration::from_secs(5), |m| {
+        m["t"] == "presence" && wanted(m["html"].as_str().unwrap_or(""))
+    })
+    .await
+    .expect("the awaited presence list never came");
+    frame["html"].as_str().unwrap().to_owned()
+}
+
+/// The next JSON message that satisfies `wanted` within `wait`, or `None`; the others are
+/// skipped.
+async fn try_recv_where(
+    socket: &mut Socket,
+    wait: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let message = try_recv_any(socket, left).await?;
+        if wanted(&message) {
+            return Some(message);
+        }
+    }
+}
+
+/// The next JSON message of any kind within `wait`, or `None` (pings and pongs are skipped).
+async fn try_recv_any(socket: &mut Socket, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())

@@ -2,7 +2,7 @@
 //! server, and the signing key every instance must share.
 
 use livesession::session::SessionId;
-use livesession::store::Unavailable;
+use livesession::store::{Present, Unavailable};
 
 use crate::common::postgres::TestDatabase;
 use crate::harness::{change, open_postgres, postgres_fixture};
@@ -142,4 +142,68 @@ async fn postgres_a_column_of_another_type_is_a_database_error_not_a_panic() {
     assert_eq!(error.unavailable(), Unavailable::Failed, "{error}");
     let error = f.store.touch(id, 2_000).await.unwrap_err();
     assert_eq!(error.unavailable(), Unavailable::Failed, "{error}");
+}
+
+#[tokio::test]
+async fn postgres_upgrades_a_version_1_schema_keeping_every_row() {
+    let Some(database) = TestDatabase::create("postgres_upgrades_a_version_1_schema").await else {
+        return;
+    };
+    let client = database.connect().await;
+    client
+        .batch_execute(include_str!("../fixtures/postgres-schema-v1.sql"))
+        .await
+        .unwrap();
+    let id = SessionId::generate();
+    client
+        .execute(
+            "INSERT INTO settings (session_id, username, theme, inserted_at, updated_at, read_at)
+             VALUES ($1, 'ada', 'dark', 1, 2, 3)",
+            &[&id.as_uuid()],
+        )
+        .await
+        .unwrap();
+    let store = open_postgres(&database.url).await.unwrap();
+    let version: String = client
+        .query_one(
+            "SELECT value FROM livesession_meta WHERE name = 'schema_version'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "2");
+    let kept = store.load(id).await.unwrap().expect("the row is kept");
+    assert_eq!(kept.settings.username.as_str(), "ada");
+
+    // The new table works: what one instance shares, another reads.
+    let here = vec![Present {
+        id,
+        name: "ada".into(),
+    }];
+    store.share_presence(&here, true).await.unwrap();
+    let other = open_postgres(&database.url).await.unwrap();
+    assert_eq!(
+        other
+            .others_presence(std::time::Duration::from_secs(30))
+            .await
+            .unwrap(),
+        here
+    );
+    assert!(
+        store
+            .others_presence(std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "an instance does not read its own list"
+    );
+    store.withdraw_presence().await.unwrap();
+    assert!(
+        other
+            .others_presence(std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::time::timeout;
 
-use super::{LiveView, hash};
+use super::{Here, LiveView, hash};
 use crate::assets::LIVE_SCRIPT;
 use crate::chat::new_nonce;
 use crate::live::peer::{End, Frame, Peer, Transport, code};
@@ -56,6 +56,7 @@ pub(super) async fn join<S: Transport>(
         page,
         version,
         last_message,
+        presence,
     }) = serde_json::from_str(&text)
     else {
         let reason = "the first message must be a join";
@@ -97,6 +98,17 @@ pub(super) async fn join<S: Transport>(
         Ok(found) => found,
         Err(e) => return Err(peer.store_failed("joining", &e).await),
     };
+    // Counted in the presence list; the page gets the list now if it shows an older one.
+    let here = (view == View::Chat).then(|| {
+        let mut roster = live.site.presence.watch();
+        if roster.borrow().version != presence {
+            roster.mark_changed();
+        }
+        Here {
+            _arrival: live.site.presence.arrive(id, &saved.username),
+            roster,
+        }
+    });
     let mut view = LiveView {
         id,
         from,
@@ -113,6 +125,7 @@ pub(super) async fn join<S: Transport>(
         last_message: last_message.max(0),
         events,
         chat,
+        here,
         _slot: slot,
     };
     peer.send_json(&ServerMessage::Joined).await?;

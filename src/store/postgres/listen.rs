@@ -159,7 +159,11 @@ fn parse_notice(payload: &str, own_instance: &str) -> Option<Notice> {
     if instance.len() != 16 || !instance.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let notice = match (parts.next()?, parts.next()?, parts.next()) {
+    let kind = parts.next()?;
+    if kind == "p" {
+        return parts.next().is_none().then_some(Notice::Presence);
+    }
+    let notice = match (kind, parts.next()?, parts.next()) {
         ("s", id, Some(version)) => Notice::SettingsChanged {
             id: id.parse().ok()?,
             version: version.parse().ok()?,
@@ -202,6 +206,10 @@ mod tests {
             parse_notice(&format!("{OTHER} m 42"), OWN),
             Some(Notice::Message { id: 42 })
         );
+        assert_eq!(
+            parse_notice(&format!("{OTHER} p"), OWN),
+            Some(Notice::Presence)
+        );
     }
 
     #[test]
@@ -216,6 +224,7 @@ mod tests {
             &format!("{OTHER} s not-an-id 7"),
             &format!("{OTHER} m 1 2"),
             &format!("{OTHER} m x"),
+            &format!("{OTHER} p 1"),
             &format!("{OTHER} x 1"),
             &format!("zz{OTHER} m 1"),
             "\u{0} m 1",

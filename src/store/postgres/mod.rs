@@ -27,6 +27,7 @@
 
 mod chat;
 mod listen;
+mod presence;
 mod prune;
 mod schema;
 mod target;

@@ -10,10 +10,13 @@ use crate::store::StoreError;
 const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes; `schema.postgres.sql` records it in `livesession_meta`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Upgrades, by the version they start from; each ends by recording the next version.
-const MIGRATIONS: &[(i64, &str)] = &[];
+/// Upgrades, by the version they start from (`migrate` records the next version after each).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/002_presence.sql"),
+)];
 
 /// The advisory lock (PostgreSQL's one-`bigint` form) instances starting together take turns
 /// on, to create the schema or record the key.

@@ -1,0 +1,419 @@
+//! Who is on the chat page now: one entry per browser (session) with an open chat socket, however
+//! many tabs it has, named as it is named in its settings; the unnamed are counted, not listed.
+//!
+//! A socket that joins the chat is counted in with [`Presence::arrive`] and counted out when the
+//! guard it gets is dropped. A browser whose last chat socket closed stays listed for the
+//! `--presence-grace`, so a reload (the old socket closes, the new page's joins a moment later)
+//! does not make it blink out of everyone's list. On PostgreSQL every instance shares what it
+//! has (`cluster` writes it, with a heartbeat) and lists the others' too ([`Presence::set_others`]).
+//!
+//! The list is rendered once per change, not once per page: a publisher task coalesces changes
+//! for [`SETTLE`], renders the [`Roster`] into shared bytes and hands it to every chat page
+//! through a `watch` channel, which holds only the newest: a slow page skips to it, nothing
+//! queues up behind it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::session::SessionId;
+use crate::settings::Username;
+use crate::store::Present;
+use crate::views::{self, PresenceList};
+
+/// How long changes are gathered before the list is rendered again: a burst of arrivals (a
+/// room filling up, an instance restarting) costs one render and one frame per page.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// The chat's presence of this instance and, on PostgreSQL, of the others.
+pub struct Presence {
+    state: Mutex<State>,
+    /// How long a browser stays listed after its last chat socket closed.
+    grace: Duration,
+    /// Wakes the publisher.
+    changed: Notify,
+    /// Wakes whoever shares this instance's entries with the others.
+    local_changed: Notify,
+    roster: watch::Sender<Arc<Roster>>,
+}
+
+#[derive(Default)]
+struct State {
+    here: HashMap<SessionId, Here>,
+    others: HashMap<SessionId, String>,
+}
+
+/// A browser with (or, for the grace, recently with) a chat socket on this instance.
+struct Here {
+    sockets: usize,
+    name: String,
+    /// When its last socket closed.
+    left: Option<Instant>,
+}
+
+/// The list as every chat page shows it at one moment, rendered once.
+#[derive(Debug, Default)]
+pub struct Roster {
+    /// Grows with every change; the page sends the one it shows when it joins.
+    pub version: u64,
+    ids: HashSet<SessionId>,
+    /// Names, sorted as shown.
+    names: Vec<String>,
+    anonymous: usize,
+    frame: Utf8Bytes,
+}
+
+impl Roster {
+    /// The list of `people` (names by session; empty for the unnamed), not rendered yet.
+    fn of(people: &HashMap<SessionId, String>) -> Roster {
+        let mut names: Vec<String> = people.values().filter(|n| !n.is_empty()).cloned().collect();
+        names.sort_by_cached_key(|name| (name.to_lowercase(), name.clone()));
+        Roster {
+            version: 0,
+            ids: people.keys().copied().collect(),
+            anonymous: people.len() - names.len(),
+            names,
+            frame: Utf8Bytes::default(),
+        }
+    }
+
+    /// Numbers the list `version` and renders its frame.
+    fn rendered(mut self, version: u64) -> Roster {
+        self.version = version;
+        let html = views::presence_items(&self.list()).into_string();
+        let frame = serde_json::json!({ "t": "presence", "html": html, "version": version });
+        self.frame = Utf8Bytes::from(frame.to_string());
+        self
+    }
+
+    /// The list to show.
+    pub fn list(&self) -> PresenceList<'_> {
+        PresenceList {
+            version: self.version,
+            names: self.names.iter().map(String::as_str).collect(),
+            anonymous: self.anonymous,
+        }
+    }
+
+    /// The list to show on the first render of `viewer`'s page: the viewer is about to join, so
+    /// it is listed already (once, if another tab of it is counted).
+    pub fn list_with<'a>(&'a self, viewer: SessionId, name: &'a Username) -> PresenceList<'a> {
+        let mut list = self.list();
+        if !self.ids.contains(&viewer) {
+            if name.is_anonymous() {
+                list.anonymous += 1;
+            } else {
+                let at = list
+                    .names
+                    .partition_point(|n| n.to_lowercase() <= name.as_str().to_lowercase());
+                list.names.insert(at, name.as_str());
+            }
+        }
+        list
+    }
+
+    /// How many browsers are listed.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nobody is.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The `presence` frame a live page gets: the same bytes for every page.
+    pub fn frame(&self) -> &Utf8Bytes {
+        &self.frame
+    }
+}
+
+/// A chat socket's place in the list: dropping it counts the socket out.
+pub struct Arrival {
+    presence: Arc<Presence>,
+    id: SessionId,
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.presence.leave(self.id);
+    }
+}
+
+impl Presence {
+    /// Nobody here yet; a browser stays listed `grace` after its last socket.
+    pub fn new(grace: Duration) -> Presence {
+        Presence {
+            state: Mutex::default(),
+            grace,
+            changed: Notify::new(),
+            local_changed: Notify::new(),
+            roster: watch::channel(Arc::new(Roster::of(&HashMap::new()).rendered(0))).0,
+        }
+    }
+
+    /// The list as it is now.
+    pub fn roster(&self) -> Arc<Roster> {
+        Arc::clone(&self.roster.borrow())
+    }
+
+    /// Receives every new list from now on (a slow receiver sees only the newest).
+    pub fn watch(&self) -> watch::Receiver<Arc<Roster>> {
+        self.roster.subscribe()
+    }
+
+    /// Counts in a chat socket of `id`, which is named `name`.
+    pub fn arrive(self: &Arc<Self>, id: SessionId, name: &Username) -> Arrival {
+        let mut state = self.state.lock().expect("presence lock");
+        let here = state.here.entry(id).or_insert_with(|| Here {
+            sockets: 0,
+            name: name.as_str().to_owned(),
+            left: None,
+        });
+        here.sockets += 1;
+        let back = here.left.take().is_some();
+        let new = here.sockets == 1 && !back;
+        let renamed = here.name != name.as_str();
+        here.name = name.as_str().to_owned();
+        drop(state);
+        if new || renamed {
+            self.changed_here();
+        }
+        Arrival {
+            presence: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// `id` (counted in here) is now named `name`: the list shows it at once.
+    pub fn rename(&self, id: SessionId, name: &Username) {
+        let mut state = self.state.lock().expect("presence lock");
+        let Some(here) = state.here.get_mut(&id) else {
+            return;
+        };
+        if here.name == name.as_str() {
+            return;
+        }
+        here.name = name.as_str().to_owned();
+        drop(state);
+        self.changed_here();
+    }
+
+    fn leave(&self, id: SessionId) {
+        let mut state = self.state.lock().expect("presence lock");
+        let Some(here) = state.here.get_mut(&id) else {
+            return;
+        };
+        here.sockets = here.sockets.saturating_sub(1);
+        if here.sockets == 0 {
+            here.left = Some(Instant::now());
+        }
+        drop(state);
+        // Nothing shows yet: the publisher only has to know when the grace ends.
+        self.changed.notify_one();
+    }
+
+    fn changed_here(&self) {
+        self.changed.notify_one();
+        self.local_changed.notify_one();
+    }
+
+    /// What this instance counts, for the other instances: every browser listed here.
+    pub fn here(&self) -> Vec<Present> {
+        let state = self.state.lock().expect("presence lock");
+        state
+            .here
+            .iter()
+            .map(|(id, here)| Present {
+                id: *id,
+                name: here.name.clone(),
+            })
+            .collect()
+    }
+
+    /// Resolves when what [`Presence::here`] returns may have changed.
+    pub async fn here_changed(&self) {
+        self.local_changed.notified().await;
+    }
+
+    /// The browsers the other instances count, replacing what they counted before.
+    pub fn set_others(&self, others: Vec<Present>) {
+        let others: HashMap<SessionId, String> =
+            others.into_iter().map(|p| (p.id, p.name)).collect();
+        let mut state = self.state.lock().expect("presence lock");
+        if state.others == others {
+            return;
+        }
+        state.others = others;
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// Drops the browsers whose grace ended by `now`; the next end of a grace, if any.
+    fn expire(&self, now: Instant) -> (bool, Option<Instant>) {
+        let mut state = self.state.lock().expect("presence lock");
+        let before = state.here.len();
+        state
+            .here
+            .retain(|_, here| here.left.is_none_or(|left| now < left + self.grace));
+        let next = state
+            .here
+            .values()
+            .filter_map(|here| here.left)
+            .min()
+            .map(|left| left + self.grace);
+        (state.here.len() != before, next)
+    }
+
+    /// Renders the list as it is now, and hands it to every page when it differs from the last.
+    fn publish(&self) {
+        let people: HashMap<SessionId, String> = {
+            let state = self.state.lock().expect("presence lock");
+            let mut people = state.others.clone();
+            people.extend(state.here.iter().map(|(id, here)| (*id, here.name.clone())));
+            people
+        };
+        let roster = Roster::of(&people);
+        let current = self.roster();
+        if roster.ids == current.ids && roster.names == current.names {
+            return;
+        }
+        self.roster
+            .send_replace(Arc::new(roster.rendered(current.version + 1)));
+    }
+
+    /// Publishes each change, [`SETTLE`] after it, until `shutdown`.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let presence = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut next_expiry: Option<Instant> = None;
+            loop {
+                let expiry = async {
+                    match next_expiry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = presence.changed.notified() => {
+                        tokio::select! {
+                            () = tokio::time::sleep(SETTLE) => {}
+                            () = shutdown.cancelled() => return,
+                        }
+                    }
+                    () = expiry => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let (expired, next) = presence.expire(Instant::now());
+                next_expiry = next;
+                if expired {
+                    presence.local_changed.notify_one();
+                }
+                presence.publish();
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(5);
+
+    fn name(s: &str) -> Username {
+        Username::parse(s).unwrap()
+    }
+
+    async fn settled(presence: &Presence) -> Arc<Roster> {
+        tokio::time::sleep(SETTLE * 2).await;
+        presence.roster()
+    }
+
+    fn names(roster: &Roster) -> (Vec<&str>, usize) {
+        let list = roster.list();
+        (list.names, list.anonymous)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_browser_is_listed_once_however_many_tabs_and_the_unnamed_are_counted() {
+        let presence = Arc::new(Presence::new(GRACE));
+        let _task = presence.spawn(CancellationToken::new());
+        let ada = SessionId::generate();
+        let _tab1 = presence.arrive(ada, &name("Ada"));
+        let _tab2 = presence.arrive(ada, &name("Ada"));
+        let _bob = presence.arrive(SessionId::generate(), &name("bob"));
+        let _x = presence.arrive(SessionId::generate(), &Username::default());
+        let _y = presence.arrive(SessionId::generate(), &Username::default());
+        let roster = settled(&presence).await;
+        assert_eq!(names(&roster), (vec!["Ada", "bob"], 2));
+        assert_eq!(roster.len(), 4);
+        assert!(roster.frame().contains("\"t\":\"presence\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_within_the_grace_changes_nothing_and_leaving_shows_after_it() {
+        let presence = Arc::new(Presence::new(GRACE));
+        let _task = presence.spawn(CancellationToken::new());
+        let ada = SessionId::generate();
+        let tab = presence.arrive(ada, &name("Ada"));
+        let version = settled(&presence).await.version;
+        drop(tab);
+        tokio::time::sleep(GRACE / 2).await;
+        let again = presence.arrive(ada, &name("Ada"));
+        let roster = settled(&presence).await;
+        assert_eq!(roster.version, version, "a reload is not a change");
+        drop(again);
+        tokio::time::sleep(GRACE - SETTLE).await;
+        assert_eq!(presence.roster().len(), 1, "still within the grace");
+        let roster = settled(&presence).await;
+        assert!(roster.is_empty(), "gone after the grace");
+        assert!(presence.here().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rename_shows_at_once_and_other_instances_are_merged_by_session() {
+        let presence = Arc::new(Presence::new(GRACE));
+        let _task = presence.spawn(CancellationToken::new());
+        let ada = SessionId::generate();
+        let _tab = presence.arrive(ada, &name("Ada"));
+        presence.rename(ada, &name("Ada L."));
+        let elsewhere = SessionId::generate();
+        presence.set_others(vec![
+            Present {
+                id: ada,
+                name: "Ada L.".into(),
+            },
+            Present {
+                id: elsewhere,
+                name: "Carol".into(),
+            },
+        ]);
+        let roster = settled(&presence).await;
+        assert_eq!(names(&roster), (vec!["Ada L.", "Carol"], 0));
+        presence.set_others(Vec::new());
+        assert_eq!(names(&*settled(&presence).await), (vec!["Ada L."], 0));
+    }
+
+    #[test]
+    fn the_first_render_lists_its_viewer_once() {
+        let ada = SessionId::generate();
+        let mut people = HashMap::new();
+        people.insert(ada, "Ada".to_owned());
+        let roster = Roster::of(&people).rendered(1);
+        let (same, zed, abe, nobody) = (name("Ada"), name("Zed"), name("abe"), Username::default());
+        let list = roster.list_with(ada, &same);
+        assert_eq!((list.names, list.anonymous), (vec!["Ada"], 0));
+        let list = roster.list_with(SessionId::generate(), &zed);
+        assert_eq!(list.names, vec!["Ada", "Zed"]);
+        let list = roster.list_with(SessionId::generate(), &abe);
+        assert_eq!(list.names, vec!["abe", "Ada"]);
+        let list = roster.list_with(SessionId::generate(), &nobody);
+        assert_eq!((list.names.len(), list.anonymous), (1, 1));
+    }
+}
