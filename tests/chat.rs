@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::live::{change, closed, join_chat, post, recv, try_recv};
+use common::live::{self, change, closed, join_chat, post, recv, try_recv};
 use common::{TestApp, attribute_after, message_ids};
 use livesession::prune::prune_pass;
 use livesession::retention::Retention;
@@ -12,6 +12,7 @@ use livesession::session::SessionId;
 use livesession::shutdown::CancellationToken;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The text of the messages on a page, in order.
 fn bodies(page: &str) -> Vec<String> {
@@ -703,5 +704,100 @@ async fn older_messages_are_a_link_away_without_javascript() {
 
     let junk = reader.get("/?before=soon").await;
     assert_eq!(junk.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+/// The send queue of the server's end of the connection from local port `client_port` to
+/// `server_port`: what the kernel holds that the peer has not acknowledged (`/proc/net/tcp`).
+fn server_send_queue(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let (local, remote) = (
+        format!("0100007F:{server_port:04X}"),
+        format!("0100007F:{client_port:04X}"),
+    );
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| u64::from_str_radix(fields[4].split(':').next()?, 16).ok())
+            .flatten()
+    })
+}
+
+#[tokio::test]
+async fn a_page_that_stops_reading_falls_behind_the_room_and_catches_up_from_its_log() {
+    let app = TestApp::spawn(&[UNLIMITED, &["--live-send-timeout", "60s"]].concat()).await;
+    let mut reader = app.browser();
+    let info = live::page_info(&mut reader, "/").await;
+    // A page on a connection with a small receive window, which then stops reading: the server's
+    // writes to it block once the kernel's buffers are full.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.addr).await.unwrap();
+    let client_port = stream.local_addr().unwrap().port();
+    let mut request = format!("ws://{}/live", app.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", reader.cookie.clone().unwrap().parse().unwrap());
+    headers.insert("origin", format!("http://{}", app.addr).parse().unwrap());
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut page, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    live::send_join(&mut page, "chat", "slow", &info).await;
+    assert_eq!(recv(&mut page).await["t"], "joined");
+
+    // Long messages until the server's end stops taking more: its send queue no longer grows.
+    let body = "x".repeat(2000);
+    let author = SessionId::generate();
+    let from = std::net::IpAddr::from([127, 0, 0, 9]);
+    let site = &app.state.site;
+    let mut ids = Vec::new();
+    let post = async |n: usize| {
+        let message = site
+            .post_message(author, from, &body, &format!("lag-{n}"))
+            .await
+            .unwrap();
+        message.id
+    };
+    let (mut last_queue, mut steady) = (0, 0);
+    while steady < 3 {
+        for _ in 0..20 {
+            ids.push(post(ids.len()).await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let queue = server_send_queue(app.addr.port(), client_port).unwrap_or(0);
+        steady = if queue > 0 && queue == last_queue {
+            steady + 1
+        } else {
+            0
+        };
+        last_queue = queue;
+        assert!(ids.len() < 20_000, "the server's writes never blocked");
+    }
+    // Now the page's task waits on its write while the room goes on: more than the room's
+    // channel holds (256), fewer than its log (512).
+    let blocked_at = ids.len();
+    for _ in 0..300 {
+        ids.push(post(ids.len()).await);
+    }
+
+    // The page reads again: everything, in order, each once. It missed more than the channel
+    // holds, so it caught up: several messages to a frame (the room's frames carry one). From the
+    // log: it missed more than 200, which from the database would have been a full render.
+    let mut seen = Vec::new();
+    let mut largest_frame = 0;
+    while seen.last() != ids.last() {
+        let frame = recv(&mut page).await;
+        assert_eq!(frame["t"], "messages", "{}", frame["t"]);
+        let batch = message_ids(frame["html"].as_str().unwrap());
+        largest_frame = largest_frame.max(batch.len());
+        seen.extend(batch);
+    }
+    assert_eq!(seen, ids, "each message once, in order");
+    assert!(
+        largest_frame > 1,
+        "the page never fell behind (its writes blocked after {blocked_at} messages)"
+    );
     app.stop().await;
 }

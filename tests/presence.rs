@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::live::{self, join_chat, presence, presence_until, try_presence};
 use common::{Browser, TestApp};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A grace short enough to wait out in a test.
 const GRACE: &str = "300ms";
@@ -143,13 +143,7 @@ async fn a_page_that_joins_with_an_old_list_gets_the_current_one_and_a_current_p
     presence_until(&mut ada_tab, |h| h.contains("Ada")).await;
     let origin = format!("http://{}", app.addr);
     let mut bob_tab = live::open(&bob, Some(&origin)).await.unwrap();
-    live::send(
-        &mut bob_tab,
-        json!({"t": "join", "view": "chat", "csrf": info.csrf, "build": info.build,
-               "page": "bob", "version": info.version, "last_message": 0,
-               "presence": info.presence}),
-    )
-    .await;
+    live::send_join(&mut bob_tab, "chat", "bob", &info).await;
     let first = presence(&mut bob_tab).await;
     assert!(html(&first).contains("Ada"), "{first}");
     let list = presence_until(&mut bob_tab, |h| h.contains("Ada") && h.contains("Bob")).await;

@@ -37,6 +37,12 @@ use crate::site::{ClientAddr, Site};
 use crate::untrusted::Untrusted;
 use peer::{MAX_MESSAGE_BYTES, Peer, code};
 
+/// The most a socket's write buffer holds while its peer does not read: the frame being written
+/// must fit whole, or the socket is dropped. The largest frame is a chat page's render: 50
+/// messages of 2,000 characters, at most about 12 KB each once escaped. (Catch-up frames are cut
+/// at 32 KiB.) Only a socket whose peer stopped reading holds more than the 16 KiB write buffer,
+/// and only until `--live-send-timeout`.
+pub const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// The live layer's settings (from the `--live-*`, `--max-sockets*` and `--allowed-origin`
 /// flags).
 #[derive(Debug, Clone)]
@@ -220,7 +226,7 @@ pub async fn endpoint(
         .read_buffer_size(4 * 1024)
         // Messages queued together (an ack and its render) are written together.
         .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(256 * 1024)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |ws| tracker.track_future(socket::run(ws, live, session, permit, client)))
 }
 

@@ -83,7 +83,10 @@ impl<S: Transport> Peer<S> {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Frame::Alive,
             Some(Ok(Message::Close(_))) | None => Frame::Gone,
             Some(Err(e)) if is_too_big(&e) => Frame::TooBig,
-            Some(Err(_)) => Frame::Gone,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "reading from a live socket failed");
+                Frame::Gone
+            }
         }
     }
 
@@ -91,7 +94,10 @@ impl<S: Transport> Peer<S> {
     pub(super) async fn send(&mut self, message: Message) -> Result<(), End> {
         match timeout(self.send_timeout, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Peer),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "writing to a live socket failed");
+                Err(End::Peer)
+            }
             Err(_) => Err(End::TooSlow),
         }
     }

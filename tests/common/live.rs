@@ -79,20 +79,27 @@ async fn join(
     last_message: Option<i64>,
 ) -> Socket {
     let path = if view == "chat" { "/" } else { "/settings" };
-    let info = page_info(browser, path).await;
+    let mut info = page_info(browser, path).await;
+    if let Some(last_message) = last_message {
+        info.last_message = last_message;
+    }
     let origin = format!("http://{}", browser.addr);
     let mut socket = open(browser, Some(&origin)).await.unwrap();
-    send(
-        &mut socket,
-        json!({"t": "join", "view": view, "csrf": info.csrf, "build": info.build,
-               "page": page_id, "version": info.version,
-               "last_message": last_message.unwrap_or(info.last_message),
-               "presence": info.presence}),
-    )
-    .await;
+    send_join(&mut socket, view, page_id, &info).await;
     let joined = recv(&mut socket).await;
     assert_eq!(joined["t"], "joined", "{joined}");
     socket
+}
+
+/// Sends the join a page described by `info` sends, on `view` as page `page_id`.
+pub async fn send_join(socket: &mut Socket, view: &str, page_id: &str, info: &PageInfo) {
+    send(
+        socket,
+        json!({"t": "join", "view": view, "csrf": info.csrf, "build": info.build,
+               "page": page_id, "version": info.version, "last_message": info.last_message,
+               "presence": info.presence}),
+    )
+    .await;
 }
 
 pub async fn send(socket: &mut Socket, message: Value) {

@@ -74,14 +74,11 @@ impl LiveView {
                     .send(Message::Text(one.frame_for(self.id).clone()))
                     .await;
             }
-            // What the page missed, in one frame, as a page catching up always got it.
-            let html: String = missed.iter().map(|p| p.html_for(self.id)).collect();
-            return peer
-                .send_json(&ServerMessage::Messages {
-                    html: &html,
-                    last: newest,
-                })
-                .await;
+            let items = missed
+                .iter()
+                .map(|p| (p.message.id, p.html_for(self.id).to_owned()))
+                .collect();
+            return send_batches(peer, items).await;
         }
         let missed = match live
             .site
@@ -99,15 +96,37 @@ impl LiveView {
             self.shown = 0;
             return self.render_if_changed(peer, live).await;
         }
-        let mut html = String::new();
-        for message in &missed {
-            html.push_str(&views::message_item(message, self.id).into_string());
-        }
         self.last_message = newest;
-        peer.send_json(&ServerMessage::Messages {
-            html: &html,
-            last: newest,
-        })
-        .await
+        let items = missed
+            .iter()
+            .map(|m| (m.id, views::message_item(m, self.id).into_string()))
+            .collect();
+        send_batches(peer, items).await
     }
+}
+
+/// The most HTML one catch-up frame carries; more goes in the frames after it. A frame must fit
+/// the socket's write buffer whole ([`crate::live::MAX_WRITE_BUFFER`]), and a page that missed a few
+/// hundred long messages would exceed it in one.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// Sends `items` (id and `<li>`, in id order) as `messages` frames of about [`BATCH_BYTES`] each.
+async fn send_batches<S: Transport>(
+    peer: &mut Peer<S>,
+    items: Vec<(i64, String)>,
+) -> Result<(), End> {
+    let mut html = String::new();
+    let mut items = items.into_iter().peekable();
+    while let Some((id, item)) = items.next() {
+        html.push_str(&item);
+        if html.len() >= BATCH_BYTES || items.peek().is_none() {
+            peer.send_json(&ServerMessage::Messages {
+                html: &html,
+                last: id,
+            })
+            .await?;
+            html.clear();
+        }
+    }
+    Ok(())
 }
