@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::session::SessionId;
 use crate::settings::Username;
 use crate::store::Present;
-use crate::views::{self, PresenceList};
+use crate::views::{self, PRESENCE_NAMES, PresenceList};
 
 /// How long changes are gathered before the list is rendered again: a burst of arrivals (a
 /// room filling up, an instance restarting) costs one render and one frame per page.
@@ -93,9 +93,11 @@ impl Roster {
 
     /// The list to show.
     pub fn list(&self) -> PresenceList<'_> {
+        let shown = self.names.len().min(PRESENCE_NAMES);
         PresenceList {
             version: self.version,
-            names: self.names.iter().map(String::as_str).collect(),
+            names: self.names[..shown].iter().map(String::as_str).collect(),
+            more: self.names.len() - shown,
             anonymous: self.anonymous,
         }
     }
@@ -108,10 +110,13 @@ impl Roster {
             if name.is_anonymous() {
                 list.anonymous += 1;
             } else {
-                let at = list
-                    .names
-                    .partition_point(|n| n.to_lowercase() <= name.as_str().to_lowercase());
+                let key = name.as_str().to_lowercase();
+                let at = list.names.partition_point(|n| n.to_lowercase() <= key);
                 list.names.insert(at, name.as_str());
+                if list.names.len() > PRESENCE_NAMES {
+                    list.names.pop();
+                    list.more += 1;
+                }
             }
         }
         list
@@ -415,5 +420,25 @@ mod tests {
         assert_eq!(list.names, vec!["abe", "Ada"]);
         let list = roster.list_with(SessionId::generate(), &nobody);
         assert_eq!((list.names.len(), list.anonymous), (1, 1));
+    }
+
+    #[test]
+    fn a_full_room_lists_the_first_hundred_names_and_counts_the_rest() {
+        let people: HashMap<SessionId, String> = (0..150)
+            .map(|n| (SessionId::generate(), format!("p{n:03}")))
+            .collect();
+        let roster = Roster::of(&people).rendered(1);
+        let list = roster.list();
+        assert_eq!((list.names.len(), list.more), (PRESENCE_NAMES, 50));
+        assert_eq!(list.names[0], "p000");
+        let late = name("zz");
+        let list = roster.list_with(SessionId::generate(), &late);
+        assert_eq!((list.names.len(), list.more), (PRESENCE_NAMES, 51));
+        let early = name("a");
+        let list = roster.list_with(SessionId::generate(), &early);
+        assert_eq!((list.names[0], list.more), ("a", 51));
+        let html = views::presence_items(&roster.list()).into_string();
+        assert!(html.contains("and 50 more"), "{html}");
+        assert_eq!(html.matches("<li>").count(), PRESENCE_NAMES);
     }
 }

@@ -33,14 +33,16 @@ pub struct ChatScreen<'a> {
 pub struct PresenceList<'a> {
     /// The list's number; the page sends it back when it joins, to learn whether it is current.
     pub version: u64,
-    /// The named, in the order shown.
+    /// The named, in the order shown: at most [`PRESENCE_NAMES`].
     pub names: Vec<&'a str>,
+    /// How many more are named, not listed.
+    pub more: usize,
     /// How many have no name.
     pub anonymous: usize,
 }
 
 /// Names listed at most; the rest are counted ("and 12 more").
-const PRESENCE_NAMES: usize = 100;
+pub const PRESENCE_NAMES: usize = 100;
 
 /// `/`: the chat log and the composer.
 pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
@@ -102,9 +104,9 @@ pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
 
 /// The inside of the presence list: the names, each isolated, then the unnamed as a count.
 pub fn presence_items(list: &PresenceList<'_>) -> Markup {
-    let shown = &list.names[..list.names.len().min(PRESENCE_NAMES)];
-    let more = list.names.len() - shown.len();
-    let total = list.names.len() + list.anonymous;
+    let shown = &list.names;
+    let more = list.more;
+    let total = shown.len() + more + list.anonymous;
     html! {
         @if total == 0 {
             p.hint { "Nobody has the chat open." }

@@ -8,7 +8,7 @@ mod chat;
 mod settings;
 
 pub use cache::PageCache;
-pub use chat::{ChatScreen, PresenceList, message_item, presence_items};
+pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
 
 use maud::{DOCTYPE, Markup, html};
 
