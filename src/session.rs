@@ -34,6 +34,11 @@ pub const COOKIE_NAME: &str = "livesession";
 /// The cookie is re-issued on page loads, so an active browser never reaches the end.
 pub const COOKIE_MAX_AGE: cookie::time::Duration = cookie::time::Duration::days(400);
 
+/// What follows the value in every `Set-Cookie` (`Max-Age` is [`COOKIE_MAX_AGE`] in seconds).
+const COOKIE_ATTRIBUTES: &str = "; HttpOnly; SameSite=Lax; Path=/; Max-Age=34560000";
+/// The same, with `Secure` (`--secure-cookies`).
+const COOKIE_ATTRIBUTES_SECURE: &str = "; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=34560000";
+
 /// The shortest signing secret we accept, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -368,12 +373,18 @@ impl Keys {
     /// The `Set-Cookie` value for an already signed cookie value: the attributes of the contract
     /// (`HttpOnly`, `SameSite=Lax`, `Path=/`, 400 days, `Secure` when configured), no `Domain`.
     pub fn reissue(&self, signed_value: &str) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let max_age = COOKIE_MAX_AGE.whole_seconds();
-        let header = format!(
-            "{COOKIE_NAME}={signed_value}; HttpOnly; SameSite=Lax{secure}; Path=/; Max-Age={max_age}"
-        );
-        HeaderValue::from_str(&header).expect("a signed cookie is a valid header")
+        let attributes = if self.secure {
+            COOKIE_ATTRIBUTES_SECURE
+        } else {
+            COOKIE_ATTRIBUTES
+        };
+        let mut header =
+            String::with_capacity(COOKIE_NAME.len() + 1 + signed_value.len() + attributes.len());
+        header.push_str(COOKIE_NAME);
+        header.push('=');
+        header.push_str(signed_value);
+        header.push_str(attributes);
+        HeaderValue::try_from(header).expect("a signed cookie is a valid header")
     }
 
     /// The CSRF token for forms and live joins of this session: an HMAC of the id, so it needs no
@@ -455,6 +466,17 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn the_cookie_attributes_say_the_contract_s_lifetime() {
+        let max_age = format!("Max-Age={}", COOKIE_MAX_AGE.whole_seconds());
+        for attributes in [COOKIE_ATTRIBUTES, COOKIE_ATTRIBUTES_SECURE] {
+            assert!(attributes.ends_with(&max_age), "{attributes}");
+        }
+        let keys = Keys::new(SECRET, &[], true).unwrap();
+        let cookie = keys.issue(SessionId::generate());
+        assert!(cookie.to_str().unwrap().contains("; Secure;"));
+    }
 
     fn request_with(cookie: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -316,6 +316,68 @@ async fn oversized_headers_are_refused_and_no_version_banner_is_sent() {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_is_closed_after_the_header_timeout_of_quiet_not_while_busy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(&["--header-timeout", "500ms"]).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    // Busy for three header timeouts: a request every 150 ms, each answered on the same
+    // connection.
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "request {answered}");
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(answered >= 8);
+
+    // A request whose body takes longer than the header timeout is in flight: not cut.
+    let body = b"_csrf=x&username=slow&theme=dark";
+    let head = format!(
+        "POST /settings HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(4) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(chunk).await.unwrap();
+    }
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 403"),
+        "answered (a bad CSRF token), not cut: {:?}",
+        String::from_utf8_lossy(&buf[..n.min(40)])
+    );
+
+    // Then quiet: closed once the header timeout has passed without a request.
+    let quiet = std::time::Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf))
+        .await
+        .expect("an idle connection was never closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed, without an answer");
+    let took = quiet.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed too early: {took:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_trickling_its_headers_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn(&["--header-timeout", "500ms"]).await;

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
@@ -25,28 +25,41 @@ pub fn secured<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     body_limit: DefaultBodyLimit,
 ) -> Router<S> {
-    let header =
-        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
     // One layer, so one boxed service per route: every `Router::layer` boxes each route again,
     // and each box is cloned for every request.
     let logging = tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
     let router = router.layer(
         tower::ServiceBuilder::new()
             .layer(body_limit)
-            .layer(header(header::CACHE_CONTROL, "no-store"))
-            .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-            .layer(header(header::REFERRER_POLICY, "same-origin"))
-            .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .layer(header(
-                header::CONTENT_SECURITY_POLICY,
-                CONTENT_SECURITY_POLICY,
-            )),
+            .map_response(with_security_headers),
     );
     if logging {
         router.layer(request_log())
     } else {
         router
     }
+}
+
+/// The headers every response gets, unless it set them itself (assets set their own
+/// `Cache-Control`).
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
+/// Adds [`SECURITY_HEADERS`] to `response`, growing its header map once.
+fn with_security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.reserve(SECURITY_HEADERS.len());
+    for (name, value) in SECURITY_HEADERS {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// One `debug` line per request, once its response is ready: method, path (never the query

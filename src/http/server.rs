@@ -4,11 +4,13 @@
 //! at a time would hold its connection forever. This loop is the same idea with the limits set:
 //!
 //! - Every connection is served by hyper's HTTP/1 connection directly (no protocol detection,
-//!   which has no timer of its own): its header timer starts when the connection does, so a
-//!   connection whose first request's headers are not complete within `--header-timeout` is
-//!   closed, whatever it sent (nothing, half a line, an HTTP/2 preface); so is one that goes
-//!   quiet that long between requests. Headers must fit in [`MAX_HEADER_BYTES`]; the router adds
-//!   a timeout for the rest of the request.
+//!   which has no timer of its own), with one idle timer of its own ([`Activity`]) that starts
+//!   when the connection does: a connection whose first request's headers are not complete within
+//!   `--header-timeout` is closed, whatever it sent (nothing, half a line, an HTTP/2 preface); so
+//!   is one that has had no request in flight for that long between requests. The timer is armed
+//!   once per connection and moved only when it fires, not once per request as hyper's own
+//!   header timer is. Headers must fit in [`MAX_HEADER_BYTES`]; the router adds a timeout for the
+//!   rest of the request.
 //! - At most [`ConnectionLimits::max_connections`] connections are held (below the open-file
 //!   limit, so the database and the logs always have descriptors): at the cap the loop stops
 //!   accepting until one closes, and new connections wait in the kernel's listen queue.
@@ -25,14 +27,14 @@
 use std::convert::Infallible;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,11 +60,9 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) {
+    // No timer for hyper: the connection's idle timer is ours (see `Activity`).
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
+    builder.max_buf_size(MAX_HEADER_BYTES);
     let connections = Connections::new(limits);
     let tasks = TaskTracker::new();
     let mut failures = AcceptFailures::default();
@@ -117,15 +117,15 @@ pub async fn serve(
                 continue;
             }
         };
-        let served = Arc::new(AtomicBool::new(false));
+        let activity = Arc::new(Activity::new());
         let service = {
-            let served = Arc::clone(&served);
+            let (started, answered) = (Arc::clone(&activity), Arc::clone(&activity));
             let trusted = Arc::clone(&connections.limits().trusted_proxies);
             let via_proxy = trusted.contains(peer);
             router
                 .clone()
                 .map_request(move |request: Request<Incoming>| {
-                    served.store(true, Ordering::Relaxed);
+                    started.request_started();
                     let client = if via_proxy {
                         trusted.client(peer, request.headers())
                     } else {
@@ -135,6 +135,10 @@ pub async fn serve(
                     request.extensions_mut().insert(ClientAddr(client));
                     request
                 })
+                .map_response(move |response| {
+                    answered.request_answered();
+                    response
+                })
         };
         let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
         let connection = builder
@@ -143,25 +147,88 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+            let mut deadline = activity.start + header_timeout;
+            let result = loop {
+                tokio::select! {
+                    result = connection.as_mut() => break Some(result),
+                    () = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        break Some(connection.await);
+                    }
+                    () = tokio::time::sleep_until(deadline.into()) => {
+                        match activity.quiet_until(header_timeout) {
+                            Some(later) => deadline = later,
+                            // Dropping the connection closes it.
+                            None => break None,
+                        }
+                    }
                 }
             };
             match result {
-                Err(e) if e.is_timeout() && !served.load(Ordering::Relaxed) => {
+                None if !activity.served() => {
                     tracing::debug!(client = %peer, "no complete request headers in time; closed");
                     refused(Refusal::HeaderTimeout);
                 }
-                Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
-                Ok(()) => {}
+                None => tracing::debug!("closed a connection idle for the header timeout"),
+                Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+                Some(Ok(())) => {}
             }
         });
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// What a connection's idle timer needs to know: whether a request is in flight, and since when
+/// none has been. Two atomic updates per request; the timer itself is armed once per connection
+/// and moved only when it fires.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `start` when the last request was answered (or 0).
+    quiet_since: AtomicU64,
+    served: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            quiet_since: AtomicU64::new(0),
+            served: AtomicBool::new(false),
+        }
+    }
+
+    /// A request's headers are in.
+    fn request_started(&self) {
+        self.served.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A request's response is ready: the connection waits for the next request from now.
+    fn request_answered(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.quiet_since.store(now, Ordering::Release);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether any request's headers were ever complete.
+    fn served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// When the timer is due next, or `None` when the connection has been without a request in
+    /// flight for `timeout` (or never had a complete one): it is closed.
+    fn quiet_until(&self, timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(Instant::now() + timeout);
+        }
+        let quiet_since =
+            self.start + Duration::from_millis(self.quiet_since.load(Ordering::Acquire));
+        let due = quiet_since + timeout;
+        (due > Instant::now()).then_some(due)
+    }
 }
 
 /// An error of the one connection being accepted (it was reset before we took it), not of the

@@ -48,6 +48,8 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
     };
     request.extensions_mut().insert(session);
     let mut response = next.run(request).await;
+    // Room for the cookie and the security headers, so the map grows once.
+    response.headers_mut().reserve(8);
 
     let id = match response.extensions().get::<ReplaceSession>() {
         Some(ReplaceSession(id)) => Some(*id),
