@@ -37,6 +37,7 @@ async fn page_for(addr: SocketAddr, n: usize, bare: bool) -> Page {
             cookie: "bare=1".to_owned(),
             csrf: String::new(),
             build: String::new(),
+            version: 0,
         }
     } else {
         load_page(addr, source(n)).await

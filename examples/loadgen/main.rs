@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example loadgen -- live-writes ADDR SOCKETS SECONDS [PAUSE_MS]
-//! cargo run --release --example loadgen -- connections ADDR SOCKETS SECONDS SERVER_PID
+//! cargo run --release --example loadgen -- connections ADDR SOCKETS SECONDS SERVER_PID [VIEW]
 //! cargo run --release --example loadgen -- cross ADDR_A ADDR_B ROUNDS
 //! cargo run --release --example loadgen -- fanout ADDR RECEIVERS MESSAGES RATE SERVER_PID [bare]
 //! ```
@@ -12,8 +12,8 @@
 //! change per 100 ms, the sockets' starts spread over one pause); prints acknowledged saves per
 //! second and the p50/p99 ack latency.
 //!
-//! `connections`: SOCKETS joined sockets, each its own session, held for SECONDS while the read
-//! path is probed; prints the server's memory growth per socket (from /proc/PID/status) and the
+//! `connections`: SOCKETS joined sockets (on VIEW, `settings` or `chat`), each its own session,
+//! held for SECONDS while the read path is probed; prints the server's memory growth per socket (from /proc/PID/status) and the
 //! errors seen. Sockets come from several loopback addresses (127.0.0.2, ...) so ephemeral ports
 //! do not run out. Only loopback addresses are ever used.
 //!
@@ -43,6 +43,9 @@ struct Page {
     cookie: String,
     csrf: String,
     build: String,
+    /// The settings version the page shows; its join says it, as a browser's does, so a page
+    /// that is up to date gets no render.
+    version: i64,
 }
 
 fn between<'a>(text: &'a str, start: &str, end: char) -> &'a str {
@@ -64,6 +67,9 @@ async fn load_page(addr: SocketAddr, source: IpAddr) -> Page {
         cookie: set_cookie.split(';').next().unwrap().to_owned(),
         csrf: between(&response, "data-live-csrf=\"", '"').to_owned(),
         build: between(&response, "/assets/live.", '.').to_owned(),
+        version: between(&response, "data-live-version=\"", '"')
+            .parse()
+            .unwrap(),
     }
 }
 
@@ -95,7 +101,8 @@ async fn join_view(
         .await
         .unwrap();
     let join = serde_json::json!({"t": "join", "view": view, "csrf": page.csrf,
-                                  "build": page.build, "page": page_id, "version": -1});
+                                  "build": page.build, "page": page_id,
+                                  "version": page.version});
     socket.send(Message::text(join.to_string())).await.unwrap();
     loop {
         match socket.next().await {
@@ -182,7 +189,7 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-async fn connections(addr: SocketAddr, sockets: usize, seconds: u64, pid: u32) {
+async fn connections(addr: SocketAddr, sockets: usize, seconds: u64, pid: u32, view: &'static str) {
     let before = rss_kib(pid);
     let errors = Arc::new(AtomicU64::new(0));
     let mut held = Vec::with_capacity(sockets);
@@ -193,7 +200,7 @@ async fn connections(addr: SocketAddr, sockets: usize, seconds: u64, pid: u32) {
             .map(|n| {
                 tokio::spawn(async move {
                     let page = load_page(addr, source(n)).await;
-                    join(addr, source(n), &page, n).await
+                    join_view(addr, source(n), &page, &format!("p{n}"), view).await
                 })
             })
             .collect();
@@ -248,7 +255,7 @@ async fn connections(addr: SocketAddr, sockets: usize, seconds: u64, pid: u32) {
     probes.sort_unstable();
     let growth = peak.saturating_sub(before);
     println!(
-        "connections sockets={sockets} joined_in_s={:.1} still_open={still_open} errors={} rss_before_kib={before} rss_peak_kib={peak} growth_per_socket_kib={:.1} read_path_p50_ms={:.2} read_path_p99_ms={:.2}",
+        "connections view={view} sockets={sockets} joined_in_s={:.1} still_open={still_open} errors={} rss_before_kib={before} rss_peak_kib={peak} growth_per_socket_kib={:.1} read_path_p50_ms={:.2} read_path_p99_ms={:.2}",
         joined_in.as_secs_f64(),
         errors.load(Ordering::Relaxed),
         growth as f64 / sockets as f64,
@@ -347,7 +354,7 @@ async fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: loadgen live-writes ADDR SOCKETS SECONDS | connections ADDR SOCKETS \
-                 SECONDS PID | cross ADDR_A ADDR_B ROUNDS | fanout ADDR RECEIVERS MESSAGES RATE \
+                 SECONDS PID [VIEW] | cross ADDR_A ADDR_B ROUNDS | fanout ADDR RECEIVERS MESSAGES RATE \
                  PID [bare]";
     let addr: SocketAddr = args
         .get(1)
@@ -393,7 +400,12 @@ async fn main() {
         }
         "connections" => {
             let pid: u32 = args.get(4).expect(usage).parse().unwrap();
-            connections(addr, sockets, seconds, pid).await;
+            let view = match args.get(5).map(String::as_str) {
+                None | Some("settings") => "settings",
+                Some("chat") => "chat",
+                Some(other) => panic!("no view {other:?}: settings or chat"),
+            };
+            connections(addr, sockets, seconds, pid, view).await;
         }
         _ => panic!("{usage}"),
     }

@@ -223,7 +223,7 @@ pub async fn endpoint(
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         // Small buffers: a socket mostly idles, and 20,000 of them must fit in a few hundred MiB.
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         // Messages queued together (an ack and its render) are written together.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(MAX_WRITE_BUFFER)

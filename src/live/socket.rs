@@ -51,7 +51,9 @@ pub async fn run<S: Transport>(
     from: IpAddr,
 ) {
     let mut peer = Peer::new(socket, live.config.send_timeout);
-    let end = match join(&mut peer, &live, session, permit, from).await {
+    // The join's future is boxed: it is large and lives only until the join is done, while the
+    // socket's task keeps its own size for as long as the socket is open.
+    let end = match Box::pin(join(&mut peer, &live, session, permit, from)).await {
         Ok(mut view) => view.serve(&mut peer, &live).await,
         Err(end) => end,
     };
@@ -130,19 +132,21 @@ impl LiveView {
                             metrics().rate_limited(Limit::Live);
                             Err(peer.close(code::POLICY, "too many messages").await)
                         }
-                        Frame::Text(text) => self.on_text(peer, live, &text).await,
+                        // What a frame or an event sets off is boxed: an idle socket's task then
+                        // holds a pointer's worth for each, not the largest of their futures.
+                        Frame::Text(text) => Box::pin(self.on_text(peer, live, &text)).await,
                         Frame::Alive => Ok(()),
                         Frame::Binary => Err(peer.close(code::UNSUPPORTED, "binary messages are not supported").await),
                         Frame::TooBig => Err(peer.close(code::TOO_BIG, "message too big").await),
                         Frame::Gone => Err(End::Peer),
                     }
                 }
-                event = self.events.recv() => self.on_event(peer, live, event).await,
+                event = self.events.recv() => Box::pin(self.on_event(peer, live, event)).await,
                 frame = next_roster(&mut self.here) => peer.send(Message::Text(frame)).await,
                 posted = next_message(&mut self.chat) => match posted {
                     Ok(posted) => self.on_message(peer, &posted).await,
                     // Fell behind the room: what it missed is in the log (or the database).
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(peer, live).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Box::pin(self.catch_up(peer, live)).await,
                     Err(broadcast::error::RecvError::Closed) => Ok(()),
                 },
                 _ = pings.tick() => {
@@ -154,7 +158,7 @@ impl LiveView {
                 }
                 _ = touches.tick() => {
                     metrics().touched();
-                    if let Err(e) = live.site.store.touch(self.id, now_millis()).await {
+                    if let Err(e) = Box::pin(live.site.store.touch(self.id, now_millis())).await {
                         metrics().database_error(&e);
                         tracing::warn!(error = %e, "live: touching the session failed");
                     }
