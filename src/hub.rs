@@ -15,7 +15,9 @@ use tokio::sync::broadcast;
 use crate::session::SessionId;
 
 /// Events buffered per session before a slow subscriber starts skipping (and re-reads instead).
-const EVENT_BUFFER: usize = 16;
+/// Small: every session with an open page holds a channel of this many slots, and a subscriber
+/// that skips loses nothing (it reads the newest state).
+const EVENT_BUFFER: usize = 4;
 
 /// Something happened to a session's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use livesession::prune::prune_pass;
 use livesession::retention::Retention;
 use livesession::session::SessionId;
 use livesession::shutdown::CancellationToken;
+use livesession::site::Shown;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -605,7 +606,13 @@ async fn post_many(app: &TestApp, count: usize) -> Vec<i64> {
         let message = app
             .state
             .site
-            .post_message(author, from, &format!("bulk {n}"), &format!("bulk-{n}"))
+            .post_message(
+                author,
+                from,
+                &format!("bulk {n}"),
+                &format!("bulk-{n}"),
+                Shown::OnTheNextPage,
+            )
             .await
             .unwrap();
         ids.push(message.id);
@@ -755,7 +762,13 @@ async fn a_page_that_stops_reading_falls_behind_the_room_and_catches_up_from_its
     let mut ids = Vec::new();
     let post = async |n: usize| {
         let message = site
-            .post_message(author, from, &body, &format!("lag-{n}"))
+            .post_message(
+                author,
+                from,
+                &body,
+                &format!("lag-{n}"),
+                Shown::OnTheNextPage,
+            )
             .await
             .unwrap();
         message.id

@@ -18,7 +18,7 @@ use crate::hub::SessionEvent;
 use crate::metrics::{Page, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
-use crate::site::{ForgetError, PostError, Site};
+use crate::site::{ForgetError, PostError, Shown, Site};
 use crate::store::Saved;
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
@@ -131,7 +131,13 @@ pub async fn post_message(
         return Err(AppError::BadCsrfToken);
     }
     let (status, refusal) = match app
-        .post_message(session.id, from, &form.body, &form.nonce)
+        .post_message(
+            session.id,
+            from,
+            &form.body,
+            &form.nonce,
+            Shown::OnTheNextPage,
+        )
         .await
     {
         Ok(_) => return Ok(Redirect::to("/").into_response()),

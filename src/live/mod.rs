@@ -205,7 +205,7 @@ pub async fn endpoint(
             return upgrade
                 .max_message_size(MAX_MESSAGE_BYTES)
                 .max_frame_size(MAX_MESSAGE_BYTES)
-                .read_buffer_size(1024)
+                .read_buffer_size(512)
                 .write_buffer_size(1024)
                 .on_upgrade(move |ws| {
                     tracker.track_future(async move {
@@ -223,7 +223,9 @@ pub async fn endpoint(
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         // Small buffers: a socket mostly idles, and 20,000 of them must fit in a few hundred MiB.
-        .read_buffer_size(1024)
+        // The read buffer is zero-filled to its size on every read, so it is all resident; a
+        // join fits in it, and a longer frame grows it as it must.
+        .read_buffer_size(512)
         // Messages queued together (an ack and its render) are written together.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(MAX_WRITE_BUFFER)

@@ -180,6 +180,18 @@ pub enum ForgetError {
 }
 
 /// Why a chat message was not posted.
+/// What a post waits for once its message is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Until the room holds it, so the poster's next page view shows it: a form post, answered
+    /// with a redirect to the chat.
+    OnTheNextPage,
+    /// Nothing more: a live page gets its message from the room like every other page, which
+    /// reads it in the background, so the poster's acknowledgement does not wait for the
+    /// fan-out to every page.
+    ByTheRoom,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
     /// The body is empty, too long or has control characters: the author should see why.
@@ -269,13 +281,14 @@ impl Site {
     }
 
     /// Posts a chat message for `author` (whose request came `from` an address), once per
-    /// `nonce`, and tells every chat page.
+    /// `nonce`, and tells every chat page; returns once it is stored and `shown` holds.
     pub async fn post_message(
         &self,
         author: SessionId,
         from: IpAddr,
         body: &str,
         nonce: &str,
+        shown: Shown,
     ) -> Result<Message, PostError> {
         let body = MessageBody::parse(body).map_err(PostError::Invalid)?;
         let nonce = if (1..=64).contains(&nonce.len()) {
@@ -308,12 +321,17 @@ impl Site {
         } else {
             metrics().chat_message_posted();
         }
-        // The room reads what is new (one query, whatever the number of open pages), so the
-        // poster's next page shows it. Even a duplicate: the first try may have been stored
-        // without anyone being told (its answer lost with a dropped database connection).
-        if let Err(e) = self.room.catch_up_to(&self.store, posted.message.id).await {
-            tracing::warn!(error = %e, "the chat room could not read a new message yet");
-            self.room.wake();
+        // The room reads what is new (one query, whatever the number of open pages). Even after
+        // a duplicate: the first try may have been stored without anyone being told (its
+        // answer lost with a dropped database connection).
+        match shown {
+            Shown::OnTheNextPage => {
+                if let Err(e) = self.room.catch_up_to(&self.store, posted.message.id).await {
+                    tracing::warn!(error = %e, "the chat room could not read a new message yet");
+                    self.room.wake();
+                }
+            }
+            Shown::ByTheRoom => self.room.wake(),
         }
         Ok(posted.message)
     }

@@ -7,8 +7,8 @@ use super::{CATCH_UP_LIMIT, COMPOSER_FORM, LiveView, ack};
 use crate::live::Live;
 use crate::live::peer::{End, Peer, Transport};
 use crate::live::protocol::{FieldErrors, ServerMessage};
-use crate::site::PostError;
 use crate::site::room::{CatchUp, Posted};
+use crate::site::{PostError, Shown};
 use crate::views;
 
 impl LiveView {
@@ -26,7 +26,7 @@ impl LiveView {
         }
         match live
             .site
-            .post_message(self.id, self.from, body, nonce)
+            .post_message(self.id, self.from, body, nonce, Shown::ByTheRoom)
             .await
         {
             Ok(_) => {
