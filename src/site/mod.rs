@@ -186,10 +186,10 @@ pub enum Shown {
     /// Until the room holds it, so the poster's next page view shows it: a form post, answered
     /// with a redirect to the chat.
     OnTheNextPage,
-    /// Nothing more: a live page gets its message from the room like every other page, which
-    /// reads it in the background, so the poster's acknowledgement does not wait for the
-    /// fan-out to every page.
-    ByTheRoom,
+    /// Nothing more: the caller answers first, then calls [`Site::announce`]. A live page's
+    /// acknowledgement then waits for the commit only, not for the room's read; the page gets
+    /// its message from the room like every other page.
+    AfterTheAnswer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,16 +324,20 @@ impl Site {
         // The room reads what is new (one query, whatever the number of open pages). Even after
         // a duplicate: the first try may have been stored without anyone being told (its
         // answer lost with a dropped database connection).
-        match shown {
-            Shown::OnTheNextPage => {
-                if let Err(e) = self.room.catch_up_to(&self.store, posted.message.id).await {
-                    tracing::warn!(error = %e, "the chat room could not read a new message yet");
-                    self.room.wake();
-                }
-            }
-            Shown::ByTheRoom => self.room.wake(),
+        if shown == Shown::OnTheNextPage {
+            self.announce(posted.message.id).await;
         }
         Ok(posted.message)
+    }
+
+    /// Makes sure the room has read message `id` (just stored here) and sent it to every chat
+    /// page: one query, whatever the number of open pages. A failed read is left to the room's
+    /// reader, which tries again.
+    pub async fn announce(&self, id: i64) {
+        if let Err(e) = self.room.catch_up_to(&self.store, id).await {
+            tracing::warn!(error = %e, "the chat room could not read a new message yet");
+            self.room.wake();
+        }
     }
 
     /// A page of the chat: the newest [`RECENT_MESSAGES`] (`before` is `None`; from the room's

@@ -26,12 +26,16 @@ impl LiveView {
         }
         match live
             .site
-            .post_message(self.id, self.from, body, nonce, Shown::ByTheRoom)
+            .post_message(self.id, self.from, body, nonce, Shown::AfterTheAnswer)
             .await
         {
-            Ok(_) => {
+            Ok(message) => {
                 hub.record_ack(self.id, &self.page, COMPOSER_FORM, seq);
-                ack(peer, COMPOSER_FORM, seq, None).await
+                let acked = ack(peer, COMPOSER_FORM, seq, None).await;
+                // The room reads it now, in this task: the next frame of this page waits for
+                // that read, so a page posting flat out is paced by it.
+                live.site.announce(message.id).await;
+                acked
             }
             Err(PostError::Invalid(refusal) | PostError::TooFast(refusal)) => {
                 let refused = FieldErrors::from([("body", refusal.message())]);
