@@ -49,6 +49,7 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
             get(routes::show_settings).post(routes::save_settings.layer(timeout())),
         )
         .route("/settings/forget", post(routes::forget.layer(timeout())))
+        .route("/settings/export", get(routes::export))
         .route("/messages", post(routes::post_message.layer(timeout())))
         .route_layer(middleware::from_fn_with_state(
             state.site.clone(),

@@ -58,6 +58,8 @@ pub enum Limit {
     ChatAddress,
     /// The whole room taking more chat messages than `--room-message-burst`.
     ChatRoom,
+    /// "Download my data" asked too often by one browser or one address.
+    Export,
 }
 
 /// Why a connection, a request or a live socket was refused or closed early (the `reason` label of
@@ -116,7 +118,7 @@ pub struct Metrics {
     database_errors: [Counter; 4],
     chat_messages: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 5],
+    rate_limited: [Counter; 6],
     refused: [Counter; 8],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
@@ -129,9 +131,16 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<5> = (
+const LIMITS: Label<6> = (
     "limit",
-    ["chat", "live", "forget", "chat_address", "chat_room"],
+    [
+        "chat",
+        "live",
+        "forget",
+        "chat_address",
+        "chat_room",
+        "export",
+    ],
 );
 const REFUSALS: Label<8> = (
     "reason",

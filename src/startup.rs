@@ -75,6 +75,7 @@ impl App {
             chat_limits: ChatLimiters::new(config.chat_limits()),
             forgotten,
             forget_limit: RateLimiter::new(site::FORGET_LIMIT),
+            export_limits: site::ExportLimiters::default(),
             pages: PageCache::default(),
             room,
             presence: Arc::new(Presence::new(config.presence_grace)),

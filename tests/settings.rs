@@ -373,3 +373,125 @@ async fn a_name_is_stored_in_nfc_and_its_length_is_what_a_person_sees() {
     assert!(page.contains("<bdi><strong id=\"current-username\">\u{2764}\u{FE0F}</strong></bdi>"));
     app.stop().await;
 }
+
+/// `GET /settings/export` as the browser would download it: the response and its JSON.
+async fn export(browser: &mut common::Browser) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = browser.get("/settings/export").await;
+    let status = response.status();
+    if status != StatusCode::OK {
+        return (status, serde_json::Value::Null);
+    }
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers["content-type"], "application/json; charset=utf-8",
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers["content-disposition"],
+        r#"attachment; filename="livesession-data.json""#
+    );
+    assert_eq!(headers[CACHE_CONTROL], "no-store");
+    let body = response.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn download_my_data_has_the_settings_their_times_and_every_message_this_browser_sent() {
+    let app = TestApp::spawn(&[]).await;
+    let mut ada = app.browser();
+    ada.post_message("before I had a name").await;
+    ada.save_settings("Ada", "dark").await;
+    ada.post_message("hello").await;
+    let mut bob = app.browser();
+    bob.post_message("not Ada's").await;
+    let page = ada.page("/settings").await;
+    assert!(
+        page.contains(r#"href="/settings/export""#),
+        "a plain link, no script"
+    );
+
+    let (status, data) = export(&mut ada).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(data["version"], 1);
+    assert_eq!(data["format"], "livesession export");
+    assert_eq!(data["settings"]["username"], "Ada");
+    assert_eq!(data["settings"]["theme"], "dark");
+    for field in ["created_at", "updated_at", "last_used_at"] {
+        let time = data["settings"][field].as_str().unwrap();
+        assert!(time.ends_with('Z') && time.len() == 24, "{field}: {time}");
+    }
+    let messages = data["messages"].as_array().unwrap();
+    let sent: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["body"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sent,
+        [("", "before I had a name"), ("Ada", "hello")],
+        "only this browser's, under the names they were sent with"
+    );
+    assert!(messages[0]["id"].as_i64().unwrap() < messages[1]["id"].as_i64().unwrap());
+    // The session id is the browser's secret: neither it nor any other id is in the file.
+    fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    strings(&data, &mut all);
+    assert!(
+        all.iter().all(|s| uuid::Uuid::parse_str(s).is_err()),
+        "{all:?}"
+    );
+    let cookie = ada.cookie.clone().unwrap();
+    assert!(!data.to_string().contains(cookie.split('=').nth(1).unwrap()));
+
+    // A browser that saved nothing gets an empty export; one that was forgotten starts over.
+    let (_, empty) = export(&mut app.browser()).await;
+    assert!(empty["settings"].is_null());
+    assert_eq!(empty["messages"], serde_json::json!([]));
+    let token = ada.csrf_token().await;
+    ada.post("/settings/forget", &[("_csrf", token.as_str())])
+        .await;
+    let (_, after) = export(&mut ada).await;
+    assert!(after["settings"].is_null());
+    assert_eq!(after["messages"], serde_json::json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn download_my_data_is_rate_limited_per_browser_and_per_address() {
+    let app = TestApp::spawn(&[]).await;
+    let mut ada = app.browser();
+    ada.save_settings("Ada", "system").await;
+    for n in 0..5 {
+        assert_eq!(export(&mut ada).await.0, StatusCode::OK, "export {n}");
+    }
+    let refused = ada.get("/settings/export").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("try again in"), "{text}");
+
+    // Other browsers from the same address: 30 in all per window, then refused too.
+    let mut answered = 5;
+    let mut others = Vec::new();
+    for _ in 0..30 {
+        let mut browser = app.browser();
+        browser.save_settings("someone", "system").await;
+        others.push(browser);
+    }
+    for browser in &mut others {
+        if export(browser).await.0 == StatusCode::OK {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered, 30,
+        "the address's allowance, over all its browsers"
+    );
+    app.stop().await;
+}

@@ -19,7 +19,7 @@ pub enum AppError {
     /// The form's CSRF token is missing or is not this session's.
     #[error("missing or invalid CSRF token")]
     BadCsrfToken,
-    /// Over a rate limit of the client's address; it may try again after this long.
+    /// Over a rate limit of the client's browser or address; it may try again after this long.
     #[error("too many requests")]
     TooFast(std::time::Duration),
 }
@@ -43,8 +43,8 @@ impl IntoResponse for AppError {
                     StatusCode::TOO_MANY_REQUESTS,
                     [(axum::http::header::RETRY_AFTER, seconds.to_string())],
                     format!(
-                        "Too many requests like this one came from your network, so nothing was \
-                         changed. Please try again in {seconds} s."
+                        "Too many requests like this one came from your browser or your \
+                         network, so nothing was done. Please try again in {seconds} s."
                     ),
                 )
                     .into_response()

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use maud::Markup;
@@ -18,8 +19,8 @@ use crate::hub::SessionEvent;
 use crate::metrics::{Page, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
-use crate::site::{ForgetError, PostError, Shown, Site};
-use crate::store::Saved;
+use crate::site::{Limited, PostError, Shown, Site};
+use crate::store::{Saved, SessionData};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
 /// The chat's query: `?before=ID` asks for the older page that ends before message `ID`.
@@ -233,12 +234,41 @@ pub async fn forget(
     }
     match app.forget(session.id, from).await {
         Ok(()) => {}
-        Err(ForgetError::TooFast(wait)) => return Err(AppError::TooFast(wait)),
-        Err(ForgetError::Store(e)) => return Err(e.into()),
+        Err(Limited::TooFast(wait)) => return Err(AppError::TooFast(wait)),
+        Err(Limited::Store(e)) => return Err(e.into()),
     }
     Ok((
         Extension(ReplaceSession(SessionId::generate())),
         Redirect::to("/settings"),
+    )
+        .into_response())
+}
+
+/// `GET /settings/export`: "Download my data", a JSON file of everything this server keeps of
+/// this browser (`docs/export.md`). A plain link works without JavaScript; it changes nothing,
+/// so it needs no CSRF token, and another site cannot read the answer (no CORS).
+pub async fn export(
+    State(app): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+) -> Result<Response, AppError> {
+    let data = if session.is_new {
+        // A browser with no session yet has nothing kept: no lookup.
+        SessionData::default()
+    } else {
+        match app.export(session.id, from).await {
+            Ok(data) => data,
+            Err(Limited::TooFast(wait)) => return Err(AppError::TooFast(wait)),
+            Err(Limited::Store(e)) => return Err(e.into()),
+        }
+    };
+    let disposition = format!("attachment; filename=\"{}\"", views::EXPORT_FILE_NAME);
+    Ok((
+        [
+            (CONTENT_TYPE, "application/json; charset=utf-8".to_owned()),
+            (CONTENT_DISPOSITION, disposition),
+        ],
+        views::export_json(&data, now_millis()),
     )
         .into_response())
 }

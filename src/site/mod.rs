@@ -30,7 +30,7 @@ use crate::metrics::{Limit, metrics};
 use crate::retention::Retention;
 use crate::session::{CookieCheck, Keys, Session, SessionId, Verdict};
 use crate::settings::{FieldError, Settings};
-use crate::store::{Store, StoreError};
+use crate::store::{SessionData, Store, StoreError};
 use crate::views::PageCache;
 
 /// The site: one pointer, so the clone axum makes for every request is a reference count.
@@ -53,6 +53,8 @@ pub struct Parts {
     pub forgotten: Forgotten,
     /// How often each client address may ask to be forgotten.
     pub forget_limit: RateLimiter<IpAddr>,
+    /// How often each browser, and each client address, may download its data.
+    pub export_limits: ExportLimiters,
     /// Rendered settings pages of recent visitors.
     pub pages: PageCache,
     /// The chat's newest messages, rendered once, and the channel to every chat page.
@@ -159,6 +161,33 @@ pub const FORGET_LIMIT: RateLimit = RateLimit {
     window: std::time::Duration::from_secs(600),
 };
 
+/// How often one browser may download its data ("Download my data").
+pub const EXPORT_LIMIT_PER_SESSION: RateLimit = RateLimit {
+    burst: 5,
+    window: std::time::Duration::from_secs(600),
+};
+
+/// How often one client address may, however many browsers it uses.
+pub const EXPORT_LIMIT_PER_ADDRESS: RateLimit = RateLimit {
+    burst: 30,
+    window: std::time::Duration::from_secs(600),
+};
+
+/// The buckets behind [`EXPORT_LIMIT_PER_SESSION`] and [`EXPORT_LIMIT_PER_ADDRESS`].
+pub struct ExportLimiters {
+    per_session: RateLimiter<SessionId>,
+    per_address: RateLimiter<IpAddr>,
+}
+
+impl Default for ExportLimiters {
+    fn default() -> ExportLimiters {
+        ExportLimiters {
+            per_session: RateLimiter::new(EXPORT_LIMIT_PER_SESSION),
+            per_address: RateLimiter::new(EXPORT_LIMIT_PER_ADDRESS),
+        }
+    }
+}
+
 /// A page of the chat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatPage {
@@ -168,18 +197,17 @@ pub struct ChatPage {
     pub older: Option<i64>,
 }
 
-/// Why "forget me" did nothing.
+/// Why a rate-limited request ("forget me", "Download my data") did nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum ForgetError {
-    /// This address asked too often; it may again after this long.
-    #[error("too many requests to be forgotten from one address")]
+pub enum Limited {
+    /// Asked too often (by this address, or this browser); it may again after this long.
+    #[error("too many requests like this one")]
     TooFast(std::time::Duration),
-    /// The database failed; nothing was deleted.
+    /// The database failed; nothing was done.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Why a chat message was not posted.
 /// What a post waits for once its message is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shown {
@@ -192,6 +220,7 @@ pub enum Shown {
     AfterTheAnswer,
 }
 
+/// Why a chat message was not posted.
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
     /// The body is empty, too long or has control characters: the author should see why.
@@ -368,10 +397,10 @@ impl Site {
     /// Only an id that had something to forget (settings or messages) is remembered, and each
     /// client address may ask [`FORGET_LIMIT`] times: "forget me" of fresh sessions in a loop
     /// grows nothing.
-    pub async fn forget(&self, id: SessionId, from: IpAddr) -> Result<(), ForgetError> {
+    pub async fn forget(&self, id: SessionId, from: IpAddr) -> Result<(), Limited> {
         if let Err(wait) = self.forget_limit.try_acquire(from, Instant::now()) {
             metrics().rate_limited(Limit::Forget);
-            return Err(ForgetError::TooFast(wait));
+            return Err(Limited::TooFast(wait));
         }
         let now = now_millis();
         if self.store.forget(id, now).await? {
@@ -380,6 +409,23 @@ impl Site {
         self.hub.publish(id, SessionEvent::Forgotten);
         tracing::info!("a browser asked to be forgotten; its settings were deleted");
         Ok(())
+    }
+
+    /// Everything kept of session `id` ("Download my data"), for a request `from` an address;
+    /// refused past [`EXPORT_LIMIT_PER_SESSION`] or [`EXPORT_LIMIT_PER_ADDRESS`].
+    pub async fn export(&self, id: SessionId, from: IpAddr) -> Result<SessionData, Limited> {
+        let now = Instant::now();
+        let limits = &self.export_limits;
+        if let Err(wait) = limits.per_session.try_acquire(id, now) {
+            metrics().rate_limited(Limit::Export);
+            return Err(Limited::TooFast(wait));
+        }
+        if let Err(wait) = limits.per_address.try_acquire(from, now) {
+            limits.per_session.refund(id);
+            metrics().rate_limited(Limit::Export);
+            return Err(Limited::TooFast(wait));
+        }
+        Ok(self.store.session_data(id).await?)
     }
 
     /// A save found session `id` forgotten (in another tab, or on another instance) before this

@@ -26,8 +26,8 @@ pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;
 pub use sqlite::SCHEMA_VERSION;
 pub use types::{
-    Durability, Notice, PageChange, Posted, Present, Saved, StoreOptions, StoreStats,
-    StoredSettings,
+    Durability, Notice, PageChange, Posted, Present, Saved, SessionData, SettingsRow, StoreOptions,
+    StoreStats, StoredSettings,
 };
 
 use crate::chat::{Message, MessageBody};
@@ -343,6 +343,12 @@ impl Store {
     }
 
     /// The newest `limit` messages, oldest first.
+    /// Everything kept of session `id` (its settings row and the messages it sent), read in one
+    /// snapshot.
+    pub async fn session_data(&self, id: SessionId) -> Result<SessionData, StoreError> {
+        on_backend!(self, s => s.session_data(id).await)
+    }
+
     pub async fn recent_messages(&self, limit: usize) -> Result<Vec<Message>, StoreError> {
         self.messages_before(i64::MAX, limit).await
     }

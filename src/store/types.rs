@@ -132,3 +132,26 @@ pub struct Present {
     /// Its name; empty when it has none.
     pub name: String,
 }
+
+/// Everything the database holds of one session, read in one snapshot: what "Download my data"
+/// hands its owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionData {
+    /// Its settings row, if it saved any.
+    pub settings: Option<SettingsRow>,
+    /// Every chat message it sent that is still kept, oldest first.
+    pub messages: Vec<Message>,
+}
+
+/// A settings row with its times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsRow {
+    /// The values.
+    pub settings: crate::settings::Settings,
+    /// When the row was created.
+    pub inserted_at: Millis,
+    /// The last write that changed it.
+    pub updated_at: Millis,
+    /// The last use, read or write (within the touch window).
+    pub read_at: Millis,
+}

@@ -5,10 +5,12 @@
 
 mod cache;
 mod chat;
+mod export;
 mod settings;
 
 pub use cache::PageCache;
 pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
+pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};
 
 use maud::{DOCTYPE, Markup, html};
 

@@ -12,8 +12,13 @@ pub(super) fn main(screen: &Screen<'_>) -> Markup {
             (form(screen))
         }
         section.card {
+            h2 { "Your data" }
+            p { "Everything this server keeps of this browser: your settings, when they were saved and last used, and every chat message you sent, as a JSON file." }
+            p { a.button href="/settings/export" download="livesession-data.json" { "Download my data" } }
+        }
+        section.card {
             h2 { "Forget this browser" }
-            p { "Deletes your name and theme from the server and gives this browser a new, empty session." }
+            p { "Deletes your name and theme from the server and gives this browser a new, empty session. The chat messages you sent stay in the chat, under the names they were sent with, no longer linked to this browser." }
             form method="post" action="/settings/forget" {
                 input type="hidden" name="_csrf" value=(screen.csrf_token);
                 button.secondary type="submit" { "Forget me" }

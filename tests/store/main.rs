@@ -42,6 +42,7 @@ harness::on_both_backends! {
         messages_come_in_id_order_with_limits,
         posts_from_two_instances_never_leave_a_gap_behind_a_reader,
         the_message_limit_holds_at_every_post,
+        a_session_s_data_is_its_row_with_its_times_and_the_messages_it_sent,
     ],
     upkeep: [
         pruning_takes_only_stale_rows_stalest_first,

@@ -188,3 +188,54 @@ pub async fn the_message_limit_holds_at_every_post(f: Fixture) {
         .collect();
     assert_eq!(kept, ["m15", "m16", "m17", "m18", "m19"]);
 }
+
+pub async fn a_session_s_data_is_its_row_with_its_times_and_the_messages_it_sent(f: Fixture) {
+    let id = SessionId::generate();
+    assert_eq!(
+        f.store.session_data(id).await.unwrap(),
+        livesession::store::SessionData::default(),
+        "nothing kept of a session that saved nothing"
+    );
+    f.store
+        .post_message(id, body("anonymous"), "a".into(), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .save(id, change(Some("ada"), None), 2_000)
+        .await
+        .unwrap();
+    f.store
+        .save(
+            id,
+            change(None, Some(livesession::settings::Theme::Dark)),
+            3_000,
+        )
+        .await
+        .unwrap();
+    f.store
+        .post_message(id, body("named"), "b".into(), 4_000)
+        .await
+        .unwrap();
+    f.store
+        .post_message(
+            SessionId::generate(),
+            body("someone else"),
+            "c".into(),
+            5_000,
+        )
+        .await
+        .unwrap();
+
+    let data = f.another().await.session_data(id).await.unwrap();
+    let row = data.settings.expect("the row");
+    assert_eq!(row.settings.username.as_str(), "ada");
+    assert_eq!(row.settings.theme, livesession::settings::Theme::Dark);
+    assert_eq!((row.inserted_at, row.updated_at), (2_000, 3_000));
+    assert_eq!(row.read_at, 4_000, "posting is using the session");
+    let sent: Vec<(&str, &str, i64)> = data
+        .messages
+        .iter()
+        .map(|m| (m.author_name.as_str(), m.body.as_str(), m.created_at))
+        .collect();
+    assert_eq!(sent, [("", "anonymous", 1_000), ("ada", "named", 4_000)]);
+}

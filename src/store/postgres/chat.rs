@@ -4,12 +4,12 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{ADVISORY_LOCK, Param, PostgresStore};
+use super::{ADVISORY_LOCK, Param, PostgresStore, settings_at};
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
 use crate::store::{Order, sql_int};
-use crate::store::{Posted, StoreError};
+use crate::store::{Posted, SessionData, SettingsRow, StoreError};
 
 /// The chat's advisory lock key (PostgreSQL's one-`bigint` form). Per-session locks hash the
 /// session id into the same space; a collision only makes two writes wait for each other.
@@ -149,6 +149,53 @@ impl PostgresStore {
 }
 
 /// A message row, of the columns `message_columns!` names.
+impl PostgresStore {
+    pub(in crate::store) async fn session_data(
+        &self,
+        id: SessionId,
+    ) -> Result<SessionData, StoreError> {
+        self.retry(|mut client| async move {
+            // One read-only snapshot: the row and the messages as of one moment.
+            let tx = client.transaction().await?;
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+            let key = id.as_uuid();
+            let settings = tx
+                .query_opt(
+                    "SELECT username, theme, inserted_at, updated_at, read_at
+                     FROM settings WHERE session_id = $1",
+                    &[&key],
+                )
+                .await?
+                .map(|row| -> Result<SettingsRow, tokio_postgres::Error> {
+                    Ok(SettingsRow {
+                        settings: settings_at(&row, 0)?,
+                        inserted_at: row.try_get(2)?,
+                        updated_at: row.try_get(3)?,
+                        read_at: row.try_get(4)?,
+                    })
+                })
+                .transpose()?;
+            let messages = tx
+                .query(
+                    concat!(
+                        "SELECT ",
+                        message_columns!(),
+                        " FROM messages WHERE author_session = $1 ORDER BY id"
+                    ),
+                    &[&key],
+                )
+                .await?
+                .iter()
+                .map(message)
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().await?;
+            Ok(SessionData { settings, messages })
+        })
+        .await
+    }
+}
+
 fn message(row: &Row) -> Result<Message, tokio_postgres::Error> {
     Ok(Message {
         id: row.try_get(0)?,

@@ -435,14 +435,19 @@ fn stored_settings(row: &Row) -> Result<StoredSettings, tokio_postgres::Error> {
 
 /// A settings row whose four columns start at column `first`.
 fn settings_from(row: &Row, first: usize) -> Result<StoredSettings, tokio_postgres::Error> {
-    let theme: &str = row.try_get(first + 1)?;
     Ok(StoredSettings {
-        settings: Settings {
-            username: Username::from_trusted(row.try_get(first)?),
-            theme: Theme::parse(theme).unwrap_or_default(),
-        },
+        settings: settings_at(row, first)?,
         version: row.try_get(first + 2)?,
         read_at: row.try_get(first + 3)?,
+    })
+}
+
+/// The settings in a row whose `username` and `theme` columns start at column `first`.
+fn settings_at(row: &Row, first: usize) -> Result<Settings, tokio_postgres::Error> {
+    let theme: &str = row.try_get(first + 1)?;
+    Ok(Settings {
+        username: Username::from_trusted(row.try_get(first)?),
+        theme: Theme::parse(theme).unwrap_or_default(),
     })
 }
 

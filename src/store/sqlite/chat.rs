@@ -3,11 +3,11 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
+use super::{SqliteStore, settings_at};
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
-use crate::store::{Order, Posted, StoreError, sql_int};
+use crate::store::{Order, Posted, SessionData, SettingsRow, StoreError, sql_int};
 
 /// The columns a message is read from, in [`message`]'s order.
 macro_rules! message_columns {
@@ -119,6 +119,44 @@ impl SqliteStore {
                 messages.reverse();
             }
             Ok(messages)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    pub(in crate::store) async fn session_data(
+        &self,
+        id: SessionId,
+    ) -> Result<SessionData, StoreError> {
+        self.run(move |conn| {
+            // One read transaction: the row and the messages as of one moment.
+            let tx = conn.transaction()?;
+            let key = id.to_key();
+            let settings = tx
+                .prepare_cached(
+                    "SELECT username, theme, inserted_at, updated_at, read_at
+                     FROM settings WHERE session_id = ?1",
+                )?
+                .query_row([&key], |row| {
+                    Ok(SettingsRow {
+                        settings: settings_at(row, 0)?,
+                        inserted_at: row.get(2)?,
+                        updated_at: row.get(3)?,
+                        read_at: row.get(4)?,
+                    })
+                })
+                .optional()?;
+            let messages = tx
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM messages WHERE author_session = ?1 ORDER BY id"
+                ))?
+                .query_map([&key], message)?
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.finish()?;
+            Ok(SessionData { settings, messages })
         })
         .await
     }

@@ -323,14 +323,19 @@ fn upsert(
 }
 
 fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> {
-    let theme: String = row.get(1)?;
     Ok(StoredSettings {
-        settings: Settings {
-            username: Username::from_trusted(row.get(0)?),
-            theme: Theme::parse(&theme).unwrap_or_default(),
-        },
+        settings: settings_at(row, 0)?,
         version: row.get(2)?,
         read_at: row.get(3)?,
+    })
+}
+
+/// The settings in a row whose `username` and `theme` columns start at column `first`.
+pub(super) fn settings_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Settings> {
+    let theme: String = row.get(first + 1)?;
+    Ok(Settings {
+        username: Username::from_trusted(row.get(first)?),
+        theme: Theme::parse(&theme).unwrap_or_default(),
     })
 }
 
