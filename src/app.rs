@@ -50,6 +50,10 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
         )
         .route("/settings/forget", post(routes::forget.layer(timeout())))
         .route("/settings/export", get(routes::export))
+        .route(
+            "/settings/sign-out-elsewhere",
+            post(routes::sign_out_elsewhere.layer(timeout())),
+        )
         .route("/messages", post(routes::post_message.layer(timeout())))
         .route_layer(middleware::from_fn_with_state(
             state.site.clone(),

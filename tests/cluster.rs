@@ -458,3 +458,26 @@ async fn a_change_resent_to_another_instance_is_not_applied_twice() {
         "the resent change was applied again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_else_on_one_instance_restarts_the_devices_on_the_other() {
+    let Some(cluster) = Cluster::start("sign_out_elsewhere_across_instances").await else {
+        return;
+    };
+    let mut desktop = Browser::new(cluster.a.addr);
+    desktop.save_settings("ada", "dark").await;
+    let mut phone = same_browser_on(&desktop, &cluster.b);
+    let mut phone_tab = live::join_settings(&mut phone, "phone-b").await;
+
+    let token = desktop.csrf_token().await;
+    let response = desktop
+        .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    recv_until(&mut phone_tab, |m| m["t"] == "reload").await;
+    let page = phone.page("/settings").await;
+    assert_eq!(username_field(&page), "", "B starts the other device over");
+    // The moved session is read on B too.
+    let mut desktop_on_b = same_browser_on(&desktop, &cluster.b);
+    assert_eq!(username_field(&desktop_on_b.page("/settings").await), "ada");
+}

@@ -325,3 +325,58 @@ async fn forget_me_of_browsers_that_saved_nothing_remembers_nothing_and_is_limit
     assert_eq!(forgotten_rows(&app), 0);
     app.stop().await;
 }
+
+/// Posts "Sign out everywhere else" from `browser`; returns the answer's status.
+async fn sign_out_elsewhere(browser: &mut Browser) -> StatusCode {
+    let token = browser.csrf_token().await;
+    browser
+        .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_else_moves_the_data_and_every_other_device_starts_over() {
+    let app = TestApp::spawn(&[]).await;
+    let mut desktop = app.browser();
+    desktop.save_settings("Ada", "dark").await;
+    desktop.post_message("mine").await;
+    // A second device on the same session, with a live page open.
+    let mut phone = app.browser();
+    phone.cookie = desktop.cookie.clone();
+    let mut phone_tab = common::live::join_settings(&mut phone, "phone").await;
+    let old_cookie = desktop.cookie.clone();
+
+    assert_eq!(
+        sign_out_elsewhere(&mut desktop).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_ne!(desktop.cookie, old_cookie, "this browser got a new session");
+    let reload = common::live::recv_until(&mut phone_tab, |m| m["t"] == "reload").await;
+    assert_eq!(reload["t"], "reload");
+
+    // This browser keeps everything, under the new id: its settings and its messages.
+    let page = desktop.page("/settings").await;
+    assert_eq!(username_field(&page), "Ada");
+    assert!(
+        desktop.page("/").await.contains("(you)"),
+        "its message is still its own"
+    );
+    // The other device's cookie is refused: a fresh, empty session.
+    let page = phone.page("/settings").await;
+    assert_eq!(username_field(&page), "");
+    assert_ne!(phone.cookie, old_cookie);
+    assert_ne!(phone.cookie, desktop.cookie);
+    // And the old cookie cannot sign anyone out again, nor without its token.
+    let mut stale = app.browser();
+    stale.cookie = old_cookie;
+    assert_eq!(
+        stale
+            .post("/settings/sign-out-elsewhere", &[("_csrf", "x")])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(username_field(&desktop.page("/settings").await), "Ada");
+    app.stop().await;
+}

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::clock::whole_seconds;
 use crate::metrics::metrics;
+use crate::site::Limited;
 use crate::store::{StoreError, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,15 @@ pub enum AppError {
     /// Over a rate limit of the client's browser or address; it may try again after this long.
     #[error("too many requests")]
     TooFast(std::time::Duration),
+}
+
+impl From<Limited> for AppError {
+    fn from(limited: Limited) -> AppError {
+        match limited {
+            Limited::TooFast(wait) => AppError::TooFast(wait),
+            Limited::Store(e) => AppError::Store(e),
+        }
+    }
 }
 
 impl IntoResponse for AppError {

@@ -19,7 +19,7 @@ use crate::hub::SessionEvent;
 use crate::metrics::{Page, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
-use crate::site::{Limited, PostError, Shown, Site};
+use crate::site::{PostError, Shown, Site};
 use crate::store::{Saved, SessionData};
 use crate::views::{self, ChatScreen, FormState, Screen, View};
 
@@ -232,16 +232,27 @@ pub async fn forget(
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
-    match app.forget(session.id, from).await {
-        Ok(()) => {}
-        Err(Limited::TooFast(wait)) => return Err(AppError::TooFast(wait)),
-        Err(Limited::Store(e)) => return Err(e.into()),
-    }
+    app.forget(session.id, from).await?;
     Ok((
         Extension(ReplaceSession(SessionId::generate())),
         Redirect::to("/settings"),
     )
         .into_response())
+}
+
+/// `POST /settings/sign-out-elsewhere`: this browser's data moves to a new session, which its
+/// cookie now names; every other device (and every open page) on the old one starts over.
+pub async fn sign_out_elsewhere(
+    State(app): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Form(form): Form<ForgetForm>,
+) -> Result<Response, AppError> {
+    if !app.keys.verify_csrf(session.id, &form.csrf) {
+        return Err(AppError::BadCsrfToken);
+    }
+    let new = app.sign_out_elsewhere(session.id, from).await?;
+    Ok((Extension(ReplaceSession(new)), Redirect::to("/settings")).into_response())
 }
 
 /// `GET /settings/export`: "Download my data", a JSON file of everything this server keeps of
@@ -256,11 +267,7 @@ pub async fn export(
         // A browser with no session yet has nothing kept: no lookup.
         SessionData::default()
     } else {
-        match app.export(session.id, from).await {
-            Ok(data) => data,
-            Err(Limited::TooFast(wait)) => return Err(AppError::TooFast(wait)),
-            Err(Limited::Store(e)) => return Err(e.into()),
-        }
+        app.export(session.id, from).await?
     };
     let disposition = format!("attachment; filename=\"{}\"", views::EXPORT_FILE_NAME);
     Ok((

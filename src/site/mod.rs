@@ -411,6 +411,32 @@ impl Site {
         Ok(())
     }
 
+    /// "Sign out everywhere else": session `id`'s data moves to a new id (returned: this
+    /// browser's new cookie), the old id is forgotten, and every page still on it, on every
+    /// device and instance, reloads into a fresh session. Counts against the address's "forget
+    /// me" allowance ([`FORGET_LIMIT`]).
+    pub async fn sign_out_elsewhere(
+        &self,
+        id: SessionId,
+        from: IpAddr,
+    ) -> Result<SessionId, Limited> {
+        if let Err(wait) = self.forget_limit.try_acquire(from, Instant::now()) {
+            metrics().rate_limited(Limit::Forget);
+            return Err(Limited::TooFast(wait));
+        }
+        let (new, now) = (SessionId::generate(), now_millis());
+        if self.store.move_session(id, new, now).await? {
+            self.forgotten.insert(id, now);
+        }
+        self.hub.publish(id, SessionEvent::Forgotten);
+        // The room's log names authors by id: read it again, so "(you)" follows the move.
+        if let Err(e) = self.room.load(&self.store).await {
+            tracing::warn!(error = %e, "the chat room could not be read again after a move");
+        }
+        tracing::info!("a browser signed out everywhere else; its session moved to a new id");
+        Ok(new)
+    }
+
     /// Everything kept of session `id` ("Download my data"), for a request `from` an address;
     /// refused past [`EXPORT_LIMIT_PER_SESSION`] or [`EXPORT_LIMIT_PER_ADDRESS`].
     pub async fn export(&self, id: SessionId, from: IpAddr) -> Result<SessionData, Limited> {

@@ -303,6 +303,22 @@ impl Store {
         forgotten
     }
 
+    /// "Sign out everywhere else": moves session `from`'s settings and chat messages to the new
+    /// id `to` in one transaction, and forgets `from` (as [`Store::forget`] does) when it had
+    /// anything. Returns whether it had.
+    pub async fn move_session(
+        &self,
+        from: SessionId,
+        to: SessionId,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let moved = self
+            .timed(async { on_backend!(self, s => s.move_session(from, to, now).await) })
+            .await;
+        self.cache.remove([from, to]);
+        moved
+    }
+
     /// The `limit` most recently forgotten session ids, with when each was forgotten.
     pub async fn forgotten(&self, limit: usize) -> Result<Vec<(SessionId, Millis)>, StoreError> {
         on_backend!(self, s => s.forgotten(limit).await)

@@ -17,6 +17,14 @@ pub(super) fn main(screen: &Screen<'_>) -> Markup {
             p { a.button href="/settings/export" download="livesession-data.json" { "Download my data" } }
         }
         section.card {
+            h2 { "Other devices" }
+            p { "Moves what this browser has saved to a new session: every other browser or tab that shares the old one starts over with an empty session. Do it after you used this name on a device that is not yours." }
+            form method="post" action="/settings/sign-out-elsewhere" {
+                input type="hidden" name="_csrf" value=(screen.csrf_token);
+                button.secondary type="submit" { "Sign out everywhere else" }
+            }
+        }
+        section.card {
             h2 { "Forget this browser" }
             p { "Deletes your name and theme from the server and gives this browser a new, empty session. The chat messages you sent stay in the chat, under the names they were sent with, no longer linked to this browser." }
             form method="post" action="/settings/forget" {

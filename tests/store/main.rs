@@ -35,6 +35,7 @@ harness::on_both_backends! {
         forgetting_a_browser_unlinks_its_messages_from_it,
         forgotten_ids_are_remembered_until_they_expire,
         a_session_with_nothing_saved_is_forgotten_without_a_trace,
+        a_moved_session_keeps_its_data_under_the_new_id_and_the_old_is_forgotten,
     ],
     messages: [
         a_resent_message_is_stored_once,

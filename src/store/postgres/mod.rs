@@ -26,6 +26,7 @@
 //! - [`tls`]: TLS with rustls, the certificate checks, and what the log says of them.
 
 mod chat;
+mod forget;
 mod listen;
 mod presence;
 mod prune;
@@ -267,58 +268,6 @@ impl PostgresStore {
                 .await?;
             let row = client.query_opt(&statement, &[&id.as_uuid(), &now]).await?;
             Ok(row.as_ref().map(stored_settings).transpose()?)
-        })
-        .await
-    }
-
-    pub(super) async fn forget(&self, id: SessionId, now: Millis) -> Result<bool, StoreError> {
-        let notice = &format!("{}f {id} {now}", self.instance);
-        let key = &id.to_key();
-        let (uuid, nobody) = (id.as_uuid(), SessionId::NOBODY.as_uuid());
-        self.retry(|mut client| async move {
-            let tx = client.transaction().await?;
-            let lock = tx.prepare_cached(LOCK_SESSION).await?;
-            // Remembered only when there is something of it to forget: a row or a message.
-            let remember = tx
-                .prepare_cached(
-                    "INSERT INTO forgotten (session_id, forgotten_at)
-                     SELECT $1, $2
-                     WHERE EXISTS (SELECT 1 FROM settings WHERE session_id = $1)
-                        OR EXISTS (SELECT 1 FROM messages WHERE author_session = $1)
-                     ON CONFLICT (session_id) DO NOTHING",
-                )
-                .await?;
-            let delete = tx
-                .prepare_cached("DELETE FROM settings WHERE session_id = $1")
-                .await?;
-            // The browser's chat messages stay, under the name they were sent with, but no
-            // longer say whose they were; their nonce (chosen by its pages) becomes one made of
-            // the id.
-            let unlink = tx
-                .prepare_cached(
-                    "UPDATE messages SET author_session = $2, nonce = 'forgotten-' || id
-                     WHERE author_session = $1",
-                )
-                .await?;
-            // Pipelined: sent back to back, run in this order, one round trip.
-            let lock_params: [&Param<'_>; 1] = [key];
-            let remember_params: [&Param<'_>; 2] = [&uuid, &now];
-            let delete_params: [&Param<'_>; 1] = [&uuid];
-            let unlink_params: [&Param<'_>; 2] = [&uuid, &nobody];
-            let (_, _, deleted, unlinked) = tokio::try_join!(
-                tx.execute(&lock, &lock_params),
-                tx.execute(&remember, &remember_params),
-                tx.execute(&delete, &delete_params),
-                tx.execute(&unlink, &unlink_params),
-            )?;
-            let had_data = deleted + unlinked > 0;
-            if had_data {
-                // The other instances refuse its cookie too once this commits.
-                let notify = tx.prepare_cached(NOTIFY).await?;
-                tx.execute(&notify, &[&CHANNEL, notice]).await?;
-            }
-            tx.commit().await?;
-            Ok(had_data)
         })
         .await
     }

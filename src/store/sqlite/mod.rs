@@ -44,6 +44,10 @@ const POOL_SIZE: u32 = 8;
 const UNLINK_MESSAGES: &str = "UPDATE messages SET author_session = ?2, nonce = 'forgotten-' || id
                                WHERE author_session = ?1";
 
+/// Remembers session `?1` as forgotten at `?2`.
+const REMEMBER_FORGOTTEN: &str = "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
+                                  ON CONFLICT (session_id) DO NOTHING";
+
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     /// Readers: run concurrently in WAL mode, each seeing the last commit.
@@ -190,11 +194,42 @@ impl SqliteStore {
                     .execute(params![id.to_key(), SessionId::NOBODY.to_key()])?;
                 let had_data = deleted + unlinked > 0;
                 if had_data {
-                    tx.prepare_cached(
-                        "INSERT INTO forgotten (session_id, forgotten_at) VALUES (?1, ?2)
-                         ON CONFLICT (session_id) DO NOTHING",
+                    tx.prepare_cached(REMEMBER_FORGOTTEN)?
+                        .execute(params![id.to_key(), now])?;
+                }
+                Ok(had_data)
+            })
+            .await
+    }
+
+    pub(super) async fn move_session(
+        &self,
+        from: SessionId,
+        to: SessionId,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |tx| {
+                let (old, new) = (from.to_key(), to.to_key());
+                let moved = tx
+                    .prepare_cached(
+                        "INSERT INTO settings
+                             (session_id, username, theme, version, inserted_at, updated_at, read_at)
+                         SELECT ?2, username, theme, version, inserted_at, updated_at, ?3
+                         FROM settings WHERE session_id = ?1",
                     )?
-                    .execute(params![id.to_key(), now])?;
+                    .execute(params![old, new, now])?;
+                tx.prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
+                    .execute([&old])?;
+                let relinked = tx
+                    .prepare_cached("UPDATE messages SET author_session = ?2 WHERE author_session = ?1")?
+                    .execute(params![old, new])?;
+                tx.prepare_cached("DELETE FROM page_acks WHERE session_id = ?1")?
+                    .execute([&old])?;
+                let had_data = moved + relinked > 0;
+                if had_data {
+                    tx.prepare_cached(REMEMBER_FORGOTTEN)?
+                    .execute(params![old, now])?;
                 }
                 Ok(had_data)
             })
