@@ -66,6 +66,19 @@ CREATE UNLOGGED TABLE presence (
     beat_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- One-time codes that carry a session to another device: only the SHA-256 of the code is kept
+-- (see schema.sql).
+CREATE TABLE link_codes (
+    code_hash    TEXT PRIMARY KEY,
+    session_id   UUID NOT NULL,
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    used_at      BIGINT,
+    cancelled_at BIGINT
+);
+CREATE INDEX link_codes_session ON link_codes (session_id);
+CREATE INDEX link_codes_expires_at ON link_codes (expires_at);
+
 -- One row, rewritten by every health check: proof that the database takes a write.
 CREATE TABLE health (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
@@ -126,4 +139,4 @@ BEGIN
 END
 $$;
 
-INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '2');
+INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '3');

@@ -57,4 +57,18 @@ CREATE TABLE page_acks (
 ) WITHOUT ROWID;
 CREATE INDEX page_acks_acked_at ON page_acks (acked_at);
 
-PRAGMA user_version = 3;
+-- One-time codes that carry a session to another device ("Use on another device"): only the
+-- SHA-256 of the code is kept. A code is spent once (used_at), or cancelled, or expires; rows
+-- are deleted by the prune a day after they expired.
+CREATE TABLE link_codes (
+    code_hash    TEXT PRIMARY KEY NOT NULL,
+    session_id   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER,
+    cancelled_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX link_codes_session ON link_codes (session_id);
+CREATE INDEX link_codes_expires_at ON link_codes (expires_at);
+
+PRAGMA user_version = 4;

@@ -17,7 +17,7 @@ mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cache::Cache;
 
@@ -26,8 +26,8 @@ pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;
 pub use sqlite::SCHEMA_VERSION;
 pub use types::{
-    Durability, Notice, PageChange, Posted, Present, Saved, SessionData, SettingsRow, StoreOptions,
-    StoreStats, StoredSettings,
+    Durability, LinkCode, Notice, PageChange, Posted, Present, Saved, SessionData, SettingsRow,
+    StoreOptions, StoreStats, StoredSettings,
 };
 
 use crate::chat::{Message, MessageBody};
@@ -87,6 +87,10 @@ macro_rules! on_backend {
         }
     };
 }
+
+// After the macro, which they use.
+mod link;
+mod presence;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
@@ -179,32 +183,6 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(p) => Some(p.listen(notices, shutdown)),
-        }
-    }
-
-    /// Tells the other instances who has the chat open on this one (every browser in `here`),
-    /// replacing what it told them before; `announce` wakes them at once, otherwise they read it
-    /// at their next heartbeat. Nothing for a store no other instance shares.
-    pub async fn share_presence(&self, here: &[Present], announce: bool) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(p) => p.share_presence(here, announce).await,
-        }
-    }
-
-    /// Who has the chat open on the other instances that shared it within `fresh`.
-    pub async fn others_presence(&self, fresh: Duration) -> Result<Vec<Present>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(Vec::new()),
-            Backend::Postgres(p) => p.others_presence(fresh).await,
-        }
-    }
-
-    /// This instance stops: the others drop the browsers it counted, at once.
-    pub async fn withdraw_presence(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(p) => p.withdraw_presence().await,
         }
     }
 

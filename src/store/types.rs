@@ -155,3 +155,22 @@ pub struct SettingsRow {
     /// The last use, read or write (within the touch window).
     pub read_at: Millis,
 }
+
+/// What a one-time link code stands for at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkCode {
+    /// It carries session `session` until `expires_at` (from [`Store::spend_link`](super::Store::spend_link): it did, and
+    /// is now spent).
+    Active {
+        session: SessionId,
+        expires_at: Millis,
+    },
+    /// Its time ran out before anyone used it.
+    Expired,
+    /// It was used already.
+    Spent,
+    /// Its session cancelled it, made a newer one, or was forgotten.
+    Cancelled,
+    /// No such code was ever made.
+    Unknown,
+}

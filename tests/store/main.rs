@@ -11,6 +11,7 @@
 mod common;
 mod forget;
 mod harness;
+mod link;
 mod messages;
 mod postgres_notices;
 mod postgres_partitions;
@@ -36,6 +37,10 @@ harness::on_both_backends! {
         forgotten_ids_are_remembered_until_they_expire,
         a_session_with_nothing_saved_is_forgotten_without_a_trace,
         a_moved_session_keeps_its_data_under_the_new_id_and_the_old_is_forgotten,
+    ],
+    link: [
+        a_link_code_is_spent_once_and_says_why_it_cannot_be_again,
+        a_link_code_dies_when_cancelled_replaced_or_its_session_is_forgotten,
     ],
     messages: [
         a_resent_message_is_stored_once,

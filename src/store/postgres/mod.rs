@@ -27,6 +27,7 @@
 
 mod chat;
 mod forget;
+mod link;
 mod listen;
 mod presence;
 mod prune;

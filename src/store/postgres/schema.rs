@@ -10,13 +10,19 @@ use crate::store::StoreError;
 const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes; `schema.postgres.sql` records it in `livesession_meta`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Upgrades, by the version they start from (`migrate` records the next version after each).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/002_presence.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/002_presence.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/003_link_codes.sql"),
+    ),
+];
 
 /// The advisory lock (PostgreSQL's one-`bigint` form) instances starting together take turns
 /// on, to create the schema or record the key.

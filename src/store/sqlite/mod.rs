@@ -10,6 +10,7 @@
 
 mod backup;
 mod chat;
+mod link;
 mod prune;
 mod schema;
 
