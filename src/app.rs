@@ -50,6 +50,16 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
         )
         .route("/settings/forget", post(routes::forget.layer(timeout())))
         .route("/settings/export", get(routes::export))
+        .route("/settings/link", post(routes::make_link.layer(timeout())))
+        .route(
+            "/settings/link/cancel",
+            post(routes::cancel_link.layer(timeout())),
+        )
+        .route("/link", get(routes::link_form))
+        .route(
+            "/link/{code}",
+            get(routes::show_link).post(routes::use_link.layer(timeout())),
+        )
         .route(
             "/settings/sign-out-elsewhere",
             post(routes::sign_out_elsewhere.layer(timeout())),

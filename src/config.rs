@@ -251,6 +251,11 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_PRESENCE_HEARTBEAT", default_value = "10s", value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub presence_heartbeat: Duration,
+
+    /// How long a one-time code for another device ("Use on another device") works.
+    #[arg(long, env = "LIVESESSION_LINK_TTL", default_value = "10m", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub link_ttl: Duration,
 }
 
 /// The shape of log lines.

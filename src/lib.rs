@@ -19,7 +19,7 @@
 //! | layer | modules | may import |
 //! | --- | --- | --- |
 //! | ground | `address`, `clock`, `limit`, `shutdown`, `text`, `untrusted` | std and crates only |
-//! | domain | `session`, `settings`, `chat`, `retention` | ground (no axum, no shared state) |
+//! | domain | `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) |
 //! | storage | `store` | domain, ground |
 //! | telemetry | `metrics`, `refusals` | storage, domain, ground |
 //! | presentation | `assets`, `views` | telemetry and below |
@@ -41,6 +41,7 @@
 //! - [`settings`]: the validated settings: usernames, themes, per-field changes.
 //! - [`chat`]: chat messages: what a body may contain, what a stored message is.
 //! - [`retention`]: when a row is stale, and what a prune pass removed.
+//! - [`link`]: one-time codes that carry a session to another device.
 //! - [`store`]: the database behind a narrow interface (SQLite, or PostgreSQL for several
 //!   instances), with its own types and errors.
 //! - [`metrics`]: the Prometheus registry: counters any layer above the store bumps.
@@ -73,6 +74,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod limit;
+pub mod link;
 pub mod live;
 pub mod metrics;
 pub mod prune;

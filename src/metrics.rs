@@ -60,6 +60,8 @@ pub enum Limit {
     ChatRoom,
     /// "Download my data" asked too often by one browser or one address.
     Export,
+    /// One-time codes made or tried too often.
+    Link,
 }
 
 /// Why a connection, a request or a live socket was refused or closed early (the `reason` label of
@@ -118,7 +120,7 @@ pub struct Metrics {
     database_errors: [Counter; 4],
     chat_messages: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 6],
+    rate_limited: [Counter; 7],
     refused: [Counter; 8],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
@@ -131,7 +133,7 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<6> = (
+const LIMITS: Label<7> = (
     "limit",
     [
         "chat",
@@ -140,6 +142,7 @@ const LIMITS: Label<6> = (
         "chat_address",
         "chat_room",
         "export",
+        "link",
     ],
 );
 const REFUSALS: Label<8> = (

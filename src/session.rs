@@ -387,6 +387,11 @@ impl Keys {
         HeaderValue::try_from(header).expect("a signed cookie is a valid header")
     }
 
+    /// Whether cookies are issued `Secure` (`--secure-cookies`): the site is served over HTTPS.
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+
     /// The CSRF token for forms and live joins of this session: an HMAC of the id, so it needs no
     /// storage and is worthless for any other session.
     pub fn csrf_token(&self, id: SessionId) -> String {

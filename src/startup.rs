@@ -79,6 +79,7 @@ impl App {
             pages: PageCache::default(),
             room,
             presence: Arc::new(Presence::new(config.presence_grace)),
+            linking: site::linking::Linking::new(config.link_ttl),
         });
         let live = Arc::new(Live::new(config.live(), site.clone(), shutdown.clone()));
         let metrics_listener = match &config.metrics_listen {

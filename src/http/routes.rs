@@ -2,9 +2,10 @@
 //! renders a view.
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HOST};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use maud::Markup;
@@ -16,12 +17,14 @@ use super::session::ReplaceSession;
 use crate::chat::new_nonce;
 use crate::clock::now_millis;
 use crate::hub::SessionEvent;
+use crate::link::LinkCode;
 use crate::metrics::{Page, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsInput};
+use crate::site::linking::Found;
 use crate::site::{PostError, Shown, Site};
 use crate::store::{Saved, SessionData};
-use crate::views::{self, ChatScreen, FormState, Screen, View};
+use crate::views::{self, ChatScreen, FormState, FreshCode, LinkCard, LinkPage, Screen, View};
 
 /// The chat's query: `?before=ID` asks for the older page that ends before message `ID`.
 #[derive(Debug, Default, Deserialize)]
@@ -47,13 +50,23 @@ pub async fn show_settings(
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
     let (saved, version) = app.settings_for(session).await?;
-    if let Some(html) = app.pages.get(session.id, &saved, version) {
+    // A page with a live link code shows its expiry: not one for the cache.
+    let cacheable = !session.is_new && app.linking.expires(session.id).is_none();
+    if cacheable && let Some(html) = app.pages.get(session.id, &saved, version) {
         return Ok(Html(html).into_response());
     }
     let html = Bytes::from(
-        settings_document(&app, session.id, &saved, version, FormState::default()).into_string(),
+        settings_document(
+            &app,
+            session.id,
+            &saved,
+            version,
+            FormState::default(),
+            None,
+        )
+        .into_string(),
     );
-    if !session.is_new {
+    if cacheable {
         app.pages.put(session.id, saved, version, html.clone());
     }
     Ok(Html(html).into_response())
@@ -66,7 +79,12 @@ fn settings_document(
     saved: &Settings,
     version: i64,
     form: FormState<'_>,
+    fresh: Option<FreshCode<'_>>,
 ) -> Markup {
+    let link = app.linking.expires(id).map(|expires_at| LinkCard {
+        fresh,
+        minutes_left: views::minutes_left(expires_at),
+    });
     views::document(&Screen {
         view: View::Settings,
         saved,
@@ -74,6 +92,7 @@ fn settings_document(
         csrf_token: &app.keys.csrf_token(id),
         form,
         chat: None,
+        link,
     })
 }
 
@@ -106,6 +125,7 @@ async fn chat_page(
             history: before.is_some(),
             presence: before.is_none().then_some(&presence),
         }),
+        link: None,
     }))
 }
 
@@ -209,7 +229,7 @@ pub async fn save_settings(
         typed_username: errors.username.as_ref().and(input.username.as_deref()),
         errors: Some(&errors),
     };
-    let page = settings_document(&app, session.id, &saved, version, form);
+    let page = settings_document(&app, session.id, &saved, version, form, None);
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
@@ -306,4 +326,159 @@ fn unavailable(reason: &str) -> Response {
 /// Any other path.
 pub async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "There is no page here.")
+}
+
+/// `POST /settings/link`: makes a one-time code for another device and shows it (the code, its
+/// link and the link's QR code) on the settings page; this is the only time the code is shown.
+pub async fn make_link(
+    State(app): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    headers: HeaderMap,
+    Form(form): Form<ForgetForm>,
+) -> Result<Response, AppError> {
+    if !app.keys.verify_csrf(session.id, &form.csrf) {
+        return Err(AppError::BadCsrfToken);
+    }
+    let (code, _) = app.make_link(session.id, from).await?;
+    let (saved, version) = app.settings_for(session).await?;
+    let url = format!("{}/link/{}", origin(&app, &headers), code.as_str());
+    let (shown, qr) = (code.to_string(), views::qr_svg(&url));
+    let fresh = FreshCode {
+        shown: &shown,
+        url: &url,
+        qr: &qr,
+    };
+    let page = settings_document(
+        &app,
+        session.id,
+        &saved,
+        version,
+        FormState::default(),
+        Some(fresh),
+    );
+    Ok(page.into_response())
+}
+
+/// This site's origin as the browser named it (`Host`), for links to show; empty (a relative
+/// link) when the header is missing or not a host.
+fn origin(app: &Site, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.parse::<axum::http::uri::Authority>().is_ok());
+    let scheme = if app.keys.secure() { "https" } else { "http" };
+    host.map(|host| format!("{scheme}://{host}"))
+        .unwrap_or_default()
+}
+
+/// `POST /settings/link/cancel`: the live code stops working.
+pub async fn cancel_link(
+    State(app): State<Site>,
+    session: Session,
+    Form(form): Form<ForgetForm>,
+) -> Result<Response, AppError> {
+    if !app.keys.verify_csrf(session.id, &form.csrf) {
+        return Err(AppError::BadCsrfToken);
+    }
+    app.cancel_link(session.id).await?;
+    Ok(Redirect::to("/settings").into_response())
+}
+
+/// The query of `GET /link`: a code typed into its form.
+#[derive(Debug, Deserialize)]
+pub struct LinkQuery {
+    code: Option<String>,
+}
+
+/// `GET /link`: the form to type a code; with a code, on to the page that says what it will do.
+pub async fn link_form(
+    State(app): State<Site>,
+    session: Session,
+    Query(query): Query<LinkQuery>,
+) -> Result<Response, AppError> {
+    let (mine, _) = app.settings_for(session).await?;
+    let error = match query.code.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(typed) => match LinkCode::parse(typed) {
+            Some(code) => {
+                return Ok(Redirect::to(&format!("/link/{}", code.as_str())).into_response());
+            }
+            None => Some("That is not a code: it has 12 letters and digits, like ABCD-EFGH-JKMN."),
+        },
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        views::link_page(LinkPage::Form { error }, mine.theme),
+    )
+        .into_response())
+}
+
+/// `GET /link/{code}`: what using the code on this browser will do, and the button that does
+/// it. Looking changes nothing: a link opened by a preview bot, or by someone else, does nothing.
+pub async fn show_link(
+    State(app): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Path(typed): Path<String>,
+) -> Result<Response, AppError> {
+    let code = LinkCode::parse(&typed);
+    let (mine, mine_version) = app.settings_for(session).await?;
+    match app.look_up_link(code.as_ref(), from).await? {
+        Found::Not(sentence) => Ok(refused_link(sentence, mine.theme)),
+        Found::Live(theirs) => {
+            let theirs = app.store.load(theirs).await?.unwrap_or_default().settings;
+            let code = code.expect("a live code parsed");
+            let shown = code.to_string();
+            let csrf_token = app.keys.csrf_token(session.id);
+            let page = LinkPage::Confirm {
+                shown: &shown,
+                code: code.as_str(),
+                theirs: &theirs,
+                mine: (mine_version > 0).then_some(&mine),
+                csrf_token: &csrf_token,
+            };
+            Ok(views::link_page(page, mine.theme).into_response())
+        }
+    }
+}
+
+/// `POST /link/{code}`: this browser joins the code's session (its cookie names it from now
+/// on); its own session is forgotten.
+pub async fn use_link(
+    State(app): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Path(typed): Path<String>,
+    Form(form): Form<ForgetForm>,
+) -> Result<Response, AppError> {
+    if !app.keys.verify_csrf(session.id, &form.csrf) {
+        return Err(AppError::BadCsrfToken);
+    }
+    let code = LinkCode::parse(&typed);
+    match app.use_link(code.as_ref(), session.id, from).await? {
+        Found::Live(theirs) => {
+            Ok((Extension(ReplaceSession(theirs)), Redirect::to("/settings")).into_response())
+        }
+        Found::Not(sentence) => {
+            let (mine, _) = app.settings_for(session).await?;
+            Ok(refused_link(sentence, mine.theme))
+        }
+    }
+}
+
+/// The code form again, with why the code did not work.
+fn refused_link(sentence: &'static str, theme: crate::settings::Theme) -> Response {
+    let page = views::link_page(
+        LinkPage::Form {
+            error: Some(sentence),
+        },
+        theme,
+    );
+    (StatusCode::NOT_FOUND, page).into_response()
 }

@@ -28,7 +28,7 @@ use crate::site::ChatPage;
 use crate::site::presence::{Arrival, Roster};
 use crate::site::room::Posted;
 use crate::store::{PageChange, Saved, StoreError};
-use crate::views::{self, ChatScreen, FormState, Screen, View};
+use crate::views::{self, ChatScreen, FormState, LinkCard, Screen, View, minutes_left};
 
 /// The settings form: live changes of its full state.
 const SETTINGS_FORM: &str = "settings";
@@ -343,6 +343,14 @@ impl LiveView {
         let messages = page.messages;
         let newest = messages.last().map_or(0, |m| m.id);
         let roster = live.site.presence.roster();
+        // A live code shows without itself (only the page that made it has the code).
+        let link_card = (self.view == View::Settings)
+            .then(|| live.site.linking.expires(self.id))
+            .flatten()
+            .map(|expires_at| LinkCard {
+                fresh: None,
+                minutes_left: minutes_left(expires_at),
+            });
         let presence = roster.list_with(self.id, &self.saved.username);
         let screen = Screen {
             view: self.view,
@@ -363,6 +371,7 @@ impl LiveView {
                 history: false,
                 presence: Some(&presence),
             }),
+            link: link_card,
         };
         Ok((views::body(&screen).into_string(), newest))
     }

@@ -71,6 +71,23 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     }
 }
 
+/// Takes a token from `first` for `a` and from `second` for `b`, or none: when the second is
+/// refused the first is given back. How long to wait when refused.
+pub fn acquire_both<A, B>(
+    first: &RateLimiter<A>,
+    a: A,
+    second: &RateLimiter<B>,
+    b: B,
+) -> Result<(), Duration>
+where
+    A: Hash + Eq + Copy,
+    B: Hash + Eq + Copy,
+{
+    let now = Instant::now();
+    first.try_acquire(a, now)?;
+    second.try_acquire(b, now).inspect_err(|_| first.refund(a))
+}
+
 /// The message shown to someone over the rate limit.
 pub fn rate_limited_message(wait: Duration, limit: RateLimit) -> FieldError {
     let seconds = whole_seconds(wait);

@@ -10,6 +10,7 @@
 mod client;
 pub mod forgotten;
 mod limits;
+pub mod linking;
 pub mod presence;
 pub mod room;
 
@@ -21,7 +22,7 @@ use axum::http::HeaderMap;
 
 pub use client::ClientAddr;
 pub use forgotten::Forgotten;
-pub use limits::{RateLimit, RateLimiter, rate_limited_message};
+pub use limits::{RateLimit, RateLimiter, acquire_both, rate_limited_message};
 
 use crate::chat::{Message, MessageBody, RECENT_MESSAGES, new_nonce};
 use crate::clock::{now_millis, whole_seconds};
@@ -61,6 +62,8 @@ pub struct Parts {
     pub room: Arc<room::Room>,
     /// Who has the chat open, here and on the other instances.
     pub presence: Arc<presence::Presence>,
+    /// One-time codes for other devices: their limits and the live ones made here.
+    pub linking: linking::Linking,
 }
 
 impl Site {
@@ -440,17 +443,11 @@ impl Site {
     /// Everything kept of session `id` ("Download my data"), for a request `from` an address;
     /// refused past [`EXPORT_LIMIT_PER_SESSION`] or [`EXPORT_LIMIT_PER_ADDRESS`].
     pub async fn export(&self, id: SessionId, from: IpAddr) -> Result<SessionData, Limited> {
-        let now = Instant::now();
         let limits = &self.export_limits;
-        if let Err(wait) = limits.per_session.try_acquire(id, now) {
+        acquire_both(&limits.per_session, id, &limits.per_address, from).map_err(|wait| {
             metrics().rate_limited(Limit::Export);
-            return Err(Limited::TooFast(wait));
-        }
-        if let Err(wait) = limits.per_address.try_acquire(from, now) {
-            limits.per_session.refund(id);
-            metrics().rate_limited(Limit::Export);
-            return Err(Limited::TooFast(wait));
-        }
+            Limited::TooFast(wait)
+        })?;
         Ok(self.store.session_data(id).await?)
     }
 

@@ -6,11 +6,13 @@
 mod cache;
 mod chat;
 mod export;
+mod link;
 mod settings;
 
 pub use cache::PageCache;
 pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
 pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};
+pub use link::{FreshCode, LinkCard, LinkPage, link_page, minutes_left, qr_svg};
 
 use maud::{DOCTYPE, Markup, html};
 
@@ -69,6 +71,8 @@ pub struct Screen<'a> {
     pub form: FormState<'a>,
     /// The chat room, on the chat view.
     pub chat: Option<ChatScreen<'a>>,
+    /// The session's one-time link code, on the settings view, when it has a live one.
+    pub link: Option<LinkCard<'a>>,
 }
 
 /// The whole page: the first, static render.
@@ -77,21 +81,28 @@ pub fn document(screen: &Screen<'_>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" data-theme=(theme.as_str()) class="live-static" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content=(color_scheme(theme));
-                title { (screen.view.title()) " · livesession" }
-                link rel="icon" href=(ICON.url) type="image/svg+xml";
-                link rel="stylesheet" href=(STYLESHEET.url);
-                script src=(LIVE_SCRIPT.url) defer {}
-            }
+            (head(screen.view.title(), theme))
             // An older page of the chat is a plain page: nothing live on it.
             body data-live-view=[(!screen.chat.is_some_and(|c| c.history)).then(|| screen.view.as_str())]
                 data-live-csrf=(screen.csrf_token)
                 data-live-version=(screen.version) {
                 (body(screen))
             }
+        }
+    }
+}
+
+/// The `<head>` of every page.
+fn head(title: &str, theme: Theme) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="color-scheme" content=(color_scheme(theme));
+            title { (title) " · livesession" }
+            link rel="icon" href=(ICON.url) type="image/svg+xml";
+            link rel="stylesheet" href=(STYLESHEET.url);
+            script src=(LIVE_SCRIPT.url) defer {}
         }
     }
 }

@@ -11,6 +11,7 @@ pub(super) fn main(screen: &Screen<'_>) -> Markup {
             p.hint { "Saved in this server's database for this browser only, and shown on every page." }
             (form(screen))
         }
+        (super::link::card(screen))
         section.card {
             h2 { "Your data" }
             p { "Everything this server keeps of this browser: your settings, when they were saved and last used, and every chat message you sent, as a JSON file." }

@@ -1,0 +1,216 @@
+//! "Use on another device": a one-time code carries a session to another browser.
+//!
+//! The session that makes a code is the one the other browser joins: both then carry the same
+//! session id, so they are one session, in sync as two tabs are. Nothing changes until the other
+//! browser confirms (a link preview that only fetches the page does nothing); the confirm spends
+//! the code atomically, and that browser's own session is forgotten as "forget me" forgets one.
+//!
+//! Guessing is hopeless by the numbers: a code has 59 random bits (see `crate::link`), lives
+//! `--link-ttl` (10 minutes), and lookups are limited to [`ATTEMPTS_PER_ADDRESS`] per address and
+//! [`ATTEMPTS_IN_ALL`] for the whole server per 10 minutes. With as many as 10,000 codes alive
+//! at once, one guess finds one with a chance of 10,000 / 2^59.45 = 1.4e-14; the global limit
+//! allows 144,000 guesses a day, so a whole year of guessing at the limit finds one with a
+//! chance below 1 in 1,000,000 (7.2e-7).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{Limited, RateLimit, RateLimiter, Site, acquire_both};
+use crate::clock::{Millis, now_millis};
+use crate::hub::SessionEvent;
+use crate::link::LinkCode as Code;
+use crate::metrics::{Limit, metrics};
+use crate::session::SessionId;
+use crate::store::{LinkCode, StoreError};
+
+/// Codes one browser may make per 10 minutes.
+pub const CODES_PER_SESSION: RateLimit = RateLimit {
+    burst: 5,
+    window: Duration::from_secs(600),
+};
+
+/// Codes one client address may make per 10 minutes, over all its browsers.
+pub const CODES_PER_ADDRESS: RateLimit = RateLimit {
+    burst: 20,
+    window: Duration::from_secs(600),
+};
+
+/// Codes one client address may look up or use per 10 minutes, right or wrong.
+pub const ATTEMPTS_PER_ADDRESS: RateLimit = RateLimit {
+    burst: 20,
+    window: Duration::from_secs(600),
+};
+
+/// Codes the whole server may look up or use per 10 minutes.
+pub const ATTEMPTS_IN_ALL: RateLimit = RateLimit {
+    burst: 1_000,
+    window: Duration::from_secs(600),
+};
+
+/// The buckets of the limits above, and the live codes this instance made (for the settings
+/// page, which shows a live code without a query).
+pub struct Linking {
+    /// How long a code lives (`--link-ttl`).
+    pub ttl: Duration,
+    made_per_session: RateLimiter<SessionId>,
+    made_per_address: RateLimiter<IpAddr>,
+    tried_per_address: RateLimiter<IpAddr>,
+    tried_in_all: RateLimiter<()>,
+    live: Mutex<HashMap<SessionId, Millis>>,
+}
+
+impl Linking {
+    /// Full buckets; codes live `ttl`.
+    pub fn new(ttl: Duration) -> Linking {
+        Linking {
+            ttl,
+            made_per_session: RateLimiter::new(CODES_PER_SESSION),
+            made_per_address: RateLimiter::new(CODES_PER_ADDRESS),
+            tried_per_address: RateLimiter::new(ATTEMPTS_PER_ADDRESS),
+            tried_in_all: RateLimiter::new(ATTEMPTS_IN_ALL),
+            live: Mutex::default(),
+        }
+    }
+
+    /// When `session`'s live code (made here) expires; a map lookup, `None` for most.
+    pub fn expires(&self, session: SessionId) -> Option<Millis> {
+        let mut live = self.live.lock().expect("links lock");
+        match live.get(&session) {
+            Some(&at) if at > now_millis() => Some(at),
+            Some(_) => {
+                live.remove(&session);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set(&self, session: SessionId, expires_at: Option<Millis>) {
+        let mut live = self.live.lock().expect("links lock");
+        match expires_at {
+            Some(at) => {
+                let now = now_millis();
+                live.retain(|_, at| *at > now);
+                live.insert(session, at);
+            }
+            None => {
+                live.remove(&session);
+            }
+        }
+    }
+
+    /// Takes a lookup from the address's and the server's allowance.
+    fn attempt(&self, from: IpAddr) -> Result<(), Limited> {
+        acquire_both(&self.tried_per_address, from, &self.tried_in_all, ()).map_err(too_fast)
+    }
+}
+
+/// A refusal by one of the limits above, counted.
+fn too_fast(wait: Duration) -> Limited {
+    metrics().rate_limited(Limit::Link);
+    Limited::TooFast(wait)
+}
+
+/// What a code turned out to be, for the browser that typed it.
+#[derive(Debug)]
+pub enum Found {
+    /// It is live: it carries `session`.
+    Live(SessionId),
+    /// It is not, and this is the one sentence that says why.
+    Not(&'static str),
+}
+
+impl Found {
+    fn of(state: LinkCode) -> Found {
+        match state {
+            LinkCode::Active { session, .. } => Found::Live(session),
+            LinkCode::Unknown => Found::Not(
+                "That code is not right: check it against your other device and type it again.",
+            ),
+            LinkCode::Expired => {
+                Found::Not("That code has expired: make a new one on your other device.")
+            }
+            LinkCode::Spent => Found::Not(
+                "That code was used already: each code works once. Make a new one on your other device.",
+            ),
+            LinkCode::Cancelled => {
+                Found::Not("That code was cancelled on your other device: make a new one there.")
+            }
+        }
+    }
+}
+
+impl Site {
+    /// Makes a code for `session` (asked `from` an address); the code and when it expires.
+    pub async fn make_link(
+        &self,
+        session: SessionId,
+        from: IpAddr,
+    ) -> Result<(Code, Millis), Limited> {
+        let linking = &self.linking;
+        acquire_both(
+            &linking.made_per_session,
+            session,
+            &linking.made_per_address,
+            from,
+        )
+        .map_err(too_fast)?;
+        let code = Code::generate();
+        let now = now_millis();
+        let ttl = Millis::try_from(linking.ttl.as_millis()).unwrap_or(Millis::MAX / 2);
+        let expires_at = now.saturating_add(ttl);
+        self.store
+            .create_link(session, code.hash(), now, expires_at)
+            .await?;
+        linking.set(session, Some(expires_at));
+        Ok((code, expires_at))
+    }
+
+    /// Cancels `session`'s live code.
+    pub async fn cancel_link(&self, session: SessionId) -> Result<(), StoreError> {
+        self.store.cancel_links(session, now_millis()).await?;
+        self.linking.set(session, None);
+        Ok(())
+    }
+
+    /// What `code` (typed `from` an address) stands for, changing nothing.
+    pub async fn look_up_link(&self, code: Option<&Code>, from: IpAddr) -> Result<Found, Limited> {
+        self.linking.attempt(from)?;
+        let Some(code) = code else {
+            return Ok(Found::of(LinkCode::Unknown));
+        };
+        Ok(Found::of(
+            self.store.link_state(code.hash(), now_millis()).await?,
+        ))
+    }
+
+    /// Spends `code` for the browser of session `mine` (asking `from` an address): on success
+    /// that browser's own session is forgotten (its other tabs reload) and the code's session
+    /// is returned, for its cookie. Of two browsers racing for one code, one wins.
+    pub async fn use_link(
+        &self,
+        code: Option<&Code>,
+        mine: SessionId,
+        from: IpAddr,
+    ) -> Result<Found, Limited> {
+        self.linking.attempt(from)?;
+        let Some(code) = code else {
+            return Ok(Found::of(LinkCode::Unknown));
+        };
+        let now = now_millis();
+        let found = Found::of(self.store.spend_link(code.hash(), now).await?);
+        if let Found::Live(session) = found {
+            self.linking.set(session, None);
+            if session != mine {
+                if self.store.forget(mine, now).await? {
+                    self.forgotten.insert(mine, now);
+                }
+                self.hub.publish(mine, SessionEvent::Forgotten);
+            }
+            tracing::info!("a browser joined a session with a one-time code");
+        }
+        Ok(found)
+    }
+}
