@@ -15,8 +15,10 @@ async fn make_code(browser: &mut Browser) -> (String, String) {
     let response = browser
         .post("/settings/link", &[("_csrf", token.as_str())])
         .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let page = response.text().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/settings?link="), "{location}");
+    let page = browser.page(&location).await;
     let code = page
         .split(r#"<code id="link-code">"#)
         .nth(1)
@@ -56,9 +58,14 @@ async fn a_code_carries_the_session_to_another_browser_only_once_it_is_confirmed
     );
     assert!(page.contains("<svg") && page.contains(r#"aria-label="QR code of the link""#));
     assert!(page.contains("expires in 10 min"));
-    // Later views say a code is live, but never show it again.
+    // Other views say a code is live, but do not show it; nor does its URL to another browser.
     let later = desktop.page("/settings").await;
     assert!(later.contains("expires in 10 min") && !later.contains(&code));
+    let stranger = app
+        .browser()
+        .page(&format!("/settings?link={}", url_code(&code)))
+        .await;
+    assert!(!stranger.contains(&code) && !stranger.contains("<svg"));
 
     // The other browser has a name of its own.
     let mut phone = app.browser();

@@ -43,13 +43,43 @@ pub async fn home(
     chat_page(&app, session, "", None, query.before).await
 }
 
-/// `GET /settings`: the form, filled from the database on this very first render.
+/// The query of `GET /settings`: the one-time code just made, to show it.
+#[derive(Debug, Deserialize)]
+pub struct SettingsQuery {
+    link: Option<String>,
+}
+
+/// `GET /settings`: the form, filled from the database on this very first render. With
+/// `?link=CODE` (where making a code redirects), the code is shown while it is this session's
+/// and live.
 pub async fn show_settings(
     State(app): State<Site>,
     session: Session,
+    headers: HeaderMap,
+    Query(query): Query<SettingsQuery>,
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
     let (saved, version) = app.settings_for(session).await?;
+    if let Some(code) = query.link.as_deref().and_then(LinkCode::parse)
+        && app.owns_live_link(session.id, &code).await?
+    {
+        let url = format!("{}/link/{}", origin(&app, &headers), code.as_str());
+        let (shown, qr) = (code.to_string(), views::qr_svg(&url));
+        let fresh = FreshCode {
+            shown: &shown,
+            url: &url,
+            qr: &qr,
+        };
+        let page = settings_document(
+            &app,
+            session.id,
+            &saved,
+            version,
+            FormState::default(),
+            Some(fresh),
+        );
+        return Ok(page.into_response());
+    }
     // A page with a live link code shows its expiry: not one for the cache.
     let cacheable = !session.is_new && app.linking.expires(session.id).is_none();
     if cacheable && let Some(html) = app.pages.get(session.id, &saved, version) {
@@ -328,36 +358,21 @@ pub async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "There is no page here.")
 }
 
-/// `POST /settings/link`: makes a one-time code for another device and shows it (the code, its
-/// link and the link's QR code) on the settings page; this is the only time the code is shown.
+/// `POST /settings/link`: makes a one-time code for another device, then `303` to the settings
+/// page that shows it (the code, its link and the link's QR code): a reload shows it again
+/// rather than posting twice. Only this URL, in this browser, has the code: the server keeps
+/// its hash, and logs paths without their query.
 pub async fn make_link(
     State(app): State<Site>,
     session: Session,
     ClientAddr(from): ClientAddr,
-    headers: HeaderMap,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
     if !app.keys.verify_csrf(session.id, &form.csrf) {
         return Err(AppError::BadCsrfToken);
     }
     let (code, _) = app.make_link(session.id, from).await?;
-    let (saved, version) = app.settings_for(session).await?;
-    let url = format!("{}/link/{}", origin(&app, &headers), code.as_str());
-    let (shown, qr) = (code.to_string(), views::qr_svg(&url));
-    let fresh = FreshCode {
-        shown: &shown,
-        url: &url,
-        qr: &qr,
-    };
-    let page = settings_document(
-        &app,
-        session.id,
-        &saved,
-        version,
-        FormState::default(),
-        Some(fresh),
-    );
-    Ok(page.into_response())
+    Ok(Redirect::to(&format!("/settings?link={}", code.as_str())).into_response())
 }
 
 /// This site's origin as the browser named it (`Host`), for links to show; empty (a relative

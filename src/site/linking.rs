@@ -168,6 +168,16 @@ impl Site {
         Ok((code, expires_at))
     }
 
+    /// Whether `code` is `session`'s own, and live (to show it on its settings page again).
+    pub async fn owns_live_link(
+        &self,
+        session: SessionId,
+        code: &Code,
+    ) -> Result<bool, StoreError> {
+        let state = self.store.link_state(code.hash(), now_millis()).await?;
+        Ok(matches!(state, LinkCode::Active { session: owner, .. } if owner == session))
+    }
+
     /// Cancels `session`'s live code.
     pub async fn cancel_link(&self, session: SessionId) -> Result<(), StoreError> {
         self.store.cancel_links(session, now_millis()).await?;

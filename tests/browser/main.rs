@@ -712,3 +712,87 @@ async fn older_messages_load_in_place_and_keep_the_scroll_position() {
     chrome.quit().await;
     app.stop().await;
 }
+
+/// Clicks the element matching `css`.
+async fn click(chrome: &Chrome, css: &str) {
+    chrome
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_phone_linked_by_typing_the_code_stays_in_sync_and_can_sign_the_desktop_out() {
+    let Some(desktop) = Chrome::start("link_devices (desktop)").await else {
+        return;
+    };
+    let Some(phone) = Chrome::start("link_devices (phone)").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    desktop.goto(&app.url("/settings")).await;
+    desktop.until("the socket is live", CONNECTED).await;
+    desktop.type_into("#username", "Ada").await;
+    desktop
+        .until(
+            "the name is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    click(&desktop, "form[action='/settings/link'] button").await;
+    desktop
+        .until(
+            "the code is shown",
+            "return !!document.getElementById('link-code')",
+        )
+        .await;
+    let code = desktop
+        .js("return document.getElementById('link-code').textContent")
+        .await;
+    let code = code.as_str().unwrap().to_owned();
+
+    // The phone types the code (in lower case, as people do) and confirms.
+    phone.goto(&app.url("/link")).await;
+    phone
+        .type_into("#code", &format!("{}\u{E007}", code.to_lowercase()))
+        .await;
+    phone
+        .until(
+            "the confirmation page",
+            "return document.body.textContent.includes('Use it on this browser')",
+        )
+        .await;
+    click(&phone, "form[action^='/link/'] button").await;
+    phone.until("the settings page", CONNECTED).await;
+    assert_eq!(phone.value("#username").await, "Ada");
+
+    // One session: a name typed on the desktop shows on the phone, live.
+    desktop.type_into("#username", " Lovelace").await;
+    phone
+        .until(
+            "the phone shows the new name",
+            "return document.getElementById('current-username').textContent === 'Ada Lovelace'",
+        )
+        .await;
+
+    // The phone signs everyone else out: the desktop reloads into a fresh, empty session.
+    click(&phone, "form[action='/settings/sign-out-elsewhere'] button").await;
+    desktop
+        .until(
+            "the desktop starts over",
+            "return document.getElementById('current-username').textContent === 'anonymous'",
+        )
+        .await;
+    assert_eq!(desktop.value("#username").await, "");
+    phone.until("the phone is live again", CONNECTED).await;
+    assert_eq!(phone.value("#username").await, "Ada Lovelace");
+    desktop.assert_clean_console().await;
+    phone.assert_clean_console().await;
+    desktop.quit().await;
+    phone.quit().await;
+    app.stop().await;
+}
