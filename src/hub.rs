@@ -27,6 +27,9 @@ pub enum SessionEvent {
     SettingsChanged { version: i64, origin: u64 },
     /// The session was deleted ("forget me"): its pages must reload to get a new one.
     Forgotten,
+    /// The session's one-time link code was made, used, cancelled or expired: its settings
+    /// pages show it differently.
+    LinkChanged,
 }
 
 /// The registry of live sessions.

@@ -181,3 +181,34 @@ async fn two_browsers_racing_for_one_code_get_one_winner_and_guessing_is_limited
     assert_eq!(refused, 7);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_live_settings_page_shows_the_code_go_when_it_is_used_or_expires() {
+    let app = TestApp::spawn(&["--link-ttl", "600ms"]).await;
+    let mut desktop = app.browser();
+    desktop.save_settings("Ada", "system").await;
+    let mut tab = common::live::join_settings(&mut desktop, "desktop").await;
+    let shows_code = |m: &serde_json::Value| {
+        m["t"] == "render" && m["html"].as_str().unwrap_or("").contains("It expires in")
+    };
+    let shows_none = |m: &serde_json::Value| {
+        m["t"] == "render"
+            && m["html"]
+                .as_str()
+                .unwrap_or("")
+                .contains(r#"action="/settings/link""#)
+    };
+
+    // Made in another tab: this one shows a code is live, then that it was used.
+    let (code, _) = make_code(&mut desktop).await;
+    common::live::recv_until(&mut tab, shows_code).await;
+    let (status, _) = confirm(&mut app.browser(), &code).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    common::live::recv_until(&mut tab, shows_none).await;
+
+    // Left alone, it expires, and the page says so without a reload.
+    make_code(&mut desktop).await;
+    common::live::recv_until(&mut tab, shows_code).await;
+    common::live::recv_until(&mut tab, shows_none).await;
+    app.stop().await;
+}

@@ -143,6 +143,8 @@ impl LiveView {
                 }
                 event = self.events.recv() => Box::pin(self.on_event(peer, live, event)).await,
                 frame = next_roster(&mut self.here) => peer.send(Message::Text(frame)).await,
+                // A live link code ran out: the settings page stops showing it.
+                () = link_expiry(live, self.id, self.view) => Box::pin(self.render_if_changed(peer, live)).await,
                 posted = next_message(&mut self.chat) => match posted {
                     Ok(posted) => self.on_message(peer, &posted).await,
                     // Fell behind the room: what it missed is in the log (or the database).
@@ -324,6 +326,7 @@ impl LiveView {
                     Err(e) => Err(peer.store_failed("loading settings", &e).await),
                 }
             }
+            SessionEvent::LinkChanged => self.render_if_changed(peer, live).await,
             SessionEvent::Forgotten => {
                 peer.send_json(&ServerMessage::Reload {
                     reason: "this browser was forgotten",
@@ -409,6 +412,22 @@ async fn next_message(
 ) -> Result<Arc<Posted>, broadcast::error::RecvError> {
     match chat {
         Some(chat) => chat.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the live link code of session `id` (made on this instance) expires; never on
+/// a view that does not show it, or without one.
+async fn link_expiry(live: &Live, id: SessionId, view: View) {
+    let left = (view == View::Settings)
+        .then(|| live.site.linking.expires(id))
+        .flatten()
+        .map(|at| at.saturating_sub(now_millis()));
+    match left {
+        Some(left) => {
+            let left = u64::try_from(left).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(left + 1)).await;
+        }
         None => std::future::pending().await,
     }
 }

@@ -165,6 +165,7 @@ impl Site {
             .create_link(session, code.hash(), now, expires_at)
             .await?;
         linking.set(session, Some(expires_at));
+        self.hub.publish(session, SessionEvent::LinkChanged);
         Ok((code, expires_at))
     }
 
@@ -182,6 +183,7 @@ impl Site {
     pub async fn cancel_link(&self, session: SessionId) -> Result<(), StoreError> {
         self.store.cancel_links(session, now_millis()).await?;
         self.linking.set(session, None);
+        self.hub.publish(session, SessionEvent::LinkChanged);
         Ok(())
     }
 
@@ -213,6 +215,8 @@ impl Site {
         let found = Found::of(self.store.spend_link(code.hash(), now).await?);
         if let Found::Live(session) = found {
             self.linking.set(session, None);
+            // The pages that show the code now show it was used.
+            self.hub.publish(session, SessionEvent::LinkChanged);
             if session != mine {
                 if self.store.forget(mine, now).await? {
                     self.forgotten.insert(mine, now);
