@@ -115,6 +115,10 @@ async fn apply(site: &Site, others_changed: &Notify, notice: Notice) {
         }
         Notice::Message { .. } => site.room.wake(),
         Notice::Presence => others_changed.notify_one(),
+        Notice::Link { id, expires_at } => {
+            site.linking.heard(id, expires_at);
+            hub.publish(id, SessionEvent::LinkChanged);
+        }
         Notice::Resync => {
             match site.store.forgotten(forgotten::IN_MEMORY).await {
                 Ok(forgotten) => {

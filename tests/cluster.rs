@@ -481,3 +481,42 @@ async fn signing_out_everywhere_else_on_one_instance_restarts_the_devices_on_the
     let mut desktop_on_b = same_browser_on(&desktop, &cluster.b);
     assert_eq!(username_field(&desktop_on_b.page("/settings").await), "ada");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_made_on_one_instance_is_used_on_the_other_and_both_show_it() {
+    let Some(cluster) = Cluster::start("link_across_instances").await else {
+        return;
+    };
+    let mut desktop = Browser::new(cluster.a.addr);
+    desktop.save_settings("ada", "dark").await;
+    // A second tab of the desktop, served by B.
+    let mut desktop_on_b = same_browser_on(&desktop, &cluster.b);
+    let mut tab_b = live::join_settings(&mut desktop_on_b, "desktop-b").await;
+
+    let token = desktop.csrf_token().await;
+    let made = desktop
+        .post("/settings/link", &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let location = made.headers()["location"].to_str().unwrap().to_owned();
+    let code = location.rsplit('=').next().unwrap().to_owned();
+    recv_until(&mut tab_b, |m| {
+        m["t"] == "render" && m["html"].as_str().unwrap_or("").contains("It expires in")
+    })
+    .await;
+
+    // A phone reaches B and uses it there.
+    let mut phone = Browser::new(cluster.b.addr);
+    let token = phone.csrf_token().await;
+    let used = phone
+        .post(&format!("/link/{code}"), &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(used.status(), StatusCode::SEE_OTHER);
+    assert_eq!(username_field(&phone.page("/settings").await), "ada");
+    recv_until(&mut tab_b, |m| {
+        m["t"] == "render" && !m["html"].as_str().unwrap_or("").contains("It expires in")
+    })
+    .await;
+    // A, which made it, heard that it was used.
+    assert!(!desktop.page("/settings").await.contains("It expires in"));
+}

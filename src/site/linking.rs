@@ -87,6 +87,11 @@ impl Linking {
         }
     }
 
+    /// Another instance made, used or cancelled `session`'s code: its pages here show that.
+    pub fn heard(&self, session: SessionId, expires_at: Option<Millis>) {
+        self.set(session, expires_at);
+    }
+
     fn set(&self, session: SessionId, expires_at: Option<Millis>) {
         let mut live = self.live.lock().expect("links lock");
         match expires_at {

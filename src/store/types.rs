@@ -97,6 +97,11 @@ pub enum Notice {
     Message { id: i64 },
     /// Who has the chat open on another instance changed.
     Presence,
+    /// Session `id`'s one-time link code now expires at `expires_at`, or it has none live.
+    Link {
+        id: SessionId,
+        expires_at: Option<Millis>,
+    },
     /// The listening connection was re-established: anything may have happened meanwhile.
     Resync,
 }

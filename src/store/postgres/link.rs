@@ -1,7 +1,7 @@
 //! One-time link codes on PostgreSQL: spending takes the code's row lock (`FOR UPDATE`), so two
 //! browsers spending one code on any instances are one after the other and only the first wins.
 
-use super::{Param, PostgresStore};
+use super::{CHANNEL, NOTIFY, Param, PostgresStore};
 use crate::clock::Millis;
 use crate::session::SessionId;
 use crate::store::{LinkCode, StoreError};
@@ -22,6 +22,7 @@ impl PostgresStore {
         now: Millis,
         expires_at: Millis,
     ) -> Result<(), StoreError> {
+        let notice = &self.link_notice(session, Some(expires_at));
         let (session, hash) = (session.as_uuid(), &hash);
         self.retry(|mut client| async move {
             let tx = client.transaction().await?;
@@ -44,6 +45,7 @@ impl PostgresStore {
                 &params,
             )
             .await?;
+            tx.execute(NOTIFY, &[&CHANNEL, notice]).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -74,15 +76,21 @@ impl PostgresStore {
         session: SessionId,
         now: Millis,
     ) -> Result<usize, StoreError> {
+        let notice = &self.link_notice(session, None);
         let session = session.as_uuid();
-        self.retry(|client| async move {
-            let n = client
+        self.retry(|mut client| async move {
+            let tx = client.transaction().await?;
+            let n = tx
                 .execute(
                     "UPDATE link_codes SET cancelled_at = $2
                      WHERE session_id = $1 AND used_at IS NULL AND cancelled_at IS NULL",
                     &[&session, &now],
                 )
                 .await?;
+            if n > 0 {
+                tx.execute(NOTIFY, &[&CHANNEL, notice]).await?;
+            }
+            tx.commit().await?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
         .await
@@ -113,17 +121,26 @@ impl PostgresStore {
                 .query_opt(&format!("{STATE} FOR UPDATE OF l"), &[hash])
                 .await?;
             let found = state(row.as_ref(), now)?;
-            if let LinkCode::Active { .. } = found {
+            if let LinkCode::Active { session, .. } = found {
                 tx.execute(
                     "UPDATE link_codes SET used_at = $2 WHERE code_hash = $1",
                     &[hash, &now],
                 )
                 .await?;
+                let notice = self.link_notice(session, None);
+                tx.execute(NOTIFY, &[&CHANNEL, &notice]).await?;
             }
             tx.commit().await?;
             Ok(found)
         })
         .await
+    }
+}
+
+impl PostgresStore {
+    /// The notification that `session`'s live code now expires at `expires_at` (or has none).
+    fn link_notice(&self, session: SessionId, expires_at: Option<Millis>) -> String {
+        format!("{}k {session} {}", self.instance, expires_at.unwrap_or(0))
     }
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::PostgresStore;
 use super::tls::Connector;
+use crate::clock::Millis;
 use crate::store::Notice;
 
 /// The channel every instance listens on, and the statement that listens to it.
@@ -175,6 +176,10 @@ fn parse_notice(payload: &str, own_instance: &str) -> Option<Notice> {
         ("m", id, None) => Notice::Message {
             id: id.parse().ok()?,
         },
+        ("k", id, Some(expires_at)) => Notice::Link {
+            id: id.parse().ok()?,
+            expires_at: Some(expires_at.parse().ok()?).filter(|at: &Millis| *at > 0),
+        },
         _ => return None,
     };
     parts.next().is_none().then_some(notice)
@@ -209,6 +214,20 @@ mod tests {
         assert_eq!(
             parse_notice(&format!("{OTHER} p"), OWN),
             Some(Notice::Presence)
+        );
+        assert_eq!(
+            parse_notice(&format!("{OTHER} k {id} 1700000000000"), OWN),
+            Some(Notice::Link {
+                id,
+                expires_at: Some(1_700_000_000_000)
+            })
+        );
+        assert_eq!(
+            parse_notice(&format!("{OTHER} k {id} 0"), OWN),
+            Some(Notice::Link {
+                id,
+                expires_at: None
+            })
         );
     }
 
