@@ -495,6 +495,55 @@ async fn a_database_from_the_previous_version_is_upgraded_and_keeps_its_settings
 }
 
 #[tokio::test]
+async fn a_database_of_schema_3_is_upgraded_keeping_every_row_of_every_table() {
+    // A data dir as the build before one-time codes left it, with a row in every table.
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("livesession.db")).unwrap();
+    db.execute_batch(include_str!("fixtures/schema-v3.sql"))
+        .unwrap();
+    let (id, gone) = (SessionId::generate(), SessionId::generate());
+    let now = livesession::clock::now_millis();
+    db.execute_batch(&format!(
+        "INSERT INTO settings (session_id, username, theme, version, inserted_at, updated_at, read_at)
+             VALUES ('{id}', 'from v3', 'dark', 2, {now}, {now}, {now});
+         INSERT INTO messages (author_session, author_name, body, nonce, created_at)
+             VALUES ('{id}', 'from v3', 'kept', 'n1', {now});
+         INSERT INTO forgotten (session_id, forgotten_at) VALUES ('{gone}', {now});
+         INSERT INTO page_acks (session_id, page, form, seq, acked_at)
+             VALUES ('{id}', 'p', 'settings', 4, {now});"
+    ))
+    .unwrap();
+    let counts = |db: &rusqlite::Connection| -> Vec<i64> {
+        ["settings", "messages", "forgotten", "page_acks"]
+            .iter()
+            .map(|t| {
+                db.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = counts(&db);
+    drop(db);
+
+    let app = TestApp::spawn_in(dir.path(), &["--secret-key", common::SECRET_A]).await;
+    let db = app.db();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, livesession::store::SCHEMA_VERSION);
+    assert_eq!(counts(&db), before, "every row kept");
+    let keys = livesession::session::Keys::new(common::SECRET_A.as_bytes(), &[], false).unwrap();
+    let mut browser = app.browser();
+    browser.cookie = Some(common::cookie_pair(&keys, id));
+    assert_eq!(
+        common::username_field(&browser.page("/settings").await),
+        "from v3"
+    );
+    assert_eq!(bodies(&browser.page("/").await), ["kept"]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_chat_sockets_too() {
     let app = TestApp::spawn(&[]).await;
     let mut browser = app.browser();
