@@ -23,6 +23,7 @@ async fn requests_are_logged_at_debug_without_ids_cookies_or_bodies() {
     assert_eq!(browser.post_message(BODY).await.status(), 303);
     assert_eq!(browser.post_message(BODY).await.status(), 429);
     assert_eq!(browser.get("/nowhere").await.status(), 404);
+    assert_eq!(browser.get("/link/QRSTUVWXYZ23").await.status(), 404);
     assert!(open(&browser, Some("http://evil.example")).await.is_err());
     let mut socket = join_settings(&mut browser, "page-1").await;
     change(&mut socket, 1, NAME, "light").await;
@@ -48,6 +49,7 @@ async fn requests_are_logged_at_debug_without_ids_cookies_or_bodies() {
     assert!(logged("POST", "/messages", 303), "{text}");
     assert!(logged("POST", "/messages", 429), "{text}");
     assert!(logged("GET", "/nowhere", 404), "{text}");
+    assert!(logged("GET", "/link/…", 404), "{text}");
     assert!(logged("GET", "/live", 403), "{text}");
     assert!(logged("GET", "/live", 101), "{text}");
     assert!(requests.iter().all(|line| line.contains("DEBUG")), "{text}");
@@ -71,7 +73,7 @@ async fn requests_are_logged_at_debug_without_ids_cookies_or_bodies() {
     let value = &cookie["livesession=".len()..];
     let id = &value[44..];
     assert_eq!(id.len(), 36, "{cookie}");
-    for secret in [value, id, &id.replace('-', ""), BODY, NAME] {
+    for secret in [value, id, &id.replace('-', ""), BODY, NAME, "QRSTUVWXYZ23"] {
         assert!(!text.contains(secret), "{secret:?} is in the log:\n{text}");
     }
 }

@@ -83,10 +83,17 @@ struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &axum::http::Request<B>) -> Span {
+        let path = request.uri().path();
+        // A one-time code is a key to a session while it lives: not for the log.
+        let path = if path.starts_with("/link/") {
+            "/link/…"
+        } else {
+            path
+        };
         tracing::debug_span!(
             "request",
             method = %Untrusted::str(request.method().as_str()),
-            path = %Untrusted::str(request.uri().path())
+            path = %Untrusted::str(path)
         )
     }
 }
