@@ -58,6 +58,11 @@
     return last ? Number(last.getAttribute("data-id") || 0) : 0;
   }
 
+  // Set once the page starts navigating away.
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  window.addEventListener("pageshow", function () { leaving = false; }); // back from the cache
+
   function connect() {
     clearTimeout(reconnectTimer);
     reconnectTimer = null;
@@ -142,7 +147,9 @@
         showPresence(message);
         break;
       case "reload":
-        location.reload();
+        // A page already on its way elsewhere (a form it posted, such as "sign out everywhere
+        // else") must not reload: that would cancel the answer that carries its new cookie.
+        if (!leaving) location.reload();
         break;
       case "error":
         serverSaid = message.message;

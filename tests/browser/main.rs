@@ -788,7 +788,15 @@ async fn a_phone_linked_by_typing_the_code_stays_in_sync_and_can_sign_the_deskto
         )
         .await;
     assert_eq!(desktop.value("#username").await, "");
-    phone.until("the phone is live again", CONNECTED).await;
+    // The phone, on its new session, keeps the name.
+    phone
+        .until(
+            "the phone is back on its new session",
+            "return document.documentElement.classList.contains('live-connected') \
+             && document.getElementById('current-username').textContent === 'Ada Lovelace' \
+             && !document.querySelector('form[action=\"/settings/sign-out-elsewhere\"] button:disabled')",
+        )
+        .await;
     assert_eq!(phone.value("#username").await, "Ada Lovelace");
     desktop.assert_clean_console().await;
     phone.assert_clean_console().await;
