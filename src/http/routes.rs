@@ -26,6 +26,15 @@ use crate::site::{PostError, Shown, Site};
 use crate::store::{Saved, SessionData};
 use crate::views::{self, ChatScreen, FormState, FreshCode, LinkCard, LinkPage, Screen, View};
 
+/// Refuses a form whose CSRF token is not this session's (`403`, nothing changed).
+fn check_csrf(app: &Site, session: Session, token: &str) -> Result<(), AppError> {
+    if app.keys.verify_csrf(session.id, token) {
+        Ok(())
+    } else {
+        Err(AppError::BadCsrfToken)
+    }
+}
+
 /// The chat's query: `?before=ID` asks for the older page that ends before message `ID`.
 #[derive(Debug, Default, Deserialize)]
 pub struct ChatQuery {
@@ -178,9 +187,7 @@ pub async fn post_message(
     ClientAddr(from): ClientAddr,
     Form(form): Form<MessageForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     let (status, refusal) = match app
         .post_message(
             session.id,
@@ -217,9 +224,7 @@ pub async fn save_settings(
     session: Session,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     let input = SettingsInput {
         username: form.username,
         theme: form.theme,
@@ -279,9 +284,7 @@ pub async fn forget(
     ClientAddr(from): ClientAddr,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     app.forget(session.id, from).await?;
     Ok((
         Extension(ReplaceSession(SessionId::generate())),
@@ -298,9 +301,7 @@ pub async fn sign_out_elsewhere(
     ClientAddr(from): ClientAddr,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     let new = app.sign_out_elsewhere(session.id, from).await?;
     Ok((Extension(ReplaceSession(new)), Redirect::to("/settings")).into_response())
 }
@@ -368,9 +369,7 @@ pub async fn make_link(
     ClientAddr(from): ClientAddr,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     let (code, _) = app.make_link(session.id, from).await?;
     Ok(Redirect::to(&format!("/settings?link={}", code.as_str())).into_response())
 }
@@ -393,9 +392,7 @@ pub async fn cancel_link(
     session: Session,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     app.cancel_link(session.id).await?;
     Ok(Redirect::to("/settings").into_response())
 }
@@ -472,9 +469,7 @@ pub async fn use_link(
     Path(typed): Path<String>,
     Form(form): Form<ForgetForm>,
 ) -> Result<Response, AppError> {
-    if !app.keys.verify_csrf(session.id, &form.csrf) {
-        return Err(AppError::BadCsrfToken);
-    }
+    check_csrf(&app, session, &form.csrf)?;
     let code = LinkCode::parse(&typed);
     match app.use_link(code.as_ref(), session.id, from).await? {
         Found::Live(theirs) => {
