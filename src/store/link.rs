@@ -4,6 +4,9 @@ use super::{Backend, LinkCode, Store, StoreError};
 use crate::clock::Millis;
 use crate::session::SessionId;
 
+/// Link codes are deleted this long after they expired (by the next code made).
+pub(in crate::store) const KEPT_AFTER_EXPIRY: Millis = 24 * 60 * 60 * 1000;
+
 impl Store {
     /// Makes a one-time link code for `session`, known by its `hash` (the code itself is never
     /// stored), valid until `expires_at`; the session's earlier live code is cancelled.

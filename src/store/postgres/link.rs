@@ -4,10 +4,12 @@
 use super::{CHANNEL, NOTIFY, Param, PostgresStore};
 use crate::clock::Millis;
 use crate::session::SessionId;
+use crate::store::link::KEPT_AFTER_EXPIRY;
 use crate::store::{LinkCode, StoreError};
 
-/// Codes are deleted this long after they expired.
-const KEPT_AFTER_EXPIRY: Millis = 24 * 60 * 60 * 1000;
+/// Cancels the live codes of session `$1` at `$2`.
+const CANCEL_LIVE: &str = "UPDATE link_codes SET cancelled_at = $2
+                           WHERE session_id = $1 AND used_at IS NULL AND cancelled_at IS NULL";
 
 /// What a code stands for, and whether its session was forgotten since.
 const STATE: &str = "SELECT session_id, expires_at, used_at IS NOT NULL, cancelled_at IS NOT NULL,
@@ -32,12 +34,7 @@ impl PostgresStore {
             )
             .await?;
             // One live code per session: a new one replaces the last.
-            tx.execute(
-                "UPDATE link_codes SET cancelled_at = $2
-                 WHERE session_id = $1 AND used_at IS NULL AND cancelled_at IS NULL",
-                &[&session, &now],
-            )
-            .await?;
+            tx.execute(CANCEL_LIVE, &[&session, &now]).await?;
             let params: [&Param<'_>; 4] = [hash, &session, &now, &expires_at];
             tx.execute(
                 "INSERT INTO link_codes (code_hash, session_id, created_at, expires_at)
@@ -80,13 +77,7 @@ impl PostgresStore {
         let session = session.as_uuid();
         self.retry(|mut client| async move {
             let tx = client.transaction().await?;
-            let n = tx
-                .execute(
-                    "UPDATE link_codes SET cancelled_at = $2
-                     WHERE session_id = $1 AND used_at IS NULL AND cancelled_at IS NULL",
-                    &[&session, &now],
-                )
-                .await?;
+            let n = tx.execute(CANCEL_LIVE, &[&session, &now]).await?;
             if n > 0 {
                 tx.execute(NOTIFY, &[&CHANNEL, notice]).await?;
             }

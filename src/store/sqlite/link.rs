@@ -6,10 +6,12 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use crate::clock::Millis;
 use crate::session::SessionId;
+use crate::store::link::KEPT_AFTER_EXPIRY;
 use crate::store::{LinkCode, StoreError};
 
-/// Codes are deleted this long after they expired.
-const KEPT_AFTER_EXPIRY: Millis = 24 * 60 * 60 * 1000;
+/// Cancels the live codes of session `?1` at `?2`.
+const CANCEL_LIVE: &str = "UPDATE link_codes SET cancelled_at = ?2
+                           WHERE session_id = ?1 AND used_at IS NULL AND cancelled_at IS NULL";
 
 impl SqliteStore {
     pub(in crate::store) async fn create_link(
@@ -25,11 +27,7 @@ impl SqliteStore {
                 tx.prepare_cached("DELETE FROM link_codes WHERE expires_at < ?1")?
                     .execute([now - KEPT_AFTER_EXPIRY])?;
                 // One live code per session: a new one replaces the last.
-                tx.prepare_cached(
-                    "UPDATE link_codes SET cancelled_at = ?2
-                     WHERE session_id = ?1 AND used_at IS NULL AND cancelled_at IS NULL",
-                )?
-                .execute(params![key, now])?;
+                tx.prepare_cached(CANCEL_LIVE)?.execute(params![key, now])?;
                 tx.prepare_cached(
                     "INSERT INTO link_codes (code_hash, session_id, created_at, expires_at)
                      VALUES (?1, ?2, ?3, ?4)",
@@ -62,11 +60,8 @@ impl SqliteStore {
     ) -> Result<usize, StoreError> {
         self.writer
             .write(move |tx| {
-                tx.prepare_cached(
-                    "UPDATE link_codes SET cancelled_at = ?2
-                     WHERE session_id = ?1 AND used_at IS NULL AND cancelled_at IS NULL",
-                )?
-                .execute(params![session.to_key(), now])
+                tx.prepare_cached(CANCEL_LIVE)?
+                    .execute(params![session.to_key(), now])
             })
             .await
     }
