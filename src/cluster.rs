@@ -116,7 +116,7 @@ async fn apply(site: &Site, others_changed: &Notify, notice: Notice) {
         Notice::Message { .. } => site.room.wake(),
         Notice::Presence => others_changed.notify_one(),
         Notice::Link { id, expires_at } => {
-            site.linking.heard(id, expires_at);
+            site.linking.record(id, expires_at);
             hub.publish(id, SessionEvent::LinkChanged);
         }
         Notice::Resync => {

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{Limited, RateLimit, RateLimiter, Site, acquire_both};
@@ -59,6 +60,9 @@ pub struct Linking {
     tried_per_address: RateLimiter<IpAddr>,
     tried_in_all: RateLimiter<()>,
     live: Mutex<HashMap<SessionId, Millis>>,
+    /// How many entries `live` has: the read path (every settings page view) skips the lock
+    /// when there are none.
+    live_count: AtomicUsize,
 }
 
 impl Linking {
@@ -71,28 +75,32 @@ impl Linking {
             tried_per_address: RateLimiter::new(ATTEMPTS_PER_ADDRESS),
             tried_in_all: RateLimiter::new(ATTEMPTS_IN_ALL),
             live: Mutex::default(),
+            live_count: AtomicUsize::new(0),
         }
     }
 
-    /// When `session`'s live code (made here) expires; a map lookup, `None` for most.
+    /// When `session`'s live code (made here, or heard of) expires; `None` for most, without
+    /// taking the lock while no code is live.
     pub fn expires(&self, session: SessionId) -> Option<Millis> {
+        if self.live_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let mut live = self.live.lock().expect("links lock");
-        match live.get(&session) {
+        let found = match live.get(&session) {
             Some(&at) if at > now_millis() => Some(at),
             Some(_) => {
                 live.remove(&session);
                 None
             }
             None => None,
-        }
+        };
+        self.live_count.store(live.len(), Ordering::Relaxed);
+        found
     }
 
-    /// Another instance made, used or cancelled `session`'s code: its pages here show that.
-    pub fn heard(&self, session: SessionId, expires_at: Option<Millis>) {
-        self.set(session, expires_at);
-    }
-
-    fn set(&self, session: SessionId, expires_at: Option<Millis>) {
+    /// Records that `session`'s code now expires at `expires_at`, or that it has none live:
+    /// made, used or cancelled here, or on another instance.
+    pub fn record(&self, session: SessionId, expires_at: Option<Millis>) {
         let mut live = self.live.lock().expect("links lock");
         match expires_at {
             Some(at) => {
@@ -104,6 +112,7 @@ impl Linking {
                 live.remove(&session);
             }
         }
+        self.live_count.store(live.len(), Ordering::Relaxed);
     }
 
     /// Takes a lookup from the address's and the server's allowance.
@@ -169,7 +178,7 @@ impl Site {
         self.store
             .create_link(session, code.hash(), now, expires_at)
             .await?;
-        linking.set(session, Some(expires_at));
+        linking.record(session, Some(expires_at));
         self.hub.publish(session, SessionEvent::LinkChanged);
         Ok((code, expires_at))
     }
@@ -187,7 +196,7 @@ impl Site {
     /// Cancels `session`'s live code.
     pub async fn cancel_link(&self, session: SessionId) -> Result<(), StoreError> {
         self.store.cancel_links(session, now_millis()).await?;
-        self.linking.set(session, None);
+        self.linking.record(session, None);
         self.hub.publish(session, SessionEvent::LinkChanged);
         Ok(())
     }
@@ -219,7 +228,7 @@ impl Site {
         let now = now_millis();
         let found = Found::of(self.store.spend_link(code.hash(), now).await?);
         if let Found::Live(session) = found {
-            self.linking.set(session, None);
+            self.linking.record(session, None);
             // The pages that show the code now show it was used.
             self.hub.publish(session, SessionEvent::LinkChanged);
             if session != mine {
