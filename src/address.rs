@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use crate::lock::Mutex;
 
 /// What a limit per address counts `ip` as.
 pub fn limit_key(ip: IpAddr) -> IpAddr {
@@ -23,7 +25,7 @@ impl Tally {
     /// goes down when the returned [`Held`] is dropped.
     pub fn take(&self, ip: IpAddr, max: usize) -> Option<Held> {
         let key = limit_key(ip);
-        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = self.0.lock();
         let held = counts.entry(key).or_insert(0);
         if *held >= max {
             if *held == 0 {
@@ -40,7 +42,7 @@ impl Tally {
 
     /// How many `ip` holds now.
     pub fn held_by(&self, ip: IpAddr) -> usize {
-        let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let counts = self.0.lock();
         counts.get(&limit_key(ip)).copied().unwrap_or(0)
     }
 }
@@ -54,7 +56,7 @@ pub struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let mut counts = self.tally.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = self.tally.0.lock();
         if let Some(held) = counts.get_mut(&self.key) {
             *held -= 1;
             if *held == 0 {
@@ -105,6 +107,6 @@ mod tests {
         let tally = Tally::default();
         drop(tally.take(ip("192.0.2.1"), 1));
         assert!(tally.take(ip("192.0.2.9"), 0).is_none());
-        assert!(tally.0.lock().unwrap().is_empty());
+        assert!(tally.0.lock().is_empty());
     }
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::http::client::{Network, TrustedProxies};
+use crate::limit::RateLimit;
 use crate::live::LiveConfig;
 use crate::retention::Retention;
-use crate::site::{ChatLimits, RateLimit};
+use crate::site::ChatLimits;
 use crate::store::{Durability, PostgresTarget, StoreOptions};
 
 /// The longest a touch window may be: a page view writes `read_at` at most this often.
@@ -353,9 +354,17 @@ fn parse_network(input: &str) -> Result<Network, String> {
     input.parse()
 }
 
+/// The longest duration a flag takes: 100 years. Longer ones mean nothing here, and past some
+/// point the sums made of them (a deadline, three heartbeats) would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn parse_duration(input: &str) -> Result<Duration, String> {
-    humantime::parse_duration(input.trim())
-        .map_err(|e| format!("{e} (write durations like 2s, 90m, 12h or 100d)"))
+    let duration = humantime::parse_duration(input.trim())
+        .map_err(|e| format!("{e} (write durations like 2s, 90m, 12h or 100d)"))?;
+    if duration > MAX_DURATION {
+        return Err("is longer than 100 years, the longest duration a flag takes".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Accepts a `postgres://` or `postgresql://` URL the driver can read, with libpq's `sslmode`
@@ -391,6 +400,16 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::from_args(std::iter::once("livesession").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_duration_past_a_hundred_years_is_refused_with_the_bound() {
+        for flag in ["--presence-heartbeat", "--stale-after", "--prune-every"] {
+            let error = parse(&[flag, "200000000000y"]).unwrap_err().to_string();
+            assert!(error.contains("longer than 100 years"), "{flag}: {error}");
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
+        assert!(parse(&["--stale-after", "36500d"]).is_ok());
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! publishes what another instance wrote as the very events a local write publishes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::lock::Mutex;
 use crate::session::SessionId;
 
 /// Events buffered per session before a slow subscriber starts skipping (and re-reads instead).
@@ -22,14 +23,27 @@ const EVENT_BUFFER: usize = 4;
 /// Something happened to a session's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionEvent {
-    /// The settings row now has `version`; `origin` is the socket that made the change (it has
-    /// rendered it already), or 0 for a change made outside any socket.
-    SettingsChanged { version: i64, origin: u64 },
+    /// The settings row now has `version`, changed `by` a socket (which has rendered it
+    /// already) or elsewhere.
+    SettingsChanged { version: i64, by: ChangedBy },
+    /// The settings may have changed, by how much is not known (the subscriber lagged, or this
+    /// instance lost the other instances' notifications for a while): read them again, and show
+    /// only what differs.
+    Reread,
     /// The session was deleted ("forget me"): its pages must reload to get a new one.
     Forgotten,
     /// The session's one-time link code was made, used, cancelled or expired: its settings
     /// pages show it differently.
     LinkChanged,
+}
+
+/// Who made a settings change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedBy {
+    /// The live socket of this number (see `Live::next_socket_id`): it shows the change already.
+    Socket(u64),
+    /// A form post, or another instance: every socket of the session shows it.
+    Elsewhere,
 }
 
 /// The registry of live sessions.
@@ -42,7 +56,7 @@ pub struct Hub {
 impl Hub {
     /// Starts receiving `id`'s events; they stop when the subscription is dropped.
     pub fn subscribe(self: &Arc<Self>, id: SessionId) -> Subscription {
-        let mut sessions = self.sessions.lock().expect("hub lock");
+        let mut sessions = self.sessions.lock();
         let receiver = sessions
             .entry(id)
             .or_insert_with(|| broadcast::channel(EVENT_BUFFER).0)
@@ -56,14 +70,14 @@ impl Hub {
 
     /// Tells every live socket of `id` about `event`. A session with no socket costs a map lookup.
     pub fn publish(&self, id: SessionId, event: SessionEvent) {
-        if let Some(sender) = self.sessions.lock().expect("hub lock").get(&id) {
+        if let Some(sender) = self.sessions.lock().get(&id) {
             let _ = sender.send(event);
         }
     }
 
     /// Tells every live socket of every session about `event`.
     pub fn publish_all(&self, event: SessionEvent) {
-        for sender in self.sessions.lock().expect("hub lock").values() {
+        for sender in self.sessions.lock().values() {
             let _ = sender.send(event);
         }
     }
@@ -72,7 +86,6 @@ impl Hub {
     pub fn sockets_of(&self, id: SessionId) -> usize {
         self.sessions
             .lock()
-            .expect("hub lock")
             .get(&id)
             .map_or(0, broadcast::Sender::receiver_count)
     }
@@ -80,15 +93,12 @@ impl Hub {
     /// The last change number acknowledged for a form of a page, surviving the page's
     /// reconnects.
     pub fn acked_seq(&self, id: SessionId, page: &str, form: &'static str) -> u64 {
-        self.pages.lock().expect("pages lock").get(id, page, form)
+        self.pages.lock().get(id, page, form)
     }
 
     /// Records that change `seq` of a form of a page was committed and acknowledged.
     pub fn record_ack(&self, id: SessionId, page: &str, form: &'static str, seq: u64) {
-        self.pages
-            .lock()
-            .expect("pages lock")
-            .set(id, page, form, seq, Instant::now());
+        self.pages.lock().set(id, page, form, seq, Instant::now());
     }
 }
 
@@ -101,14 +111,11 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next event. A subscriber that fell behind gets the newest state instead of the ones it
-    /// missed: `Lagged` is reported as a change of unknown version, which makes it re-read.
+    /// missed: `Lagged` is reported as [`SessionEvent::Reread`].
     pub async fn recv(&mut self) -> SessionEvent {
         match self.receiver.recv().await {
             Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(_)) => SessionEvent::SettingsChanged {
-                version: i64::MAX,
-                origin: 0,
-            },
+            Err(broadcast::error::RecvError::Lagged(_)) => SessionEvent::Reread,
             Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
@@ -116,7 +123,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut sessions = self.hub.sessions.lock().expect("hub lock");
+        let mut sessions = self.hub.sessions.lock();
         if let Some(sender) = sessions.get(&self.id)
             && sender.receiver_count() <= 1
         {
@@ -184,7 +191,7 @@ mod tests {
         let mut other = hub.subscribe(b);
         let event = SessionEvent::SettingsChanged {
             version: 2,
-            origin: 7,
+            by: ChangedBy::Socket(7),
         };
         hub.publish(a, event);
         assert_eq!(tab1.recv().await, event);
@@ -201,10 +208,10 @@ mod tests {
         let second = hub.subscribe(id);
         drop(first);
         assert_eq!(hub.sockets_of(id), 1);
-        assert_eq!(hub.sessions.lock().unwrap().len(), 1);
+        assert_eq!(hub.sessions.lock().len(), 1);
         drop(second);
         assert_eq!(hub.sockets_of(id), 0);
-        assert!(hub.sessions.lock().unwrap().is_empty());
+        assert!(hub.sessions.lock().is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!
 //! | layer | modules | may import |
 //! | --- | --- | --- |
-//! | ground | `address`, `clock`, `limit`, `shutdown`, `text`, `untrusted` | std and crates only |
+//! | ground | `address`, `clock`, `limit`, `lock`, `shutdown`, `text`, `untrusted` | std and crates only |
 //! | domain | `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) |
 //! | storage | `store` | domain, ground |
 //! | telemetry | `metrics`, `refusals` | storage, domain, ground |
@@ -32,7 +32,8 @@
 //!
 //! - [`address`]: client addresses as limits per address count them.
 //! - [`clock`]: `Millis`, the wall clock every stored time is read from.
-//! - [`limit`]: the token bucket behind every rate limit.
+//! - [`limit`]: rate limits, and the token bucket behind each.
+//! - [`lock`]: the one lock policy: locks that a panic does not poison.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`text`]: what a person sees of a piece of text: NFC, graphemes, bidi controls, invisible
 //!   characters, combining marks.
@@ -50,9 +51,9 @@
 //! - [`views`]: the maud pages, and the cache of rendered settings pages.
 //! - [`hub`]: the in-process pub/sub that carries a change to a session's other tabs and a
 //!   message to every chat page.
-//! - [`site`]: what every request shares, whichever way it arrives (a form post or a live
-//!   socket): the store, the keys, the forgotten sessions, the chat's rate limit, and the
-//!   operations both use (read a session's settings, post a message).
+//! - [`site`]: the only door from the transports down: one method per use case (save settings,
+//!   post a message, forget a browser, link a device, catch a page up), which a form post and a
+//!   live event both call; its state (the store, the hub, the room, the limits) is private.
 //! - [`live`]: the `/live` WebSocket: protocol, the socket loop.
 //! - [`http`]: the HTTP handlers, the session cookie layer, security headers, `/metrics`,
 //!   the accept loop.
@@ -76,6 +77,7 @@ pub mod hub;
 pub mod limit;
 pub mod link;
 pub mod live;
+pub mod lock;
 pub mod metrics;
 pub mod prune;
 pub mod refusals;

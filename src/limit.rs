@@ -3,6 +3,15 @@
 
 use std::time::{Duration, Instant};
 
+/// A rate limit: at most `burst` in any `window`, per key (a session, an address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// How many at once.
+    pub burst: u32,
+    /// Over how long the bucket refills.
+    pub window: Duration,
+}
+
 /// One bucket. Cheap: two floats and an instant.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenBucket {

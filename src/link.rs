@@ -86,6 +86,21 @@ impl fmt::Debug for LinkCode {
     }
 }
 
+/// Why a typed code carries no session: the code page says each in a sentence of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// What was typed does not have the form of a code.
+    NotACode,
+    /// No such code was ever made (a typo, or a guess).
+    Unknown,
+    /// Its time ran out before anyone used it.
+    Expired,
+    /// It was used already: each code works once.
+    Spent,
+    /// Its session cancelled it, made a newer one, or was forgotten.
+    Cancelled,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! live-socket gauge (the live layer's count) and the write-duration histogram (the store's own,
 //! [`WriteTimes`]).
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text};
 use prometheus_client::metrics::MetricType;
@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::lock::Mutex;
 use crate::retention::Pruned;
 use crate::store::{StoreError, Unavailable, WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 
@@ -355,8 +356,8 @@ impl Metrics {
     /// `writes` as the write-duration histogram.
     pub fn encode(&self, live_sockets: usize, writes: &WriteTimes) -> String {
         // Scrapes take turns, so each encodes the figures it set.
-        let _turn = self.scrapes.lock().expect("scrape lock");
-        *self.write_duration.0.lock().expect("histogram lock") = writes.snapshot();
+        let _turn = self.scrapes.lock();
+        *self.write_duration.0.lock() = writes.snapshot();
         self.live_sockets
             .set(i64::try_from(live_sockets).unwrap_or(i64::MAX));
         let mut text = String::with_capacity(8 * 1024);
@@ -397,7 +398,7 @@ struct LatencyHistogram(Arc<Mutex<WriteTimesSnapshot>>);
 
 impl EncodeMetric for LatencyHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = *self.0.lock().expect("histogram lock");
+        let snapshot = *self.0.lock();
         let mut buckets = [(f64::INFINITY, 0); WRITE_BUCKETS.len() + 1];
         for (i, bucket) in buckets.iter_mut().enumerate() {
             *bucket = (

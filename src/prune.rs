@@ -88,11 +88,16 @@ where
     }
 }
 
-/// Starts the prune loop on the site's store; the site also stops refusing the forgotten ids
-/// the pass expired. The returned handle finishes after `shutdown` is cancelled.
-pub fn spawn(site: Site, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+/// Starts the prune loop on `store` (the site's); after each pass the site stops refusing the
+/// forgotten ids the pass expired. The returned handle finishes after `shutdown` is cancelled.
+pub fn spawn(
+    site: Site,
+    store: Store,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let retention = site.retention;
+        let retention = site.retention();
         let mut interval = tokio::time::interval(every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -102,35 +107,32 @@ pub fn spawn(site: Site, every: Duration, shutdown: CancellationToken) -> JoinHa
             }
             let now = now_millis();
             let started = std::time::Instant::now();
-            let pass = prune_pass(&site.store, retention, now, &shutdown).await;
+            let pass = prune_pass(&store, retention, now, &shutdown).await;
             metrics().prune_ran(&pass);
             match pass {
                 Ok(pruned) => {
-                    site.forgotten
-                        .forget_before(retention.cutoffs(now).forgotten_before);
-                    // The room's log shows no message the database no longer has.
-                    if pruned.messages > 0
-                        && let Err(e) = site.room.load(&site.store).await
-                    {
-                        tracing::error!(error = %e, "cannot re-read the chat after pruning");
-                    }
-                    if pruned.is_empty() {
-                        tracing::debug!("prune: nothing to remove");
-                    } else {
-                        let elapsed_ms =
-                            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        tracing::info!(
-                            sessions = pruned.sessions,
-                            messages = pruned.messages,
-                            forgotten = pruned.forgotten,
-                            elapsed_ms,
-                            "prune: removed stale sessions, old messages and expired forgotten ids"
-                        )
-                    }
+                    site.pruned(&pruned, now).await;
+                    log_pass(&pruned, started.elapsed());
                 }
                 Err(e) => tracing::error!(error = %e, "prune failed; will retry on the next run"),
             }
         }
         tracing::info!("prune task stopped");
     })
+}
+
+/// One line for a pass that removed something, a debug line for one that did not.
+fn log_pass(pruned: &Pruned, elapsed: Duration) {
+    if pruned.is_empty() {
+        tracing::debug!("prune: nothing to remove");
+        return;
+    }
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        sessions = pruned.sessions,
+        messages = pruned.messages,
+        forgotten = pruned.forgotten,
+        elapsed_ms,
+        "prune: removed stale sessions, old messages and expired forgotten ids"
+    )
 }

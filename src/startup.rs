@@ -16,14 +16,10 @@ use crate::app::{self, AppState};
 use crate::config::Config;
 use crate::http::limits::{ConnectionLimits, connection_budget};
 use crate::http::{metrics, server};
-use crate::hub::Hub;
 use crate::live::Live;
 use crate::session::Keys;
-use crate::site::presence::Presence;
-use crate::site::room::Room;
-use crate::site::{self, ChatLimiters, Forgotten, RateLimiter, Site};
+use crate::site::{Setup, Site};
 use crate::store::{PostgresTarget, Store};
-use crate::views::PageCache;
 use crate::{cluster, prune, refusals};
 
 /// A built, bound, not yet serving app.
@@ -34,6 +30,8 @@ pub struct App {
     shutdown: CancellationToken,
     metrics_listener: Option<TcpListener>,
     connections: Capacity,
+    /// The store the site was opened on: the prune task and the shutdown use it.
+    store: Store,
 }
 
 impl App {
@@ -55,32 +53,17 @@ impl App {
             .await?
             .keeping_messages(config.message_limit as usize);
         check_shared_key(&store, &keys).await?;
-        let forgotten = Forgotten::default();
-        for (id, at) in store
-            .forgotten(site::forgotten::IN_MEMORY)
-            .await
-            .context("reading the forgotten sessions")?
-        {
-            forgotten.insert(id, at);
-        }
-        let room = Arc::new(Room::new(config.message_limit as usize));
-        room.load(&store)
-            .await
-            .context("reading the newest chat messages")?;
-        let site = Site::new(site::Parts {
-            store,
+        let site = Site::open(Setup {
+            store: store.clone(),
             keys,
             retention: config.retention(),
-            hub: Arc::new(Hub::default()),
-            chat_limits: ChatLimiters::new(config.chat_limits()),
-            forgotten,
-            forget_limit: RateLimiter::new(site::FORGET_LIMIT),
-            export_limits: site::ExportLimiters::default(),
-            pages: PageCache::default(),
-            room,
-            presence: Arc::new(Presence::new(config.presence_grace)),
-            linking: site::linking::Linking::new(config.link_ttl),
-        });
+            chat_limits: config.chat_limits(),
+            message_limit: config.message_limit as usize,
+            presence_grace: config.presence_grace,
+            link_ttl: config.link_ttl,
+        })
+        .await
+        .context("reading the forgotten sessions and the newest chat messages")?;
         let live = Arc::new(Live::new(config.live(), site.clone(), shutdown.clone()));
         let metrics_listener = match &config.metrics_listen {
             Some(addr) => Some(
@@ -98,6 +81,7 @@ impl App {
             shutdown,
             metrics_listener,
             connections,
+            store,
         })
     }
 
@@ -111,6 +95,12 @@ impl App {
     /// The shared state, for tests that look behind the HTTP surface.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The store behind the site, for tests and tools that look behind the HTTP surface (the
+    /// transports never do: they go through the site).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The token that stops this app: cancel it to shut down.
@@ -130,45 +120,25 @@ impl App {
             shutdown,
             metrics_listener,
             connections,
+            store,
         } = self;
         connections.log();
         let metrics_server = match metrics_listener {
-            Some(listener) => {
-                let addr = listener
-                    .local_addr()
-                    .context("reading the metrics address")?;
-                tracing::info!("metrics on http://{addr}/metrics");
-                let router = metrics::router(Arc::clone(&state.live));
-                let shutdown = shutdown.clone();
-                Some(tokio::spawn(server::serve(
-                    listener,
-                    router,
-                    config.header_timeout,
-                    connections.metrics.clone(),
-                    shutdown,
-                )))
-            }
+            Some(listener) => Some(serve_metrics(
+                listener,
+                &state,
+                &config,
+                &connections,
+                &shutdown,
+            )?),
             None => None,
         };
         tracing::info!(
             "listening on http://{}",
             listener.local_addr().context("reading the bound address")?
         );
-        let prune = prune::spawn(state.site.clone(), config.prune_every, shutdown.clone());
-        let cluster = cluster::spawn(
-            state.site.clone(),
-            config.presence_heartbeat,
-            shutdown.clone(),
-        );
-        let presence = state.site.presence.spawn(shutdown.clone());
-        let room = state
-            .site
-            .room
-            .spawn(state.site.store.clone(), shutdown.clone());
-        let summaries = tokio::spawn(refusals::summarise(shutdown.clone()));
+        let background = Background::spawn(&state.site, &store, &config, &shutdown);
         let live = Arc::clone(&state.live);
-        let store = state.site.store.clone();
-
         let server = server::serve(
             listener,
             app::router(state, config.metrics),
@@ -176,7 +146,6 @@ impl App {
             connections.public.clone(),
             shutdown.clone(),
         );
-        let grace = config.shutdown_grace;
         let serving = async {
             server.await;
             if let Some(metrics_server) = metrics_server {
@@ -185,42 +154,113 @@ impl App {
             live.tracker.close();
             live.tracker.wait().await;
         };
-        tokio::pin!(serving);
-        let finished = tokio::select! {
-            () = &mut serving => true,
-            () = shutdown.cancelled() => false,
-        };
-        // Everything below is done by one deadline: the grace counts from the cancel.
-        let deadline = Instant::now() + grace;
-        if !finished && tokio::time::timeout_at(deadline, serving).await.is_err() {
-            tracing::warn!(
-                ?grace,
-                "connections did not finish in time; stopping anyway"
-            );
-        }
+        // Everything after the cancel is done by one deadline: the grace counts from it.
+        let deadline = drain(serving, &shutdown, config.shutdown_grace).await;
         shutdown.cancel();
-        // Both stop at once on the token, unless a database call is hanging; then the writer
-        // commits what was queued and its thread ends.
-        let background = async {
-            prune.await.context("the prune task panicked")?;
-            room.await.context("the chat room's reader panicked")?;
-            presence
-                .await
-                .context("the presence list's publisher panicked")?;
-            if let Some(cluster) = cluster {
-                cluster
-                    .await
-                    .context("the notification listener panicked")?;
-            }
-            store.close().await;
-            let _ = summaries.await;
-            anyhow::Ok(())
-        };
-        match tokio::time::timeout_at(deadline, background).await {
+        match tokio::time::timeout_at(deadline, background.stop(&store)).await {
             Ok(finished) => finished?,
             Err(_) => tracing::warn!("background tasks did not stop in time; stopping anyway"),
         }
         tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Serves `/metrics` on a listener of its own (`--metrics-listen`) until `shutdown`.
+fn serve_metrics(
+    listener: TcpListener,
+    state: &AppState,
+    config: &Config,
+    connections: &Capacity,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let addr = listener
+        .local_addr()
+        .context("reading the metrics address")?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    let router = metrics::router(Arc::clone(&state.live));
+    Ok(tokio::spawn(server::serve(
+        listener,
+        router,
+        config.header_timeout,
+        connections.metrics.clone(),
+        shutdown.clone(),
+    )))
+}
+
+/// Runs `serving` until it ends by itself, or until `shutdown` and then at most `grace` more;
+/// returns the deadline the rest of the shutdown keeps to.
+async fn drain(
+    serving: impl Future<Output = ()>,
+    shutdown: &CancellationToken,
+    grace: std::time::Duration,
+) -> Instant {
+    tokio::pin!(serving);
+    let finished = tokio::select! {
+        () = &mut serving => true,
+        () = shutdown.cancelled() => false,
+    };
+    let deadline = Instant::now() + grace;
+    if !finished && tokio::time::timeout_at(deadline, serving).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "connections did not finish in time; stopping anyway"
+        );
+    }
+    deadline
+}
+
+/// The tasks that run beside the server until shutdown.
+struct Background {
+    prune: tokio::task::JoinHandle<()>,
+    cluster: Option<tokio::task::JoinHandle<()>>,
+    site: crate::site::Tasks,
+    summaries: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Starts the prune task, the notification listener (on a shared store), the site's own
+    /// tasks and the refusal summaries.
+    fn spawn(
+        site: &Site,
+        store: &Store,
+        config: &Config,
+        shutdown: &CancellationToken,
+    ) -> Background {
+        let prune = prune::spawn(
+            site.clone(),
+            store.clone(),
+            config.prune_every,
+            shutdown.clone(),
+        );
+        let cluster = cluster::spawn(site.clone(), config.presence_heartbeat, shutdown.clone());
+        Background {
+            prune,
+            cluster,
+            site: site.spawn_tasks(shutdown.clone()),
+            summaries: tokio::spawn(refusals::summarise(shutdown.clone())),
+        }
+    }
+
+    /// Waits for each task to stop (they stop at once on the token, unless a database call is
+    /// hanging), then lets the database writer commit what was queued and its thread end.
+    async fn stop(self, store: &Store) -> anyhow::Result<()> {
+        self.prune.await.context("the prune task panicked")?;
+        self.site
+            .room
+            .await
+            .context("the chat room's reader panicked")?;
+        self.site
+            .presence
+            .await
+            .context("the presence list's publisher panicked")?;
+        if let Some(cluster) = self.cluster {
+            cluster
+                .await
+                .context("the notification listener panicked")?;
+        }
+        store.close().await;
+        let _ = self.summaries.await;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use livesession::prune::prune_pass;
 use livesession::retention::Retention;
 use livesession::session::SessionId;
 use livesession::shutdown::CancellationToken;
-use livesession::site::Shown;
+use livesession::site::Via;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -423,7 +423,7 @@ async fn closed_or_nothing(socket: &mut common::live::Socket) -> bool {
 async fn old_messages_and_those_beyond_the_limit_are_pruned() {
     // The app's own prune task keeps messages for 1000 days, so only the pass below removes any.
     let app = TestApp::spawn(&["--message-retention", "1000d"]).await;
-    let store = &app.state.site.store;
+    let store = &app.store;
     let author = SessionId::generate();
     let now = livesession::clock::now_millis();
     let day = 86_400_000;
@@ -660,10 +660,11 @@ async fn post_many(app: &TestApp, count: usize) -> Vec<i64> {
                 from,
                 &format!("bulk {n}"),
                 &format!("bulk-{n}"),
-                Shown::OnTheNextPage,
+                Via::Form,
             )
             .await
-            .unwrap();
+            .unwrap()
+            .expect("a form post is never a resend");
         ids.push(message.id);
     }
     ids
@@ -811,15 +812,10 @@ async fn a_page_that_stops_reading_falls_behind_the_room_and_catches_up_from_its
     let mut ids = Vec::new();
     let post = async |n: usize| {
         let message = site
-            .post_message(
-                author,
-                from,
-                &body,
-                &format!("lag-{n}"),
-                Shown::OnTheNextPage,
-            )
+            .post_message(author, from, &body, &format!("lag-{n}"), Via::Form)
             .await
-            .unwrap();
+            .unwrap()
+            .expect("a form post is never a resend");
         message.id
     };
     let (mut last_queue, mut steady) = (0, 0);

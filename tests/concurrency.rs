@@ -40,9 +40,7 @@ async fn concurrent_tabs_chat_and_pruning_never_surface_busy() {
     // Stale rows for the prune task to chew on while the writers run.
     let long_ago = now_millis() - 10 * 3_600_000;
     for _ in 0..3000 {
-        app.state
-            .site
-            .store
+        app.store
             .save(SessionId::generate(), rename("stale"), long_ago)
             .await
             .unwrap();
@@ -99,7 +97,7 @@ async fn concurrent_tabs_chat_and_pruning_never_surface_busy() {
 #[tokio::test]
 async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
     let app = TestApp::spawn(&[]).await;
-    let store = app.state.site.store.clone();
+    let store = app.store.clone();
     let long_ago = now_millis() - 200 * 86_400_000;
     let mut ids = Vec::new();
     for _ in 0..2000 {
@@ -178,7 +176,7 @@ async fn the_write_ahead_log_stays_bounded_under_sustained_writes_and_reads() {
         "1000000",
     ])
     .await;
-    let store = app.state.site.store.clone();
+    let store = app.store.clone();
     let wal = app.data_dir.join("livesession.db-wal");
     let stop = CancellationToken::new();
     let mut readers = Vec::new();
@@ -255,7 +253,7 @@ async fn a_read_never_returns_a_value_older_than_the_last_acknowledged_write() {
         reader.await.unwrap();
     }
     // The store directly, with prunes and touches in the mix.
-    let store = app.state.site.store.clone();
+    let store = app.store.clone();
     let id = SessionId::generate();
     for i in 0..300 {
         let name = format!("s{i}");

@@ -131,6 +131,28 @@ async fn a_rename_shows_in_everyone_s_list_at_once() {
 }
 
 #[tokio::test]
+async fn a_rename_by_form_post_shows_in_here_now_without_a_live_page_of_the_renamer() {
+    // A grace long enough that Ada stays listed after her chat page closed.
+    let app = TestApp::spawn(&["--presence-grace", "30s"]).await;
+    let mut bob = named(&app, "Bob").await;
+    let mut bob_tab = join_chat(&mut bob, "bob", None).await;
+    let mut ada = named(&app, "Ada").await;
+    let mut ada_tab = join_chat(&mut ada, "ada-chat", None).await;
+    presence_until(&mut bob_tab, |h| h.contains("<bdi>Ada</bdi>")).await;
+    ada_tab.close(None).await.unwrap();
+    drop(ada_tab);
+
+    // No page of Ada's is open to re-read her settings: the save itself renames her entry.
+    ada.save_settings("Countess", "system").await;
+    let list = presence_until(&mut bob_tab, |h| h.contains("Countess")).await;
+    assert!(
+        !list.contains("<bdi>Ada</bdi>"),
+        "the old name is gone: {list}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_page_that_joins_with_an_old_list_gets_the_current_one_and_a_current_page_nothing() {
     let app = app().await;
     let mut bob = named(&app, "Bob").await;

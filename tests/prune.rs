@@ -83,7 +83,7 @@ async fn a_page_view_writes_read_at_at_most_once_per_touch_window() {
 #[tokio::test]
 async fn prune_deletes_only_stale_rows_in_batches() {
     let app = TestApp::spawn(&[]).await;
-    let store = &app.state.site.store;
+    let store = &app.store;
     let retention = Retention {
         stale_after: Duration::from_secs(100),
         touch_window: Duration::from_secs(1),
@@ -129,7 +129,7 @@ async fn prune_deletes_only_stale_rows_in_batches() {
 #[tokio::test]
 async fn a_save_after_a_prune_starts_a_fresh_row() {
     let app = TestApp::spawn(&[]).await;
-    let store = &app.state.site.store;
+    let store = &app.store;
     let id = SessionId::generate();
     let change = SettingsChange {
         username: None,

@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::clock::whole_seconds;
 use crate::metrics::metrics;
-use crate::site::Limited;
-use crate::store::{StoreError, Unavailable};
+use crate::site::{Limited, StoreError, Unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

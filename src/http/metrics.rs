@@ -12,12 +12,11 @@ use axum::routing::get;
 use prometheus_client::encoding::prometheus_text;
 
 use crate::live::Live;
-use crate::metrics::metrics;
 
 /// `GET /metrics`: the registry, with the live layer's socket count and the store's write
 /// times read now.
 pub async fn endpoint(State(live): State<Arc<Live>>) -> Response {
-    let text = metrics().encode(live.open_sockets(), live.site.store.write_times());
+    let text = live.site.metrics_text(live.open_sockets());
     ([(CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], text).into_response()
 }
 

@@ -54,15 +54,15 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
     let id = match response.extensions().get::<ReplaceSession>() {
         Some(ReplaceSession(id)) => Some(*id),
         // Forgotten while this request ran (another tab): never hand the old id out again.
-        None if site.forgotten.contains(session.id) => None,
+        None if site.is_forgotten(session.id) => None,
         None if must_issue || is_html(&response) => Some(session.id),
         None => None,
     };
     if let Some(id) = id {
         let cookie = match check.current_value {
             // The browser's own cookie, signed with the current key: send it back as it is.
-            Some(value) if id == session.id => site.keys.reissue(&value),
-            _ => site.keys.issue(id),
+            Some(value) if id == session.id => site.keys().reissue(&value),
+            _ => site.keys().issue(id),
         };
         response.headers_mut().append(SET_COOKIE, cookie);
     }

@@ -10,7 +10,7 @@ use tokio::time::timeout;
 
 use super::protocol::ServerMessage;
 use crate::metrics::metrics;
-use crate::store::StoreError;
+use crate::site::StoreError;
 
 /// The largest message a client may send; a bigger one closes the socket with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -19,15 +19,13 @@ use super::peer::{End, Frame, Peer, Transport, code};
 use super::protocol::{ClientMessage, FieldErrors, ServerMessage};
 use super::{Live, SocketPermit, SocketSlot};
 use crate::clock::now_millis;
-use crate::hub::{SessionEvent, Subscription};
 use crate::limit::TokenBucket;
-use crate::metrics::{Limit, WritePath, metrics};
+use crate::metrics::{Limit, metrics};
 use crate::session::SessionId;
-use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
-use crate::site::ChatPage;
+use crate::settings::{Settings, SettingsErrors, SettingsInput};
 use crate::site::presence::{Arrival, Roster};
-use crate::site::room::Posted;
-use crate::store::{PageChange, Saved, StoreError};
+use crate::site::room::RenderedMessage;
+use crate::site::{ChangedBy, ChatPage, SaveOutcome, SessionEvent, StoreError, Subscription, Via};
 use crate::views::{self, ChatScreen, FormState, LinkCard, Screen, View, minutes_left};
 
 /// The settings form: live changes of its full state.
@@ -86,7 +84,7 @@ struct LiveView {
     last_message: i64,
     events: Subscription,
     /// The room's new messages, on the chat view only.
-    chat: Option<broadcast::Receiver<Arc<Posted>>>,
+    chat: Option<broadcast::Receiver<Arc<RenderedMessage>>>,
     /// This page's place in the chat's presence list, and the list's changes; on the chat view
     /// only.
     here: Option<Here>,
@@ -114,7 +112,7 @@ impl LiveView {
         // An open socket counts as use: touch the row about once per touch window.
         let touch_every = live
             .site
-            .retention
+            .retention()
             .touch_window
             .max(Duration::from_millis(100));
         let mut touches = interval_at(Instant::now() + touch_every, touch_every);
@@ -159,11 +157,7 @@ impl LiveView {
                     }
                 }
                 _ = touches.tick() => {
-                    metrics().touched();
-                    if let Err(e) = Box::pin(live.site.store.touch(self.id, now_millis())).await {
-                        metrics().database_error(&e);
-                        tracing::warn!(error = %e, "live: touching the session failed");
-                    }
+                    Box::pin(live.site.touch(self.id)).await;
                     Ok(())
                 }
                 () = shutdown.cancelled() => Err(peer.close(code::GOING_AWAY, "server restarting").await),
@@ -226,64 +220,32 @@ impl LiveView {
         seq: u64,
         input: SettingsInput,
     ) -> Result<(), End> {
-        let hub = &live.site.hub;
-        let (change, errors) = SettingsChange::parse(&input);
-        if seq <= hub.acked_seq(self.id, &self.page, SETTINGS_FORM) {
-            // Already committed: a replay after a reconnect. Acknowledge it again, change
-            // nothing; the fields it refused the first time are refused again (checking is pure).
-            return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;
-        }
-        if !change.is_empty() {
-            let from = PageChange {
-                page: self.page.clone(),
-                form: SETTINGS_FORM,
-                seq,
-            };
-            match live
-                .site
-                .store
-                .save_from_page(self.id, change, now_millis(), from)
-                .await
-            {
-                Ok(Saved::Replayed) => {
-                    // Applied before, by another instance or before a restart, and its
-                    // acknowledgement lost: acknowledge it again, change nothing.
-                    hub.record_ack(self.id, &self.page, SETTINGS_FORM, seq);
-                    return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;
-                }
-                Ok(Saved::Forgotten) => {
-                    // Forgotten in another tab (or on another instance): this page must start
-                    // over with a new session, and the id's cookie is refused from now on.
-                    live.site.found_forgotten(self.id);
-                    peer.send_json(&ServerMessage::Reload {
-                        reason: "this browser was forgotten",
-                    })
-                    .await?;
-                    return Err(peer.close(code::NORMAL, "session ended").await);
-                }
-                Ok(Saved::Applied(saved)) => {
-                    metrics().settings_written(WritePath::Live);
-                    if saved.version != self.version {
-                        hub.publish(
-                            self.id,
-                            SessionEvent::SettingsChanged {
-                                version: saved.version,
-                                origin: self.socket_id,
-                            },
-                        );
-                    }
-                    self.saved = saved.settings;
-                    self.version = saved.version;
-                    live.site.presence.rename(self.id, &self.saved.username);
-                }
-                Err(e) => {
-                    // Not acknowledged: the client keeps the change and sends it again after it
-                    // reconnects.
-                    return Err(peer.store_failed("saving settings", &e).await);
-                }
+        let via = Via::Page {
+            page: &self.page,
+            form: SETTINGS_FORM,
+            seq,
+            socket: self.socket_id,
+        };
+        let (outcome, errors) = match live.site.save_settings(self.id, &input, via).await {
+            Ok(saved) => saved,
+            // Not acknowledged: the client keeps the change and sends it again after it
+            // reconnects.
+            Err(e) => return Err(peer.store_failed("saving settings", &e).await),
+        };
+        match outcome {
+            SaveOutcome::Written(saved, version) => {
+                self.saved = saved;
+                self.version = version;
             }
+            SaveOutcome::Nothing => {}
+            // Committed before: acknowledge it again, change nothing.
+            SaveOutcome::Replayed => {
+                return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;
+            }
+            // Forgotten in another tab (or on another instance): this page must start over
+            // with a new session.
+            SaveOutcome::Forgotten => return Err(reload_forgotten(peer).await),
         }
-        hub.record_ack(self.id, &self.page, SETTINGS_FORM, seq);
         self.typed_username = errors.username.as_ref().and(input.username);
         self.errors = errors;
         let refused = refused_fields(&self.errors);
@@ -306,34 +268,32 @@ impl LiveView {
         event: SessionEvent,
     ) -> Result<(), End> {
         match event {
-            SessionEvent::SettingsChanged { version, origin } => {
-                if origin == self.socket_id || version <= self.version {
+            SessionEvent::SettingsChanged { version, by } => {
+                if by == ChangedBy::Socket(self.socket_id) || version <= self.version {
                     return Ok(());
                 }
-                match live.site.store.load(self.id).await {
-                    Ok(stored) => {
-                        let stored = stored.unwrap_or_default();
-                        // A re-read of unknown cause (after lagging, or after another instance
-                        // reconnected) that finds nothing new sends nothing.
-                        if stored.version == self.version && stored.settings == self.saved {
-                            return Ok(());
-                        }
-                        self.saved = stored.settings;
-                        self.version = stored.version;
-                        live.site.presence.rename(self.id, &self.saved.username);
-                        self.render_if_changed(peer, live).await
-                    }
-                    Err(e) => Err(peer.store_failed("loading settings", &e).await),
-                }
+                self.reread(peer, live).await
             }
+            SessionEvent::Reread => self.reread(peer, live).await,
             SessionEvent::LinkChanged => self.render_if_changed(peer, live).await,
-            SessionEvent::Forgotten => {
-                peer.send_json(&ServerMessage::Reload {
-                    reason: "this browser was forgotten",
-                })
-                .await?;
-                Err(peer.close(code::NORMAL, "session ended").await)
+            SessionEvent::Forgotten => Err(reload_forgotten(peer).await),
+        }
+    }
+
+    /// Reads the settings again, and renders when they changed: a re-read of unknown cause
+    /// (after lagging, or after another instance reconnected) that finds nothing new sends
+    /// nothing.
+    async fn reread<S: Transport>(&mut self, peer: &mut Peer<S>, live: &Live) -> Result<(), End> {
+        match live.site.reread_settings(self.id).await {
+            Ok((settings, version)) => {
+                if version == self.version && settings == self.saved {
+                    return Ok(());
+                }
+                self.saved = settings;
+                self.version = version;
+                self.render_if_changed(peer, live).await
             }
+            Err(e) => Err(peer.store_failed("loading settings", &e).await),
         }
     }
 
@@ -345,10 +305,10 @@ impl LiveView {
         };
         let messages = page.messages;
         let newest = messages.last().map_or(0, |m| m.id);
-        let roster = live.site.presence.roster();
+        let roster = live.site.roster();
         // A live code shows without itself (only the page that made it has the code).
         let link_card = (self.view == View::Settings)
-            .then(|| live.site.linking.expires(self.id))
+            .then(|| live.site.link_expires(self.id))
             .flatten()
             .map(|expires_at| LinkCard {
                 fresh: None,
@@ -408,8 +368,8 @@ impl LiveView {
 
 /// The room's next message, or never on a view without chat.
 async fn next_message(
-    chat: &mut Option<broadcast::Receiver<Arc<Posted>>>,
-) -> Result<Arc<Posted>, broadcast::error::RecvError> {
+    chat: &mut Option<broadcast::Receiver<Arc<RenderedMessage>>>,
+) -> Result<Arc<RenderedMessage>, broadcast::error::RecvError> {
     match chat {
         Some(chat) => chat.recv().await,
         None => std::future::pending().await,
@@ -420,7 +380,7 @@ async fn next_message(
 /// a view that does not show it, or without one.
 async fn link_expiry(live: &Live, id: SessionId, view: View) {
     let left = (view == View::Settings)
-        .then(|| live.site.linking.expires(id))
+        .then(|| live.site.link_expires(id))
         .flatten()
         .map(|at| at.saturating_sub(now_millis()));
     match left {
@@ -453,6 +413,19 @@ fn refused_fields(errors: &SettingsErrors) -> FieldErrors<'_> {
         refused.insert("theme", e.message());
     }
     refused
+}
+
+/// Tells the page its session was forgotten (it reloads into a fresh one), then closes.
+async fn reload_forgotten<S: Transport>(peer: &mut Peer<S>) -> End {
+    let told = peer
+        .send_json(&ServerMessage::Reload {
+            reason: "this browser was forgotten",
+        })
+        .await;
+    match told {
+        Ok(()) => peer.close(code::NORMAL, "session ended").await,
+        Err(end) => end,
+    }
 }
 
 async fn ack<S: Transport>(

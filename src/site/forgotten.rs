@@ -1,7 +1,7 @@
 //! The sessions "forget me" ended, refused from then on.
 
+use crate::lock::RwLock;
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::Millis;
@@ -35,13 +35,12 @@ impl Default for Forgotten {
 impl Forgotten {
     /// True when `id` was forgotten.
     pub fn contains(&self, id: SessionId) -> bool {
-        !self.none.load(Ordering::Acquire)
-            && self.ids.read().expect("forgotten lock").contains_key(&id)
+        !self.none.load(Ordering::Acquire) && self.ids.read().contains_key(&id)
     }
 
     /// Remembers that `id` was forgotten at `at`.
     pub fn insert(&self, id: SessionId, at: Millis) {
-        let mut ids = self.ids.write().expect("forgotten lock");
+        let mut ids = self.ids.write();
         if ids.len() >= IN_MEMORY && !ids.contains_key(&id) {
             let mut times: Vec<Millis> = ids.values().copied().collect();
             let middle = times.len() / 2;
@@ -54,18 +53,14 @@ impl Forgotten {
     }
 
     /// How many ids are held in memory.
-    pub fn len(&self) -> usize {
-        self.ids.read().expect("forgotten lock").len()
-    }
-
-    /// True when no id is held.
-    pub fn is_empty(&self) -> bool {
-        self.none.load(Ordering::Acquire)
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ids.read().len()
     }
 
     /// Stops remembering ids forgotten before `before`.
     pub fn forget_before(&self, before: Millis) {
-        let mut ids = self.ids.write().expect("forgotten lock");
+        let mut ids = self.ids.write();
         ids.retain(|_, at| *at >= before);
         self.none.store(ids.is_empty(), Ordering::Release);
     }

@@ -3,20 +3,11 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::clock::whole_seconds;
-use crate::limit::TokenBucket;
+use crate::limit::{RateLimit, TokenBucket};
+use crate::lock::Mutex;
 use crate::session::SessionId;
-use crate::settings::FieldError;
-
-/// A rate limit: at most `burst` in any `window`, per key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub burst: u32,
-    pub window: Duration,
-}
 
 /// A token bucket per key (by default a session): `burst` tokens, refilled evenly over
 /// `window`.
@@ -50,7 +41,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     pub fn try_acquire(&self, id: K, now: Instant) -> Result<(), Duration> {
         let burst = self.burst();
         let per_second = burst / self.limit.window.as_secs_f64();
-        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let mut buckets = self.buckets.lock();
         if buckets.len() > SWEEP_ABOVE {
             // A bucket idle for a whole window is full again: forgetting it changes nothing.
             let window = self.limit.window;
@@ -65,7 +56,7 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
     pub fn refund(&self, id: K) {
         let burst = self.burst();
-        if let Some(bucket) = self.buckets.lock().expect("rate limiter lock").get_mut(&id) {
+        if let Some(bucket) = self.buckets.lock().get_mut(&id) {
             bucket.give_back(burst);
         }
     }
@@ -86,19 +77,6 @@ where
     let now = Instant::now();
     first.try_acquire(a, now)?;
     second.try_acquire(b, now).inspect_err(|_| first.refund(a))
-}
-
-/// The message shown to someone over the rate limit.
-pub fn rate_limited_message(wait: Duration, limit: RateLimit) -> FieldError {
-    let seconds = whole_seconds(wait);
-    FieldError::new(
-        "Message",
-        format!(
-            "was not sent: you can send {} messages every {}; try again in {seconds} s",
-            limit.burst,
-            humantime::format_duration(limit.window)
-        ),
-    )
 }
 
 #[cfg(test)]

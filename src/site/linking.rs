@@ -14,17 +14,21 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{Limited, RateLimit, RateLimiter, Site, acquire_both};
+use super::account::Ending;
+use super::limits::{RateLimiter, acquire_both};
+use super::{Limited, Site};
 use crate::clock::{Millis, now_millis};
 use crate::hub::SessionEvent;
-use crate::link::LinkCode as Code;
+use crate::limit::RateLimit;
+use crate::link::{LinkCode as Code, Unusable};
+use crate::lock::Mutex;
 use crate::metrics::{Limit, metrics};
 use crate::session::SessionId;
-use crate::store::{LinkCode, StoreError};
+use crate::settings::Settings;
+use crate::store::{CodeState, StoreError};
 
 /// Codes one browser may make per 10 minutes.
 pub const CODES_PER_SESSION: RateLimit = RateLimit {
@@ -52,7 +56,7 @@ pub const ATTEMPTS_IN_ALL: RateLimit = RateLimit {
 
 /// The buckets of the limits above, and the live codes this instance made (for the settings
 /// page, which shows a live code without a query).
-pub struct Linking {
+pub(super) struct Linking {
     /// How long a code lives (`--link-ttl`).
     pub ttl: Duration,
     made_per_session: RateLimiter<SessionId>,
@@ -85,7 +89,7 @@ impl Linking {
         if self.live_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut live = self.live.lock().expect("links lock");
+        let mut live = self.live.lock();
         let found = match live.get(&session) {
             Some(&at) if at > now_millis() => Some(at),
             Some(_) => {
@@ -101,7 +105,7 @@ impl Linking {
     /// Records that `session`'s code now expires at `expires_at`, or that it has none live:
     /// made, used or cancelled here, or on another instance.
     pub fn record(&self, session: SessionId, expires_at: Option<Millis>) {
-        let mut live = self.live.lock().expect("links lock");
+        let mut live = self.live.lock();
         match expires_at {
             Some(at) => {
                 let now = now_millis();
@@ -129,41 +133,38 @@ fn too_fast(wait: Duration) -> Limited {
 
 /// What a code turned out to be, for the browser that typed it.
 #[derive(Debug)]
-pub enum Found {
-    /// It is live: it carries `session`.
-    Live(SessionId),
-    /// It is not, and this is the one sentence that says why.
-    Not(&'static str),
+pub enum Found<T> {
+    /// It is live: what it carries.
+    Live(T),
+    /// It is not, and why.
+    Not(Unusable),
 }
 
-impl Found {
-    fn of(state: LinkCode) -> Found {
-        match state {
-            LinkCode::Active { session, .. } => Found::Live(session),
-            LinkCode::Unknown => Found::Not(
-                "That code is not right: check it against your other device and type it again.",
-            ),
-            LinkCode::Expired => {
-                Found::Not("That code has expired: make a new one on your other device.")
-            }
-            LinkCode::Spent => Found::Not(
-                "That code was used already: each code works once. Make a new one on your other device.",
-            ),
-            LinkCode::Cancelled => {
-                Found::Not("That code was cancelled on your other device: make a new one there.")
-            }
-        }
+/// A code's state in the store, as the browser that typed it learns it.
+fn found(state: CodeState) -> Found<SessionId> {
+    match state {
+        CodeState::Active { session, .. } => Found::Live(session),
+        CodeState::Unknown => Found::Not(Unusable::Unknown),
+        CodeState::Expired => Found::Not(Unusable::Expired),
+        CodeState::Spent => Found::Not(Unusable::Spent),
+        CodeState::Cancelled => Found::Not(Unusable::Cancelled),
     }
 }
 
 impl Site {
+    /// When `session`'s live code (made here, or heard of) expires, for its settings pages;
+    /// `None` for most, without taking a lock while no code is live.
+    pub fn link_expires(&self, session: SessionId) -> Option<Millis> {
+        self.0.linking.expires(session)
+    }
+
     /// Makes a code for `session` (asked `from` an address); the code and when it expires.
     pub async fn make_link(
         &self,
         session: SessionId,
         from: IpAddr,
     ) -> Result<(Code, Millis), Limited> {
-        let linking = &self.linking;
+        let linking = &self.0.linking;
         acquire_both(
             &linking.made_per_session,
             session,
@@ -175,11 +176,12 @@ impl Site {
         let now = now_millis();
         let ttl = Millis::try_from(linking.ttl.as_millis()).unwrap_or(Millis::MAX / 2);
         let expires_at = now.saturating_add(ttl);
-        self.store
+        self.0
+            .store
             .create_link(session, code.hash(), now, expires_at)
             .await?;
         linking.record(session, Some(expires_at));
-        self.hub.publish(session, SessionEvent::LinkChanged);
+        self.0.hub.publish(session, SessionEvent::LinkChanged);
         Ok((code, expires_at))
     }
 
@@ -189,27 +191,36 @@ impl Site {
         session: SessionId,
         code: &Code,
     ) -> Result<bool, StoreError> {
-        let state = self.store.link_state(code.hash(), now_millis()).await?;
-        Ok(matches!(state, LinkCode::Active { session: owner, .. } if owner == session))
+        let state = self.0.store.link_state(code.hash(), now_millis()).await?;
+        Ok(matches!(state, CodeState::Active { session: owner, .. } if owner == session))
     }
 
     /// Cancels `session`'s live code.
     pub async fn cancel_link(&self, session: SessionId) -> Result<(), StoreError> {
-        self.store.cancel_links(session, now_millis()).await?;
-        self.linking.record(session, None);
-        self.hub.publish(session, SessionEvent::LinkChanged);
+        self.0.store.cancel_links(session, now_millis()).await?;
+        self.0.linking.record(session, None);
+        self.0.hub.publish(session, SessionEvent::LinkChanged);
         Ok(())
     }
 
-    /// What `code` (typed `from` an address) stands for, changing nothing.
-    pub async fn look_up_link(&self, code: Option<&Code>, from: IpAddr) -> Result<Found, Limited> {
-        self.linking.attempt(from)?;
+    /// What `code` (typed `from` an address) stands for, changing nothing: the settings of the
+    /// session it carries, for the page that asks whether to join it.
+    pub async fn look_up_link(
+        &self,
+        code: Option<&Code>,
+        from: IpAddr,
+    ) -> Result<Found<Settings>, Limited> {
+        self.0.linking.attempt(from)?;
         let Some(code) = code else {
-            return Ok(Found::of(LinkCode::Unknown));
+            return Ok(Found::Not(Unusable::Unknown));
         };
-        Ok(Found::of(
-            self.store.link_state(code.hash(), now_millis()).await?,
-        ))
+        match found(self.0.store.link_state(code.hash(), now_millis()).await?) {
+            Found::Live(theirs) => {
+                let stored = self.0.store.load(theirs).await?.unwrap_or_default();
+                Ok(Found::Live(stored.settings))
+            }
+            Found::Not(why) => Ok(Found::Not(why)),
+        }
     }
 
     /// Spends `code` for the browser of session `mine` (asking `from` an address): on success
@@ -220,22 +231,18 @@ impl Site {
         code: Option<&Code>,
         mine: SessionId,
         from: IpAddr,
-    ) -> Result<Found, Limited> {
-        self.linking.attempt(from)?;
+    ) -> Result<Found<SessionId>, Limited> {
+        self.0.linking.attempt(from)?;
         let Some(code) = code else {
-            return Ok(Found::of(LinkCode::Unknown));
+            return Ok(Found::Not(Unusable::Unknown));
         };
-        let now = now_millis();
-        let found = Found::of(self.store.spend_link(code.hash(), now).await?);
+        let found = found(self.0.store.spend_link(code.hash(), now_millis()).await?);
         if let Found::Live(session) = found {
-            self.linking.record(session, None);
+            self.0.linking.record(session, None);
             // The pages that show the code now show it was used.
-            self.hub.publish(session, SessionEvent::LinkChanged);
+            self.0.hub.publish(session, SessionEvent::LinkChanged);
             if session != mine {
-                if self.store.forget(mine, now).await? {
-                    self.forgotten.insert(mine, now);
-                }
-                self.hub.publish(mine, SessionEvent::Forgotten);
+                self.end(mine, Ending::Forget).await?;
             }
             tracing::info!("a browser joined a session with a one-time code");
         }

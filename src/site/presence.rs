@@ -13,7 +13,7 @@
 //! queues up behind it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -21,6 +21,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::lock::Mutex;
 use crate::session::SessionId;
 use crate::settings::Username;
 use crate::store::Present;
@@ -174,7 +175,7 @@ impl Presence {
 
     /// Counts in a chat socket of `id`, which is named `name`.
     pub fn arrive(self: &Arc<Self>, id: SessionId, name: &Username) -> Arrival {
-        let mut state = self.state.lock().expect("presence lock");
+        let mut state = self.state.lock();
         let here = state.here.entry(id).or_insert_with(|| Here {
             sockets: 0,
             name: name.as_str().to_owned(),
@@ -197,7 +198,7 @@ impl Presence {
 
     /// `id` (counted in here) is now named `name`: the list shows it at once.
     pub fn rename(&self, id: SessionId, name: &Username) {
-        let mut state = self.state.lock().expect("presence lock");
+        let mut state = self.state.lock();
         let Some(here) = state.here.get_mut(&id) else {
             return;
         };
@@ -210,7 +211,7 @@ impl Presence {
     }
 
     fn leave(&self, id: SessionId) {
-        let mut state = self.state.lock().expect("presence lock");
+        let mut state = self.state.lock();
         let Some(here) = state.here.get_mut(&id) else {
             return;
         };
@@ -230,7 +231,7 @@ impl Presence {
 
     /// What this instance counts, for the other instances: every browser listed here.
     pub fn here(&self) -> Vec<Present> {
-        let state = self.state.lock().expect("presence lock");
+        let state = self.state.lock();
         state
             .here
             .iter()
@@ -250,7 +251,7 @@ impl Presence {
     pub fn set_others(&self, others: Vec<Present>) {
         let others: HashMap<SessionId, String> =
             others.into_iter().map(|p| (p.id, p.name)).collect();
-        let mut state = self.state.lock().expect("presence lock");
+        let mut state = self.state.lock();
         if state.others == others {
             return;
         }
@@ -261,7 +262,7 @@ impl Presence {
 
     /// Drops the browsers whose grace ended by `now`; the next end of a grace, if any.
     fn expire(&self, now: Instant) -> (bool, Option<Instant>) {
-        let mut state = self.state.lock().expect("presence lock");
+        let mut state = self.state.lock();
         let before = state.here.len();
         state
             .here
@@ -278,7 +279,7 @@ impl Presence {
     /// Renders the list as it is now, and hands it to every page when it differs from the last.
     fn publish(&self) {
         let people: HashMap<SessionId, String> = {
-            let state = self.state.lock().expect("presence lock");
+            let state = self.state.lock();
             let mut people = state.others.clone();
             people.extend(state.here.iter().map(|(id, here)| (*id, here.name.clone())));
             people

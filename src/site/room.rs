@@ -11,7 +11,7 @@
 //! log reads the database.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -19,6 +19,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::Message;
+use crate::lock::RwLock;
 use crate::session::SessionId;
 use crate::store::Store;
 use crate::views;
@@ -38,7 +39,7 @@ const FETCH: usize = 256;
 /// carries it, in the two variants a page can get (its author's, marked "(you)", and everyone
 /// else's).
 #[derive(Debug)]
-pub struct Posted {
+pub struct RenderedMessage {
     /// The message as stored.
     pub message: Message,
     for_author: Rendered,
@@ -52,8 +53,8 @@ struct Rendered {
     frame: Utf8Bytes,
 }
 
-impl Posted {
-    fn render(message: Message) -> Posted {
+impl RenderedMessage {
+    fn render(message: Message) -> RenderedMessage {
         let render = |viewer| {
             let html = views::message_item(&message, viewer).into_string();
             let frame = serde_json::json!({ "t": "messages", "html": html, "last": message.id });
@@ -62,7 +63,7 @@ impl Posted {
                 frame: Utf8Bytes::from(frame.to_string()),
             }
         };
-        Posted {
+        RenderedMessage {
             for_author: render(message.author),
             // The nil id is nobody's session: nobody sees "(you)" on it.
             for_others: render(SessionId::NOBODY),
@@ -92,7 +93,7 @@ impl Posted {
 /// The newest messages, in id order, and how far back they are complete.
 #[derive(Default)]
 struct Log {
-    messages: VecDeque<Arc<Posted>>,
+    messages: VecDeque<Arc<RenderedMessage>>,
     /// Every message with an id above this is in `messages` (or was pruned from the database):
     /// the log is complete back to here.
     complete_after: i64,
@@ -115,14 +116,14 @@ pub struct Room {
     /// Messages the log keeps, at most: [`LOG_SIZE`], or fewer when `--message-limit` keeps fewer
     /// in the database (the log never shows what the database no longer has).
     capacity: usize,
-    channel: broadcast::Sender<Arc<Posted>>,
+    channel: broadcast::Sender<Arc<RenderedMessage>>,
     wake: Notify,
 }
 
 /// What a page gets to catch up after its newest message.
 pub enum CatchUp {
     /// Every message after it, from the log (possibly none).
-    Logged(Vec<Arc<Posted>>),
+    Logged(Vec<Arc<RenderedMessage>>),
     /// It is older than the log: read the database.
     TooOld,
 }
@@ -150,12 +151,12 @@ impl Room {
             None => 0,
         };
         let newest = recent.last().map_or(complete_after, |m| m.id);
-        let mut messages: VecDeque<Arc<Posted>> = recent
+        let mut messages: VecDeque<Arc<RenderedMessage>> = recent
             .into_iter()
-            .map(Posted::render)
+            .map(RenderedMessage::render)
             .map(Arc::new)
             .collect();
-        let mut log = self.log.write().expect("room lock");
+        let mut log = self.log.write();
         messages.extend(log.messages.drain(..).filter(|m| m.message.id > newest));
         while messages.len() > self.capacity {
             messages.pop_front();
@@ -174,13 +175,13 @@ impl Room {
     }
 
     /// Starts receiving the messages the room takes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Posted>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RenderedMessage>> {
         self.channel.subscribe()
     }
 
     /// The messages after `last`, from the log, when it reaches back that far.
     pub fn after(&self, last: i64) -> CatchUp {
-        let log = self.log.read().expect("room lock");
+        let log = self.log.read();
         if last < log.complete_after {
             return CatchUp::TooOld;
         }
@@ -191,7 +192,7 @@ impl Room {
     /// The newest `count` messages, oldest first, when the log holds them (it holds all of a chat
     /// shorter than the log).
     pub fn recent(&self, count: usize) -> Option<Vec<Message>> {
-        let log = self.log.read().expect("room lock");
+        let log = self.log.read();
         if log.messages.len() < count && log.complete_after != 0 {
             return None;
         }
@@ -211,7 +212,7 @@ impl Room {
         store: &Store,
         id: i64,
     ) -> Result<(), crate::store::StoreError> {
-        while self.log.read().expect("room lock").newest() < id {
+        while self.log.read().newest() < id {
             if self.fetch(store).await? == 0 {
                 break;
             }
@@ -223,14 +224,14 @@ impl Room {
     /// broadcasts it, one fetch at a time. Returns how many it read.
     async fn fetch(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
         let _turn = self.fetching.lock().await;
-        let newest = self.log.read().expect("room lock").newest();
+        let newest = self.log.read().newest();
         let fetched = store.messages_after(newest, FETCH).await?;
         let count = fetched.len();
-        let rendered: Vec<Arc<Posted>> = fetched
+        let rendered: Vec<Arc<RenderedMessage>> = fetched
             .into_iter()
-            .map(|message| Arc::new(Posted::render(message)))
+            .map(|message| Arc::new(RenderedMessage::render(message)))
             .collect();
-        let mut log = self.log.write().expect("room lock");
+        let mut log = self.log.write();
         for posted in rendered {
             if posted.message.id <= log.newest() {
                 continue;
@@ -362,7 +363,7 @@ mod tests {
     #[test]
     fn only_the_author_gets_the_frame_marked_as_theirs() {
         let author = SessionId::generate();
-        let posted = Posted::render(Message {
+        let posted = RenderedMessage::render(Message {
             id: 7,
             author,
             author_name: "ada".into(),

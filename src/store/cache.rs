@@ -11,8 +11,8 @@
 //! A cache lives in one process: with several instances on one database, each must hear the
 //! others' writes (or run without it).
 
+use crate::lock::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use super::StoredSettings;
 use crate::session::SessionId;
@@ -51,7 +51,7 @@ impl Cache {
 
     /// The cached entry, or a ticket to fill it with after reading the database.
     pub(super) fn get(&self, id: SessionId) -> Result<Entry, Ticket> {
-        let inner = self.inner.lock().expect("cache lock");
+        let inner = self.inner.lock();
         match inner.rows.get(&id) {
             Some(entry) => Ok(entry.clone()),
             None => Err(Ticket(inner.epoch)),
@@ -60,7 +60,7 @@ impl Cache {
 
     /// Remembers what the database said, unless a write may have changed it since `ticket`.
     pub(super) fn fill(&self, id: SessionId, entry: Entry, ticket: Ticket) {
-        let mut inner = self.inner.lock().expect("cache lock");
+        let mut inner = self.inner.lock();
         if inner.epoch != ticket.0 || self.capacity == 0 {
             return;
         }
@@ -79,7 +79,7 @@ impl Cache {
 
     /// Forgets `ids`: called after a write that changed them is committed, before it is answered.
     pub(super) fn remove(&self, ids: impl IntoIterator<Item = SessionId>) {
-        let mut inner = self.inner.lock().expect("cache lock");
+        let mut inner = self.inner.lock();
         inner.epoch += 1;
         for id in ids {
             inner.rows.remove(&id);
@@ -121,6 +121,6 @@ mod tests {
             let ticket = cache.get(id).unwrap_err();
             cache.fill(id, None, ticket);
         }
-        assert!(cache.inner.lock().unwrap().rows.len() <= 100);
+        assert!(cache.inner.lock().rows.len() <= 100);
     }
 }

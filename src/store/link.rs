@@ -1,6 +1,6 @@
 //! The store's one-time link codes ("Use on another device"), on whichever backend it has.
 
-use super::{Backend, LinkCode, Store, StoreError};
+use super::{Backend, CodeState, Store, StoreError};
 use crate::clock::Millis;
 use crate::session::SessionId;
 
@@ -39,13 +39,13 @@ impl Store {
     }
 
     /// What the code with `hash` stands for at `now`, changing nothing.
-    pub async fn link_state(&self, hash: String, now: Millis) -> Result<LinkCode, StoreError> {
+    pub async fn link_state(&self, hash: String, now: Millis) -> Result<CodeState, StoreError> {
         on_backend!(self, s => s.link_state(hash, now).await)
     }
 
-    /// Spends the code with `hash`, at most once whoever races for it: [`LinkCode::Active`]
+    /// Spends the code with `hash`, at most once whoever races for it: [`CodeState::Active`]
     /// means this call spent it; anything else is why it could not.
-    pub async fn spend_link(&self, hash: String, now: Millis) -> Result<LinkCode, StoreError> {
+    pub async fn spend_link(&self, hash: String, now: Millis) -> Result<CodeState, StoreError> {
         self.timed(async { on_backend!(self, s => s.spend_link(hash, now).await) })
             .await
     }

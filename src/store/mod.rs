@@ -26,7 +26,7 @@ pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;
 pub use sqlite::SCHEMA_VERSION;
 pub use types::{
-    Durability, LinkCode, Notice, PageChange, Posted, Present, Saved, SessionData, SettingsRow,
+    CodeState, Durability, Notice, PageChange, Posted, Present, Saved, SessionData, SettingsRow,
     StoreOptions, StoreStats, StoredSettings,
 };
 

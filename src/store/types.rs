@@ -163,7 +163,7 @@ pub struct SettingsRow {
 
 /// What a one-time link code stands for at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkCode {
+pub enum CodeState {
     /// It carries session `session` until `expires_at` (from [`Store::spend_link`](super::Store::spend_link): it did, and
     /// is now spent).
     Active {

@@ -8,12 +8,13 @@
 //! and if the commit fails, every write of the batch gets the error: nothing is ever acknowledged
 //! that was not committed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use crate::lock::Mutex;
 
 /// Writes waiting for the writer, at most; more callers wait for room (backpressure).
 const QUEUE: usize = 4096;
@@ -81,7 +82,7 @@ impl Writer {
     /// process's lock) leaves nothing the runtime must wait for on its way out.
     pub(super) async fn stop(&self) {
         let _ = self.jobs.send(Queued::Stop).await;
-        let thread = self.thread.lock().expect("writer handle lock").take();
+        let thread = self.thread.lock().take();
         if let Some(thread) = thread {
             let (ended, has_ended) = oneshot::channel();
             let joiner = std::thread::Builder::new()

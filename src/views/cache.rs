@@ -2,8 +2,8 @@
 //! loading its settings. An entry is used only when the settings and version it was rendered from
 //! are exactly the ones just read, so it can never show anything the database no longer says.
 
+use crate::lock::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use axum::body::Bytes;
 
@@ -21,7 +21,7 @@ pub struct PageCache {
 impl PageCache {
     /// The page rendered for `id` from exactly `settings` at `version`, if there is one.
     pub fn get(&self, id: SessionId, settings: &Settings, version: i64) -> Option<Bytes> {
-        let pages = self.pages.lock().expect("page cache lock");
+        let pages = self.pages.lock();
         match pages.get(&id) {
             Some((s, v, html)) if *v == version && s == settings => Some(html.clone()),
             _ => None,
@@ -30,7 +30,7 @@ impl PageCache {
 
     /// Keeps a page rendered for `id` from `settings` at `version`.
     pub fn put(&self, id: SessionId, settings: Settings, version: i64, html: Bytes) {
-        let mut pages = self.pages.lock().expect("page cache lock");
+        let mut pages = self.pages.lock();
         if pages.len() >= CAPACITY {
             let mut n = 0usize;
             pages.retain(|_, _| {

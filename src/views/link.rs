@@ -5,6 +5,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use qrcode::{Color, QrCode};
 
 use super::{Screen, head};
+use crate::link::Unusable;
 use crate::settings::{Settings, Theme};
 
 /// A live code, as the settings page shows it.
@@ -70,7 +71,7 @@ pub(super) fn card(screen: &Screen<'_>) -> Markup {
 #[derive(Debug, Clone, Copy)]
 pub enum LinkPage<'a> {
     /// The form to type a code, with why the last one did not work.
-    Form { error: Option<&'a str> },
+    Form { error: Option<Unusable> },
     /// What using the code will do, and the button that does it.
     Confirm {
         /// The code, grouped, and as it goes in the URL.
@@ -103,7 +104,7 @@ pub fn link_page(page: LinkPage<'_>, theme: Theme) -> Markup {
                                         input #code type="text" name="code" autocomplete="one-time-code"
                                             autocapitalize="characters" spellcheck="false"
                                             aria-describedby="code-error" aria-invalid=[error.map(|_| "true")];
-                                        p.error #code-error role="alert" { @if let Some(e) = error { (e) } }
+                                        p.error #code-error role="alert" { @if let Some(why) = error { (super::unusable_code(why)) } }
                                     }
                                     div.actions { button type="submit" { "Continue" } }
                                 }

@@ -7,12 +7,14 @@ mod cache;
 mod chat;
 mod export;
 mod link;
+mod sentences;
 mod settings;
 
 pub use cache::PageCache;
 pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
 pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};
 pub use link::{FreshCode, LinkCard, LinkPage, link_page, minutes_left, qr_svg};
+pub use sentences::{chat_too_fast, unusable_code};
 
 use maud::{DOCTYPE, Markup, html};
 

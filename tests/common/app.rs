@@ -19,6 +19,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub state: AppState,
+    /// The store behind the app's site, for tests that arrange or inspect rows directly.
+    pub store: livesession::store::Store,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     _temp: Option<tempfile::TempDir>,
@@ -45,12 +47,14 @@ impl TestApp {
         let app = App::build(config).await.unwrap();
         let addr = app.local_addr();
         let state = app.state().clone();
+        let store = app.store().clone();
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(app.run());
         TestApp {
             addr,
             data_dir: data_dir.to_path_buf(),
             state,
+            store,
             shutdown,
             task,
             _temp: None,

@@ -2,7 +2,7 @@
 //! race for them, and dead once cancelled, replaced or their session forgotten.
 
 use livesession::session::SessionId;
-use livesession::store::LinkCode;
+use livesession::store::CodeState;
 
 use crate::harness::{Fixture, change};
 
@@ -11,13 +11,13 @@ pub async fn a_link_code_is_spent_once_and_says_why_it_cannot_be_again(f: Fixtur
     let hash = || "hash-of-a-code".to_owned();
     assert_eq!(
         f.store.link_state(hash(), 1_000).await.unwrap(),
-        LinkCode::Unknown
+        CodeState::Unknown
     );
     f.store
         .create_link(session, hash(), 1_000, 2_000)
         .await
         .unwrap();
-    let active = LinkCode::Active {
+    let active = CodeState::Active {
         session,
         expires_at: 2_000,
     };
@@ -29,7 +29,7 @@ pub async fn a_link_code_is_spent_once_and_says_why_it_cannot_be_again(f: Fixtur
     );
     assert_eq!(
         other.link_state(hash(), 2_000).await.unwrap(),
-        LinkCode::Expired
+        CodeState::Expired
     );
 
     // Two browsers spend it at once, on two instances: one wins.
@@ -43,10 +43,10 @@ pub async fn a_link_code_is_spent_once_and_says_why_it_cannot_be_again(f: Fixtur
         1,
         "{outcomes:?}"
     );
-    assert!(outcomes.contains(&LinkCode::Spent));
+    assert!(outcomes.contains(&CodeState::Spent));
     assert_eq!(
         f.store.link_state(hash(), 1_700).await.unwrap(),
-        LinkCode::Spent
+        CodeState::Spent
     );
     assert_eq!(f.store.active_link(session, 1_700).await.unwrap(), None);
 }
@@ -63,13 +63,13 @@ pub async fn a_link_code_dies_when_cancelled_replaced_or_its_session_is_forgotte
         .unwrap();
     assert_eq!(
         f.store.spend_link("first".into(), 1_200).await.unwrap(),
-        LinkCode::Cancelled,
+        CodeState::Cancelled,
         "a newer code replaces it"
     );
     assert_eq!(f.store.cancel_links(session, 1_300).await.unwrap(), 1);
     assert_eq!(
         f.store.spend_link("second".into(), 1_400).await.unwrap(),
-        LinkCode::Cancelled
+        CodeState::Cancelled
     );
 
     let forgotten = SessionId::generate();
@@ -84,6 +84,6 @@ pub async fn a_link_code_dies_when_cancelled_replaced_or_its_session_is_forgotte
     assert!(f.store.forget(forgotten, 1_500).await.unwrap());
     assert_eq!(
         f.store.spend_link("third".into(), 1_600).await.unwrap(),
-        LinkCode::Cancelled
+        CodeState::Cancelled
     );
 }

@@ -7,8 +7,8 @@ use super::{CATCH_UP_LIMIT, COMPOSER_FORM, LiveView, ack};
 use crate::live::Live;
 use crate::live::peer::{End, Peer, Transport};
 use crate::live::protocol::{FieldErrors, ServerMessage};
-use crate::site::room::{CatchUp, Posted};
-use crate::site::{PostError, Shown};
+use crate::site::room::RenderedMessage;
+use crate::site::{Missed, PostError, Via};
 use crate::views;
 
 impl LiveView {
@@ -20,23 +20,26 @@ impl LiveView {
         nonce: &str,
         body: &str,
     ) -> Result<(), End> {
-        let hub = &live.site.hub;
-        if seq <= hub.acked_seq(self.id, &self.page, COMPOSER_FORM) {
-            return ack(peer, COMPOSER_FORM, seq, None).await;
-        }
+        let via = Via::Page {
+            page: &self.page,
+            form: COMPOSER_FORM,
+            seq,
+            socket: self.socket_id,
+        };
         match live
             .site
-            .post_message(self.id, self.from, body, nonce, Shown::AfterTheAnswer)
+            .post_message(self.id, self.from, body, nonce, via)
             .await
         {
-            Ok(message) => {
-                hub.record_ack(self.id, &self.page, COMPOSER_FORM, seq);
+            Ok(Some(message)) => {
                 let acked = ack(peer, COMPOSER_FORM, seq, None).await;
                 // The room reads it now, in this task: the next frame of this page waits for
                 // that read, so a page posting flat out is paced by it.
                 live.site.announce(message.id).await;
                 acked
             }
+            // Acknowledged before: a resend after a reconnect.
+            Ok(None) => ack(peer, COMPOSER_FORM, seq, None).await,
             Err(PostError::Invalid(refusal) | PostError::TooFast(refusal)) => {
                 let refused = FieldErrors::from([("body", refusal.message())]);
                 ack(peer, COMPOSER_FORM, seq, Some(refused)).await
@@ -50,7 +53,7 @@ impl LiveView {
     pub(super) async fn on_message<S: Transport>(
         &mut self,
         peer: &mut Peer<S>,
-        posted: &Posted,
+        posted: &RenderedMessage,
     ) -> Result<(), End> {
         if posted.message.id <= self.last_message {
             return Ok(());
@@ -68,43 +71,36 @@ impl LiveView {
         peer: &mut Peer<S>,
         live: &Live,
     ) -> Result<(), End> {
-        if let CatchUp::Logged(missed) = live.site.room.after(self.last_message) {
-            let Some(newest) = missed.last().map(|posted| posted.message.id) else {
-                return Ok(());
-            };
-            self.last_message = newest;
-            if let [one] = missed.as_slice() {
-                return peer
-                    .send(Message::Text(one.frame_for(self.id).clone()))
-                    .await;
-            }
-            let items = missed
-                .iter()
-                .map(|p| (p.message.id, p.html_for(self.id).to_owned()))
-                .collect();
-            return send_batches(peer, items).await;
-        }
-        let missed = match live
-            .site
-            .store
-            .messages_after(self.last_message, CATCH_UP_LIMIT)
-            .await
-        {
+        let missed = match live.site.catch_up(self.last_message, CATCH_UP_LIMIT).await {
             Ok(missed) => missed,
             Err(e) => return Err(peer.store_failed("loading messages", &e).await),
         };
-        let Some(newest) = missed.last().map(|m| m.id) else {
+        let items = match missed {
+            Missed::Logged(missed) => {
+                if let [one] = missed.as_slice() {
+                    self.last_message = one.message.id;
+                    return peer
+                        .send(Message::Text(one.frame_for(self.id).clone()))
+                        .await;
+                }
+                missed
+                    .iter()
+                    .map(|p| (p.message.id, p.html_for(self.id).to_owned()))
+                    .collect::<Vec<_>>()
+            }
+            Missed::Stored(missed) => missed
+                .iter()
+                .map(|m| (m.id, views::message_item(m, self.id).into_string()))
+                .collect(),
+            Missed::TooMany => {
+                self.shown = 0;
+                return self.render_if_changed(peer, live).await;
+            }
+        };
+        let Some(&(newest, _)) = items.last() else {
             return Ok(());
         };
-        if missed.len() == CATCH_UP_LIMIT {
-            self.shown = 0;
-            return self.render_if_changed(peer, live).await;
-        }
         self.last_message = newest;
-        let items = missed
-            .iter()
-            .map(|m| (m.id, views::message_item(m, self.id).into_string()))
-            .collect();
         send_batches(peer, items).await
     }
 }

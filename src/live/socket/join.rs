@@ -21,7 +21,21 @@ use crate::session::{Session, SessionId};
 use crate::settings::SettingsErrors;
 use crate::views::View;
 
-/// Waits for the join and checks it; the joined socket's state, or how it ended.
+/// What a page says of itself in its join message, once checked.
+struct Joining {
+    id: SessionId,
+    view: View,
+    page: String,
+    /// The settings version the page shows.
+    version: i64,
+    /// The newest chat message the page shows.
+    last_message: i64,
+    /// The presence list's version the page shows.
+    presence: u64,
+}
+
+/// Waits for the join and checks it; the joined socket's state, or how it ended. The steps:
+/// read the join, check it, count the socket in, then bring the page up to date.
 pub(super) async fn join<S: Transport>(
     peer: &mut Peer<S>,
     live: &Arc<Live>,
@@ -29,26 +43,66 @@ pub(super) async fn join<S: Transport>(
     permit: SocketPermit,
     from: IpAddr,
 ) -> Result<LiveView, End> {
-    let text = match timeout(live.config.join_timeout, peer.next()).await {
+    let text = match read_join(peer, live).await {
+        Ok(text) => text,
+        Err(None) => return Err(End::Peer),
+        Err(Some((code, reason))) => return Err(refuse(peer, permit, code, reason).await),
+    };
+    let joining = match check(&text, session, live) {
+        Ok(joining) => joining,
+        Err(Refused::Close(code, reason)) => return Err(refuse(peer, permit, code, reason).await),
+        Err(Refused::Outdated) => {
+            drop(permit);
+            peer.send_json(&ServerMessage::Reload {
+                reason: "the server runs a newer version of this page",
+            })
+            .await?;
+            return Err(peer.close(code::NORMAL, "reload").await);
+        }
+    };
+    let mut view = match count_in(peer, live, &joining, permit, from).await {
+        Ok(view) => view,
+        Err(end) => return Err(end),
+    };
+    peer.send_json(&ServerMessage::Joined).await?;
+    bring_up_to_date(&mut view, peer, live, &joining).await?;
+    Ok(view)
+}
+
+/// The join message's text, within `--live-join-timeout`; or the close code and reason to
+/// refuse the socket with (`None`: the peer left).
+async fn read_join<S: Transport>(
+    peer: &mut Peer<S>,
+    live: &Live,
+) -> Result<String, Option<(u16, &'static str)>> {
+    match timeout(live.config.join_timeout, peer.next()).await {
         Err(_) => {
             tracing::debug!("closed a live socket that sent no join in time");
             refused(Refusal::JoinTimeout);
-            return Err(refuse(peer, permit, code::POLICY, "no join message").await);
+            Err(Some((code::POLICY, "no join message")))
         }
-        Ok(Frame::Text(text)) => text,
-        Ok(Frame::TooBig) => {
-            return Err(refuse(peer, permit, code::TOO_BIG, "message too big").await);
-        }
-        Ok(Frame::Binary) => {
-            let reason = "binary messages are not supported";
-            return Err(refuse(peer, permit, code::UNSUPPORTED, reason).await);
-        }
-        Ok(Frame::Gone) => return Err(End::Peer),
-        Ok(Frame::Alive) => {
-            let reason = "the first message must be a join";
-            return Err(refuse(peer, permit, code::POLICY, reason).await);
-        }
-    };
+        Ok(Frame::Text(text)) => Ok(text),
+        Ok(Frame::TooBig) => Err(Some((code::TOO_BIG, "message too big"))),
+        Ok(Frame::Binary) => Err(Some((
+            code::UNSUPPORTED,
+            "binary messages are not supported",
+        ))),
+        Ok(Frame::Gone) => Err(None),
+        Ok(Frame::Alive) => Err(Some((code::POLICY, "the first message must be a join"))),
+    }
+}
+
+/// Why a join was refused.
+enum Refused {
+    /// Closed with this code and reason.
+    Close(u16, &'static str),
+    /// The page runs an older client script: it must reload.
+    Outdated,
+}
+
+/// Checks the join: a join message, a valid session cookie on the upgrade, this session's CSRF
+/// token, a page id of a sane length, the client script of this build.
+fn check(text: &str, session: Option<SessionId>, live: &Live) -> Result<Joining, Refused> {
     let Ok(ClientMessage::Join {
         view,
         csrf,
@@ -57,34 +111,50 @@ pub(super) async fn join<S: Transport>(
         version,
         last_message,
         presence,
-    }) = serde_json::from_str(&text)
+    }) = serde_json::from_str(text)
     else {
-        let reason = "the first message must be a join";
-        return Err(refuse(peer, permit, code::POLICY, reason).await);
+        return Err(Refused::Close(
+            code::POLICY,
+            "the first message must be a join",
+        ));
     };
     let Some(id) = session else {
         let reason = "no valid session cookie; reload the page";
-        return Err(refuse(peer, permit, code::POLICY, reason).await);
+        return Err(Refused::Close(code::POLICY, reason));
     };
-    if !live.site.keys.verify_csrf(id, &csrf) {
+    if !live.site.verify_csrf(id, &csrf) {
         let reason = "invalid CSRF token; reload the page";
-        return Err(refuse(peer, permit, code::POLICY, reason).await);
+        return Err(Refused::Close(code::POLICY, reason));
     }
     if page.is_empty() || page.len() > MAX_PAGE_ID_LEN {
-        return Err(refuse(peer, permit, code::POLICY, "invalid page id").await);
+        return Err(Refused::Close(code::POLICY, "invalid page id"));
     }
     if build != LIVE_SCRIPT.hash() {
-        drop(permit);
-        peer.send_json(&ServerMessage::Reload {
-            reason: "the server runs a newer version of this page",
-        })
-        .await?;
-        return Err(peer.close(code::NORMAL, "reload").await);
+        return Err(Refused::Outdated);
     }
+    Ok(Joining {
+        id,
+        view,
+        page,
+        version,
+        last_message: last_message.max(0),
+        presence,
+    })
+}
 
+/// Counts the socket in (the per-session limit), subscribes it to its session's events and, on
+/// the chat, to the room and the presence list; reads what the page is to show.
+async fn count_in<S: Transport>(
+    peer: &mut Peer<S>,
+    live: &Live,
+    joining: &Joining,
+    permit: SocketPermit,
+    from: IpAddr,
+) -> Result<LiveView, End> {
+    let id = joining.id;
     // Subscribe before reading, so a change committed meanwhile is heard (and merely re-read).
-    let events = live.site.hub.subscribe(id);
-    if live.site.hub.sockets_of(id) > live.config.max_sockets_per_session {
+    let events = live.site.subscribe(id);
+    if live.site.sockets_of(id) > live.config.max_sockets_per_session {
         tracing::debug!("live socket refused: too many open pages for one browser");
         refused(Refusal::SocketsPerSession);
         drop(events);
@@ -92,45 +162,54 @@ pub(super) async fn join<S: Transport>(
         return Err(refuse(peer, permit, code::TRY_AGAIN_LATER, reason).await);
     }
     let slot = permit.joined();
-    let chat = (view == View::Chat).then(|| live.site.room.subscribe());
+    let on_chat = joining.view == View::Chat;
+    let chat = on_chat.then(|| live.site.room_feed());
     let session = Session { id, is_new: false };
     let (saved, current) = match live.site.settings_for(session).await {
         Ok(found) => found,
         Err(e) => return Err(peer.store_failed("joining", &e).await),
     };
     // Counted in the presence list; the page gets the list now if it shows an older one.
-    let here = (view == View::Chat).then(|| {
-        let mut roster = live.site.presence.watch();
-        if roster.borrow().version != presence {
+    let here = on_chat.then(|| {
+        let mut roster = live.site.watch_roster();
+        if roster.borrow().version != joining.presence {
             roster.mark_changed();
         }
         Here {
-            _arrival: live.site.presence.arrive(id, &saved.username),
+            _arrival: live.site.arrive(id, &saved.username),
             roster,
         }
     });
-    let mut view = LiveView {
+    Ok(LiveView {
         id,
         from,
         socket_id: live.next_socket_id(),
-        view,
-        page,
-        csrf_token: live.site.keys.csrf_token(id),
+        view: joining.view,
+        page: joining.page.clone(),
+        csrf_token: live.site.csrf_token(id),
         nonce: new_nonce(),
         saved,
         version: current,
         typed_username: None,
         errors: SettingsErrors::default(),
         shown: 0,
-        last_message: last_message.max(0),
+        last_message: joining.last_message,
         events,
         chat,
         here,
         _slot: slot,
-    };
-    peer.send_json(&ServerMessage::Joined).await?;
-    if current == version {
-        // The page shows this state already: remember its HTML, send nothing.
+    })
+}
+
+/// Sends the page what changed since it was rendered: nothing when it shows this version
+/// already (its HTML is remembered), else a render; and on the chat, the messages it missed.
+async fn bring_up_to_date<S: Transport>(
+    view: &mut LiveView,
+    peer: &mut Peer<S>,
+    live: &Live,
+    joining: &Joining,
+) -> Result<(), End> {
+    if view.version == joining.version {
         match view.render(live).await {
             Ok((html, _)) => view.shown = hash(&html),
             Err(e) => return Err(peer.store_failed("rendering", &e).await),
@@ -141,7 +220,7 @@ pub(super) async fn join<S: Transport>(
     if view.chat.is_some() {
         view.catch_up(peer, live).await?;
     }
-    Ok(view)
+    Ok(())
 }
 
 /// Gives the socket's place back, then closes it with `code` and `reason`.

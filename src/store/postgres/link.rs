@@ -5,7 +5,7 @@ use super::{CHANNEL, NOTIFY, Param, PostgresStore};
 use crate::clock::Millis;
 use crate::session::SessionId;
 use crate::store::link::KEPT_AFTER_EXPIRY;
-use crate::store::{LinkCode, StoreError};
+use crate::store::{CodeState, StoreError};
 
 /// Cancels the live codes of session `$1` at `$2`.
 const CANCEL_LIVE: &str = "UPDATE link_codes SET cancelled_at = $2
@@ -91,7 +91,7 @@ impl PostgresStore {
         &self,
         hash: String,
         now: Millis,
-    ) -> Result<LinkCode, StoreError> {
+    ) -> Result<CodeState, StoreError> {
         let hash = &hash;
         self.retry(|client| async move {
             let row = client.query_opt(STATE, &[hash]).await?;
@@ -104,7 +104,7 @@ impl PostgresStore {
         &self,
         hash: String,
         now: Millis,
-    ) -> Result<LinkCode, StoreError> {
+    ) -> Result<CodeState, StoreError> {
         let hash = &hash;
         self.retry(|mut client| async move {
             let tx = client.transaction().await?;
@@ -112,7 +112,7 @@ impl PostgresStore {
                 .query_opt(&format!("{STATE} FOR UPDATE OF l"), &[hash])
                 .await?;
             let found = state(row.as_ref(), now)?;
-            if let LinkCode::Active { session, .. } = found {
+            if let CodeState::Active { session, .. } = found {
                 tx.execute(
                     "UPDATE link_codes SET used_at = $2 WHERE code_hash = $1",
                     &[hash, &now],
@@ -139,19 +139,19 @@ impl PostgresStore {
 fn state(
     row: Option<&tokio_postgres::Row>,
     now: Millis,
-) -> Result<LinkCode, tokio_postgres::Error> {
+) -> Result<CodeState, tokio_postgres::Error> {
     let Some(row) = row else {
-        return Ok(LinkCode::Unknown);
+        return Ok(CodeState::Unknown);
     };
     let expires_at: Millis = row.try_get(1)?;
     Ok(if row.try_get(2)? {
-        LinkCode::Spent
+        CodeState::Spent
     } else if row.try_get::<_, bool>(3)? || row.try_get::<_, bool>(4)? {
-        LinkCode::Cancelled
+        CodeState::Cancelled
     } else if expires_at <= now {
-        LinkCode::Expired
+        CodeState::Expired
     } else {
-        LinkCode::Active {
+        CodeState::Active {
             session: SessionId::from_uuid(row.try_get(0)?),
             expires_at,
         }

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use crate::clock::Millis;
 use crate::session::SessionId;
 use crate::store::link::KEPT_AFTER_EXPIRY;
-use crate::store::{LinkCode, StoreError};
+use crate::store::{CodeState, StoreError};
 
 /// Cancels the live codes of session `?1` at `?2`.
 const CANCEL_LIVE: &str = "UPDATE link_codes SET cancelled_at = ?2
@@ -70,7 +70,7 @@ impl SqliteStore {
         &self,
         hash: String,
         now: Millis,
-    ) -> Result<LinkCode, StoreError> {
+    ) -> Result<CodeState, StoreError> {
         self.run(move |conn| read_state(conn, &hash, now)).await
     }
 
@@ -78,11 +78,11 @@ impl SqliteStore {
         &self,
         hash: String,
         now: Millis,
-    ) -> Result<LinkCode, StoreError> {
+    ) -> Result<CodeState, StoreError> {
         self.writer
             .write(move |tx| {
                 let state = read_state(tx, &hash, now)?;
-                if let LinkCode::Active { .. } = state {
+                if let CodeState::Active { .. } = state {
                     tx.prepare_cached("UPDATE link_codes SET used_at = ?2 WHERE code_hash = ?1")?
                         .execute(params![hash, now])?;
                 }
@@ -97,7 +97,7 @@ fn read_state(
     conn: &rusqlite::Connection,
     hash: &str,
     now: Millis,
-) -> Result<LinkCode, rusqlite::Error> {
+) -> Result<CodeState, rusqlite::Error> {
     let row = conn
         .prepare_cached(
             "SELECT session_id, expires_at, used_at IS NOT NULL, cancelled_at IS NOT NULL,
@@ -116,16 +116,16 @@ fn read_state(
         })
         .optional()?;
     Ok(match row {
-        None => LinkCode::Unknown,
-        Some((_, _, true, _, _)) => LinkCode::Spent,
-        Some((_, _, _, cancelled, forgotten)) if cancelled || forgotten => LinkCode::Cancelled,
-        Some((_, expires_at, ..)) if expires_at <= now => LinkCode::Expired,
+        None => CodeState::Unknown,
+        Some((_, _, true, _, _)) => CodeState::Spent,
+        Some((_, _, _, cancelled, forgotten)) if cancelled || forgotten => CodeState::Cancelled,
+        Some((_, expires_at, ..)) if expires_at <= now => CodeState::Expired,
         Some((session, expires_at, ..)) => match session.parse() {
-            Ok(session) => LinkCode::Active {
+            Ok(session) => CodeState::Active {
                 session,
                 expires_at,
             },
-            Err(_) => LinkCode::Unknown,
+            Err(_) => CodeState::Unknown,
         },
     })
 }

@@ -1,0 +1,101 @@
+//! The chat page: `GET /` (and its older pages) and `POST /messages`.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::Markup;
+use serde::Deserialize;
+
+use super::check_csrf;
+use crate::chat::new_nonce;
+use crate::http::client::ClientAddr;
+use crate::http::error::AppError;
+use crate::metrics::{Page, metrics};
+use crate::session::Session;
+use crate::settings::FieldError;
+use crate::site::{PostError, Site, Via};
+use crate::views::{self, ChatScreen, FormState, Screen, View};
+
+/// The chat's query: `?before=ID` asks for the older page that ends before message `ID`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChatQuery {
+    before: Option<i64>,
+}
+
+/// `GET /`: the chat room, with the last messages and the composer on the first render; with
+/// `?before=ID`, an older page of it (a plain page, no composer), which works without JavaScript.
+pub async fn home(
+    State(site): State<Site>,
+    session: Session,
+    Query(query): Query<ChatQuery>,
+) -> Result<Markup, AppError> {
+    metrics().page_view(Page::Chat);
+    chat_page(&site, session, "", None, query.before).await
+}
+
+/// The chat page, with `draft` in the composer and `error` next to it; or, `before` a message, an
+/// older page of it.
+async fn chat_page(
+    site: &Site,
+    session: Session,
+    draft: &str,
+    error: Option<&FieldError>,
+    before: Option<i64>,
+) -> Result<Markup, AppError> {
+    let (saved, version) = site.settings_for(session).await?;
+    let page = site.chat_page(before).await?;
+    let roster = site.roster();
+    let presence = roster.list_with(session.id, &saved.username);
+    Ok(views::document(&Screen {
+        view: View::Chat,
+        saved: &saved,
+        version,
+        csrf_token: &site.csrf_token(session.id),
+        form: FormState::default(),
+        chat: Some(ChatScreen {
+            messages: &page.messages,
+            viewer: session.id,
+            draft,
+            error,
+            nonce: &new_nonce(),
+            older: page.older,
+            history: before.is_some(),
+            presence: before.is_none().then_some(&presence),
+        }),
+        link: None,
+    }))
+}
+
+/// The chat composer as posted.
+#[derive(Debug, Deserialize)]
+pub struct MessageForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    nonce: String,
+}
+
+/// `POST /messages`: posts a chat message, then `303` back to the chat. A refused message comes
+/// back in the composer with the reason: `422` when it is invalid, `429` when too many were sent.
+pub async fn post_message(
+    State(site): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Form(form): Form<MessageForm>,
+) -> Result<Response, AppError> {
+    check_csrf(&site, session, &form.csrf)?;
+    let posted = site
+        .post_message(session.id, from, &form.body, &form.nonce, Via::Form)
+        .await;
+    let (status, refusal) = match posted {
+        Ok(_) => return Ok(Redirect::to("/").into_response()),
+        Err(PostError::Invalid(refusal)) => (StatusCode::UNPROCESSABLE_ENTITY, refusal),
+        Err(PostError::TooFast(refusal)) => (StatusCode::TOO_MANY_REQUESTS, refusal),
+        Err(PostError::Store(e)) => return Err(e.into()),
+    };
+    let page = chat_page(&site, session, &form.body, Some(&refusal), None).await?;
+    Ok((status, page).into_response())
+}

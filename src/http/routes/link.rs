@@ -1,0 +1,155 @@
+//! One-time codes for another device: making and cancelling one (buttons of `/settings`), and
+//! using one: `GET /link` (type it), `GET /link/{code}` (what it will do), `POST /link/{code}`
+//! (do it).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{HOST, HeaderMap};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use serde::Deserialize;
+
+use super::{TokenForm, check_csrf};
+use crate::http::client::ClientAddr;
+use crate::http::error::AppError;
+use crate::http::session::ReplaceSession;
+use crate::link::{LinkCode, Unusable};
+use crate::session::Session;
+use crate::settings::Theme;
+use crate::site::{Found, Site};
+use crate::views::{self, LinkPage};
+
+/// `POST /settings/link`: makes a one-time code for another device, then `303` to the settings
+/// page that shows it (the code, its link and the link's QR code): a reload shows it again
+/// rather than posting twice. Only this URL, in this browser, has the code: the server keeps
+/// its hash, and logs paths without their query.
+pub async fn make_link(
+    State(site): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, AppError> {
+    check_csrf(&site, session, &form.csrf)?;
+    let (code, _) = site.make_link(session.id, from).await?;
+    Ok(Redirect::to(&format!("/settings?link={}", code.as_str())).into_response())
+}
+
+/// The code as the settings page shows it (grouped) and its link's QR code.
+pub(super) fn fresh_code(code: &LinkCode, url: &str) -> (String, String) {
+    (code.to_string(), views::qr_svg(url))
+}
+
+/// This site's origin as the browser named it (`Host`), for links to show; empty (a relative
+/// link) when the header is missing or not a host.
+pub(super) fn origin(site: &Site, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.parse::<axum::http::uri::Authority>().is_ok());
+    let scheme = if site.keys().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    host.map(|host| format!("{scheme}://{host}"))
+        .unwrap_or_default()
+}
+
+/// `POST /settings/link/cancel`: the live code stops working.
+pub async fn cancel_link(
+    State(site): State<Site>,
+    session: Session,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, AppError> {
+    check_csrf(&site, session, &form.csrf)?;
+    site.cancel_link(session.id).await?;
+    Ok(Redirect::to("/settings").into_response())
+}
+
+/// The query of `GET /link`: a code typed into its form.
+#[derive(Debug, Deserialize)]
+pub struct LinkQuery {
+    code: Option<String>,
+}
+
+/// `GET /link`: the form to type a code; with a code, on to the page that says what it will do.
+pub async fn link_form(
+    State(site): State<Site>,
+    session: Session,
+    Query(query): Query<LinkQuery>,
+) -> Result<Response, AppError> {
+    let (mine, _) = site.settings_for(session).await?;
+    let error = match query.code.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(typed) => match LinkCode::parse(typed) {
+            Some(code) => {
+                return Ok(Redirect::to(&format!("/link/{}", code.as_str())).into_response());
+            }
+            None => Some(Unusable::NotACode),
+        },
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = views::link_page(LinkPage::Form { error }, mine.theme);
+    Ok((status, page).into_response())
+}
+
+/// `GET /link/{code}`: what using the code on this browser will do, and the button that does
+/// it. Looking changes nothing: a link opened by a preview bot, or by someone else, does nothing.
+pub async fn show_link(
+    State(site): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Path(typed): Path<String>,
+) -> Result<Response, AppError> {
+    let code = LinkCode::parse(&typed);
+    let (mine, mine_version) = site.settings_for(session).await?;
+    let theirs = match site.look_up_link(code.as_ref(), from).await? {
+        Found::Not(why) => return Ok(refused_link(why, mine.theme)),
+        Found::Live(theirs) => theirs,
+    };
+    let Some(code) = code else {
+        return Ok(refused_link(Unusable::Unknown, mine.theme));
+    };
+    let shown = code.to_string();
+    let csrf_token = site.csrf_token(session.id);
+    let page = LinkPage::Confirm {
+        shown: &shown,
+        code: code.as_str(),
+        theirs: &theirs,
+        mine: (mine_version > 0).then_some(&mine),
+        csrf_token: &csrf_token,
+    };
+    Ok(views::link_page(page, mine.theme).into_response())
+}
+
+/// `POST /link/{code}`: this browser joins the code's session (its cookie names it from now
+/// on); its own session is forgotten.
+pub async fn use_link(
+    State(site): State<Site>,
+    session: Session,
+    ClientAddr(from): ClientAddr,
+    Path(typed): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Result<Response, AppError> {
+    check_csrf(&site, session, &form.csrf)?;
+    let code = LinkCode::parse(&typed);
+    match site.use_link(code.as_ref(), session.id, from).await? {
+        Found::Live(theirs) => {
+            Ok((Extension(ReplaceSession(theirs)), Redirect::to("/settings")).into_response())
+        }
+        Found::Not(why) => {
+            let (mine, _) = site.settings_for(session).await?;
+            Ok(refused_link(why, mine.theme))
+        }
+    }
+}
+
+/// The code form again, with why the code did not work.
+fn refused_link(why: Unusable, theme: Theme) -> Response {
+    let page = views::link_page(LinkPage::Form { error: Some(why) }, theme);
+    (StatusCode::NOT_FOUND, page).into_response()
+}
