@@ -13,20 +13,25 @@
 //! # Layers
 //!
 //! Each module imports only from the layers below its own. Within a layer a module may use
-//! another of the same layer (`chat` uses `session`), never in a loop. `tests/layers.rs` reads
-//! this table and the sources, and fails on an upward import or a loop.
+//! another of the same layer (`chat` uses `session`), never in a loop. The last column names, in
+//! backticks, modules that a layer's modules never import, whatever the direction allows: `live`
+//! and `http` reach the store and the hub only through `site`, so they import `site`, `views`,
+//! `session` and the protocol types, never `store` or `hub`; `views` never imports `site`; and
+//! `store` imports nothing above its layer (the direction says that much already).
+//! `tests/layers.rs` reads this table and parses the sources, and fails on an upward import, an
+//! import the last column rules out, or a loop.
 //!
-//! | layer | modules | may import |
-//! | --- | --- | --- |
-//! | ground | `address`, `clock`, `limit`, `lock`, `shutdown`, `text`, `untrusted` | std and crates only |
-//! | domain | `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) |
-//! | storage | `store` | domain, ground |
-//! | telemetry | `metrics`, `refusals` | storage, domain, ground |
-//! | presentation | `assets`, `views` | telemetry and below |
-//! | serving core | `hub`, `site` | presentation and below |
-//! | serving | `live`, `http` | serving core and below |
-//! | wiring | `config`, `prune`, `cluster`, `app`, `startup` | serving and below |
-//! | entry | `cli`, `main.rs` | everything |
+//! | layer | modules | may import | may not import |
+//! | --- | --- | --- | --- |
+//! | ground | `address`, `clock`, `limit`, `lock`, `shutdown`, `text`, `untrusted` | std and crates only | — |
+//! | domain | `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) | — |
+//! | storage | `store` | domain, ground | anything above its layer |
+//! | telemetry | `metrics`, `refusals` | storage, domain, ground | — |
+//! | presentation | `assets`, `views` | telemetry and below | `site` |
+//! | serving core | `hub`, `site` | presentation and below | — |
+//! | serving | `live`, `http` | serving core and below | `store`, `hub` |
+//! | wiring | `config`, `prune`, `cluster`, `app`, `startup` | serving and below | — |
+//! | entry | `cli`, `main.rs` | everything | — |
 //!
 //! # Modules
 //!
