@@ -69,6 +69,8 @@
 //! - [`startup`]: [`App`]: bind, open, serve, shut down.
 //! - [`cli`]: the command line: `serve`, and the maintenance commands `backup`, `prune`, `stats`.
 
+#![forbid(unsafe_code)]
+
 pub mod address;
 pub mod app;
 pub mod assets;

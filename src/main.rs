@@ -2,6 +2,8 @@
 //! SIGINT/SIGTERM, or run one maintenance command (`backup`, `prune`, `stats`) and print its
 //! result.
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 

@@ -157,6 +157,7 @@ async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
 
 /// The real binary with an open-file limit of `limit` (soft and hard: `main` raises the soft
 /// limit to the hard one).
+#[allow(unsafe_code)]
 fn start_with_open_file_limit(dir: &std::path::Path, limit: u64, args: &[&str]) -> (Server, Log) {
     let mut command = command(dir, args);
     // SAFETY: setrlimit is async-signal-safe, and the closure allocates nothing.
