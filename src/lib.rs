@@ -54,8 +54,8 @@
 //! - [`refusals`]: refused connections and sockets: counted, and summarised in the log.
 //! - [`assets`]: the embedded, content-hashed static files.
 //! - [`views`]: the maud pages, and the cache of rendered settings pages.
-//! - [`hub`]: the in-process pub/sub that carries a change to a session's other tabs and a
-//!   message to every chat page.
+//! - [`hub`]: the in-process pub/sub of session events: a change to a session's other tabs.
+//!   (Chat messages reach every chat page through the site's room, rendered once.)
 //! - [`site`]: the only door from the transports down: one method per use case (save settings,
 //!   post a message, forget a browser, link a device, catch a page up), which a form post and a
 //!   live event both call; its state (the store, the hub, the room, the limits) is private.

@@ -26,6 +26,7 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -36,7 +37,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -52,7 +54,9 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How often failing `accept` calls are logged at most.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes gracefully.
+/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes gracefully. Each
+/// turn of the loop: wait for room under the cap, accept, admit the peer under its address's
+/// cap, then serve the connection in a task of its own.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -66,42 +70,9 @@ pub async fn serve(
     let connections = Connections::new(limits);
     let tasks = TaskTracker::new();
     let mut failures = AcceptFailures::default();
-    loop {
-        let room = match connections.try_room() {
-            Some(room) => room,
-            None => {
-                tracing::debug!(
-                    limit = connections.limits().max_connections,
-                    "the server holds its most connections; waiting for one to close"
-                );
-                refused(Refusal::Connections);
-                tokio::select! {
-                    room = connections.wait_for_room() => room,
-                    () = shutdown.cancelled() => break,
-                }
-            }
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => {
-                    failures.succeeded();
-                    accepted
-                }
-                Err(e) if is_connection_error(&e) => continue,
-                Err(e) => {
-                    drop(room);
-                    // Out of descriptors, most likely: try again when a connection closes, or
-                    // after the pause (the descriptors may be held by something else).
-                    let pause = failures.failed(&e);
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => continue,
-                        () = connections.one_closed() => continue,
-                        () = shutdown.cancelled() => break,
-                    }
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    while let Some((stream, peer, room)) =
+        accept(&listener, &connections, &mut failures, &shutdown).await
+    {
         let _ = stream.set_nodelay(true);
         let peer = peer.ip().to_canonical();
         let stream = match connections.admit(stream, peer, room) {
@@ -118,65 +89,162 @@ pub async fn serve(
             }
         };
         let activity = Arc::new(Activity::new());
-        let service = {
-            let (started, answered) = (Arc::clone(&activity), Arc::clone(&activity));
-            let trusted = Arc::clone(&connections.limits().trusted_proxies);
-            let via_proxy = trusted.contains(peer);
-            router
-                .clone()
-                .map_request(move |request: Request<Incoming>| {
-                    started.request_started();
-                    let client = if via_proxy {
-                        trusted.client(peer, request.headers())
-                    } else {
-                        peer
-                    };
-                    let mut request = request.map(axum::body::Body::new);
-                    request.extensions_mut().insert(ClientAddr(client));
-                    request
-                })
-                .map_response(move |response| {
-                    answered.request_answered();
-                    response
-                })
-        };
-        let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
+        let service = service_for(&router, &activity, peer, &connections);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            tokio::pin!(connection);
-            let mut deadline = activity.start + header_timeout;
-            let result = loop {
-                tokio::select! {
-                    result = connection.as_mut() => break Some(result),
-                    () = shutdown.cancelled() => {
-                        connection.as_mut().graceful_shutdown();
-                        break Some(connection.await);
-                    }
-                    () = tokio::time::sleep_until(deadline.into()) => {
-                        match activity.quiet_until(header_timeout) {
-                            Some(later) => deadline = later,
-                            // Dropping the connection closes it.
-                            None => break None,
-                        }
-                    }
-                }
-            };
-            match result {
-                None if !activity.served() => {
-                    tracing::debug!(client = %peer, "no complete request headers in time; closed");
-                    refused(Refusal::HeaderTimeout);
-                }
-                None => tracing::debug!("closed a connection idle for the header timeout"),
-                Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
-                Some(Ok(())) => {}
-            }
-        });
+        tasks.spawn(drive(connection, activity, peer, header_timeout, shutdown));
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// The next connection, with its place under the cap; `None` on shutdown. At the cap it waits
+/// for a connection to close; an `accept` that fails for want of descriptors is tried again
+/// when one closes, or after a pause.
+async fn accept(
+    listener: &TcpListener,
+    connections: &Connections,
+    failures: &mut AcceptFailures,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let room = match connections.try_room() {
+            Some(room) => room,
+            None => {
+                tracing::debug!(
+                    limit = connections.limits().max_connections,
+                    "the server holds its most connections; waiting for one to close"
+                );
+                refused(Refusal::Connections);
+                tokio::select! {
+                    room = connections.wait_for_room() => room,
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    failures.succeeded();
+                    return Some((stream, peer, room));
+                }
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    drop(room);
+                    // Out of descriptors, most likely: try again when a connection closes, or
+                    // after the pause (the descriptors may be held by something else).
+                    let pause = failures.failed(&e);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue,
+                        () = connections.one_closed() => continue,
+                        () = shutdown.cancelled() => return None,
+                    }
+                }
+            },
+            () = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+/// The router as one connection from `peer` serves it: each request counted by the
+/// connection's idle timer, and given its client address (the forwarded one behind a trusted
+/// proxy).
+fn service_for(
+    router: &Router,
+    activity: &Arc<Activity>,
+    peer: IpAddr,
+    connections: &Connections,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let (started, answered) = (Arc::clone(activity), Arc::clone(activity));
+    let trusted = Arc::clone(&connections.limits().trusted_proxies);
+    let via_proxy = trusted.contains(peer);
+    let service = router
+        .clone()
+        .map_request(move |request: Request<Incoming>| {
+            started.request_started();
+            let client = if via_proxy {
+                trusted.client(peer, request.headers())
+            } else {
+                peer
+            };
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ClientAddr(client));
+            request
+        })
+        .map_response(move |response| {
+            answered.request_answered();
+            response
+        });
+    TowerToHyperService::new(service.map_err(|never: Infallible| match never {}))
+}
+
+/// Serves one connection until it ends, `shutdown` (it finishes its current request), or its
+/// idle timer fires: no complete request headers within `header_timeout` of the start, or no
+/// request in flight for that long.
+async fn drive<C, E>(
+    connection: C,
+    activity: Arc<Activity>,
+    peer: IpAddr,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    C: Future<Output = Result<(), E>> + GracefulShutdown,
+    E: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    let mut deadline = activity.start + header_timeout;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break Some(result),
+            () = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                break Some(connection.await);
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                match activity.quiet_until(header_timeout) {
+                    Some(later) => deadline = later,
+                    // Dropping the connection closes it.
+                    None => break None,
+                }
+            }
+        }
+    };
+    match result {
+        None if !activity.served() => {
+            tracing::debug!(client = %peer, "no complete request headers in time; closed");
+            refused(Refusal::HeaderTimeout);
+        }
+        None => tracing::debug!("closed a connection idle for the header timeout"),
+        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        Some(Ok(())) => {}
+    }
+}
+
+/// A connection that can be asked to finish its current request and stop.
+trait GracefulShutdown {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulShutdown for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
 }
 
 /// What a connection's idle timer needs to know: whether a request is in flight, and since when

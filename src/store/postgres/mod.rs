@@ -20,7 +20,10 @@
 //!
 //! - [`schema`]: `schema.postgres.sql`, its version, the signing key's fingerprint;
 //! - [`listen`]: the listening connection that hears the other instances;
-//! - [`chat`]: posting and reading chat messages;
+//! - [`chat`]: posting and reading chat messages, and a session's export;
+//! - [`forget`]: "forget me" and "sign out everywhere else", under the session's lock;
+//! - [`link`]: one-time link codes, spent under the code's row lock;
+//! - [`presence`]: the instances' shared presence lists;
 //! - [`prune`]: what pruning deletes, and the dry run's counts;
 //! - [`target`]: the URL read as libpq reads it (`sslmode`, `sslrootcert`);
 //! - [`tls`]: TLS with rustls, the certificate checks, and what the log says of them.

@@ -4,7 +4,8 @@
 //! transaction (group commit), and answers each write only after that commit.
 //!
 //! - [`schema`]: `schema.sql`, the upgrades, the settings of every connection;
-//! - [`chat`]: posting and reading chat messages;
+//! - [`chat`]: posting and reading chat messages, and a session's export;
+//! - [`link`]: one-time link codes, made, cancelled and spent through the writer;
 //! - [`prune`]: what pruning deletes, and the dry run's counts;
 //! - [`backup`]: the online backup and the files' sizes.
 
