@@ -1,0 +1,380 @@
+//! The session cookie: how it is issued, what it survives, and what a bad one gets.
+
+use crate::common::{Browser, SECRET_A, SECRET_B, TestApp, username_field};
+use reqwest::StatusCode;
+use reqwest::header::SET_COOKIE;
+
+fn set_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_first_visit_gets_a_long_lived_http_only_lax_cookie() {
+    let app = TestApp::spawn(&[]).await;
+    let response = app.browser().get("/settings").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = set_cookie(&response);
+    let attributes: Vec<&str> = cookie.split("; ").collect();
+    assert!(attributes[0].starts_with("livesession="), "{cookie}");
+    for expected in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=34560000"] {
+        assert!(
+            attributes.contains(&expected),
+            "{expected} missing from {cookie}"
+        );
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // The signed value carries a UUID v4: 36 characters after the 44-character signature.
+    let value = attributes[0].trim_start_matches("livesession=");
+    let id = &value[44..];
+    assert_eq!(id.len(), 36, "{value}");
+    assert_eq!(&id[14..15], "4", "not a version 4 UUID: {id}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn secure_cookies_are_marked_secure() {
+    let app = TestApp::spawn(&["--secure-cookies"]).await;
+    let cookie = set_cookie(&app.browser().get("/settings").await);
+    assert!(cookie.split("; ").any(|a| a == "Secure"), "{cookie}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_page_view_re_issues_the_same_session_so_it_slides() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.get("/settings").await;
+    let first = browser.cookie.clone().unwrap();
+    let again = browser.get("/").await;
+    let reissued = set_cookie(&again);
+    assert!(reissued.starts_with(&first), "{reissued} is not {first}");
+    assert!(reissued.contains("Max-Age=34560000"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_gets_a_fresh_session_and_not_the_original_data() {
+    let app = TestApp::spawn(&[]).await;
+    let mut owner = app.browser();
+    assert_eq!(
+        owner.save_settings("ada", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let cookie = owner.cookie.clone().unwrap();
+
+    // Flip one character of the id part (after the signature).
+    let mut tampered = cookie.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+    let mut attacker = Browser::new(app.addr);
+    attacker.cookie = Some(String::from_utf8(tampered).unwrap());
+    let response = attacker.get("/settings").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let fresh = set_cookie(&response);
+    assert!(!fresh.starts_with(&cookie));
+    let page = response.text().await.unwrap();
+    assert_eq!(username_field(&page), "");
+    assert!(!page.contains("ada"));
+
+    // The owner is unaffected.
+    assert_eq!(username_field(&owner.page("/settings").await), "ada");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_cookies_get_fresh_sessions_never_errors() {
+    let app = TestApp::spawn(&[]).await;
+    let other_server = TestApp::spawn(&[]).await;
+    let mut stranger = other_server.browser();
+    stranger.get("/settings").await;
+    let foreign = stranger.cookie.clone().unwrap();
+
+    for value in [
+        "livesession=".to_owned(),
+        "livesession=garbage".to_owned(),
+        format!("livesession={}", "A".repeat(4000)),
+        "livesession=\"quoted value\"".to_owned(),
+        "livesession=%00%ff".to_owned(),
+        "livesession=a=b=c; livesession=again".to_owned(),
+        foreign,
+    ] {
+        let mut browser = Browser::new(app.addr);
+        browser.cookie = Some(value.clone());
+        let response = browser.get("/settings").await;
+        assert_eq!(response.status(), StatusCode::OK, "{value:?}");
+        assert!(set_cookie(&response).starts_with("livesession="));
+    }
+    other_server.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cookie_signed_with_a_previous_key_still_works_and_is_re_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestApp::spawn_in(dir.path(), &["--secret-key", SECRET_A]).await;
+    let mut browser = old.browser();
+    browser.save_settings("grace", "light").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    old.stop().await;
+
+    let previous = dir.path().join("previous.keys");
+    std::fs::write(&previous, format!("# rotated out\n{SECRET_A}\n")).unwrap();
+    let rotated = TestApp::spawn_in(
+        dir.path(),
+        &[
+            "--secret-key",
+            SECRET_B,
+            "--previous-keys",
+            previous.to_str().unwrap(),
+        ],
+    )
+    .await;
+    browser.addr = rotated.addr;
+    let response = browser.get("/settings").await;
+    let new_cookie = set_cookie(&response);
+    assert!(!new_cookie.starts_with(&old_cookie), "not re-signed");
+    assert_eq!(username_field(&response.text().await.unwrap()), "grace");
+    rotated.stop().await;
+
+    // Once the old key is retired, the re-signed cookie still works on its own.
+    let retired = TestApp::spawn_in(dir.path(), &["--secret-key", SECRET_B]).await;
+    browser.addr = retired.addr;
+    assert_eq!(username_field(&browser.page("/settings").await), "grace");
+    let mut stale = Browser::new(retired.addr);
+    stale.cookie = Some(old_cookie);
+    assert_eq!(username_field(&stale.page("/settings").await), "");
+    retired.stop().await;
+}
+
+#[tokio::test]
+async fn forget_me_deletes_the_data_and_makes_the_old_cookie_worthless() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("linus", "dark").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    assert_eq!(app.settings_rows(), 1);
+
+    let token = browser.csrf_token().await;
+    let response = browser.post("/settings/forget", &[("_csrf", &token)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_ne!(browser.cookie.as_ref(), Some(&old_cookie), "no new session");
+    assert_eq!(app.settings_rows(), 0);
+    assert_eq!(username_field(&browser.page("/settings").await), "");
+
+    let mut replay = Browser::new(app.addr);
+    replay.cookie = Some(old_cookie);
+    assert_eq!(username_field(&replay.page("/settings").await), "");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forget_me_needs_the_csrf_token() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("linus", "dark").await;
+    let response = browser.post("/settings/forget", &[("_csrf", "nope")]).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.settings_rows(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_assets_set_no_cookie() {
+    let app = TestApp::spawn(&[]).await;
+    let response = app.browser().get("/healthz").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_forgotten_cookie_can_never_write_again_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("linus", "dark").await;
+    let old_cookie = browser.cookie.clone().unwrap();
+    let old_token = browser.csrf_token().await;
+    let response = browser
+        .post("/settings/forget", &[("_csrf", &old_token)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    app.stop().await;
+
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let mut replay = Browser::new(app.addr);
+    replay.cookie = Some(old_cookie.clone());
+    let response = replay
+        .post(
+            "/settings",
+            &[
+                ("_csrf", &old_token),
+                ("username", "back"),
+                ("theme", "light"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !set_cookie(&response).starts_with(&old_cookie),
+        "the old id was re-issued"
+    );
+    assert_eq!(app.settings_rows(), 0);
+    app.stop().await;
+}
+
+/// The settings page with exactly `cookie_header` as the `Cookie` header's bytes.
+async fn settings_with_cookie_bytes(app: &TestApp, cookie_header: &[u8]) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(app.url("/settings"))
+        .header(
+            reqwest::header::COOKIE,
+            reqwest::header::HeaderValue::from_bytes(cookie_header).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn another_apps_cookie_with_bytes_that_are_not_ascii_does_not_hide_the_session() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "dark").await;
+    let ours = browser.cookie.clone().unwrap();
+    for header in [
+        format!("z=café; {ours}"),
+        format!("{ours}; z=café"),
+        format!("broken\u{ff}pair; {ours}; other=\u{e9}t\u{e9}"),
+    ] {
+        let response = settings_with_cookie_bytes(&app, header.as_bytes()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let reissued = set_cookie(&response);
+        assert!(
+            reissued.starts_with(&ours),
+            "{header:?}: the session was replaced by {reissued}"
+        );
+        let page = response.text().await.unwrap();
+        assert_eq!(username_field(&page), "ada", "{header:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn of_two_session_cookies_the_one_whose_session_saved_something_wins() {
+    let app = TestApp::spawn(&[]).await;
+    let mut saved = app.browser();
+    saved.save_settings("ada", "dark").await;
+    let with_data = saved.cookie.clone().unwrap();
+    let mut stray = app.browser();
+    stray.get("/settings").await;
+    let empty = stray.cookie.clone().unwrap();
+    for header in [
+        format!("{empty}; {with_data}"),
+        format!("{with_data}; {empty}"),
+    ] {
+        let response = settings_with_cookie_bytes(&app, header.as_bytes()).await;
+        assert!(set_cookie(&response).starts_with(&with_data), "{header}");
+        let page = response.text().await.unwrap();
+        assert_eq!(username_field(&page), "ada", "{header}");
+    }
+    app.stop().await;
+}
+
+/// How many ids the database remembers as forgotten.
+fn forgotten_rows(app: &TestApp) -> i64 {
+    app.db()
+        .query_row("SELECT count(*) FROM forgotten", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forget_me_of_browsers_that_saved_nothing_remembers_nothing_and_is_limited_per_address() {
+    let app = TestApp::spawn(&[]).await;
+    let mut keeper = app.browser();
+    keeper.save_settings("ada", "dark").await;
+    for n in 0..10 {
+        let mut fresh = app.browser();
+        let token = fresh.csrf_token().await;
+        let response = fresh.post("/settings/forget", &[("_csrf", &token)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "forget {n}");
+    }
+    assert_eq!(
+        forgotten_rows(&app),
+        0,
+        "nothing to forget, nothing remembered"
+    );
+
+    // The eleventh from this address within ten minutes is refused, and changes nothing.
+    let token = keeper.csrf_token().await;
+    let response = keeper.post("/settings/forget", &[("_csrf", &token)]).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().get("retry-after").is_some());
+    let text = response.text().await.unwrap();
+    assert!(text.contains("try again in"), "{text}");
+    assert_eq!(username_field(&keeper.page("/settings").await), "ada");
+    assert_eq!(forgotten_rows(&app), 0);
+    app.stop().await;
+}
+
+/// Posts "Sign out everywhere else" from `browser`; returns the answer's status.
+async fn sign_out_elsewhere(browser: &mut Browser) -> StatusCode {
+    let token = browser.csrf_token().await;
+    browser
+        .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_else_moves_the_data_and_every_other_device_starts_over() {
+    let app = TestApp::spawn(&[]).await;
+    let mut desktop = app.browser();
+    desktop.save_settings("Ada", "dark").await;
+    desktop.post_message("mine").await;
+    // A second device on the same session, with a live page open.
+    let mut phone = app.browser();
+    phone.cookie = desktop.cookie.clone();
+    let mut phone_tab = crate::common::live::join_settings(&mut phone, "phone").await;
+    let old_cookie = desktop.cookie.clone();
+
+    assert_eq!(
+        sign_out_elsewhere(&mut desktop).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_ne!(desktop.cookie, old_cookie, "this browser got a new session");
+    let reload = crate::common::live::recv_until(&mut phone_tab, |m| m["t"] == "reload").await;
+    assert_eq!(reload["t"], "reload");
+
+    // This browser keeps everything, under the new id: its settings and its messages.
+    let page = desktop.page("/settings").await;
+    assert_eq!(username_field(&page), "Ada");
+    assert!(
+        desktop.page("/").await.contains("(you)"),
+        "its message is still its own"
+    );
+    // The other device's cookie is refused: a fresh, empty session.
+    let page = phone.page("/settings").await;
+    assert_eq!(username_field(&page), "");
+    assert_ne!(phone.cookie, old_cookie);
+    assert_ne!(phone.cookie, desktop.cookie);
+    // And the old cookie cannot sign anyone out again, nor without its token.
+    let mut stale = app.browser();
+    stale.cookie = old_cookie;
+    assert_eq!(
+        stale
+            .post("/settings/sign-out-elsewhere", &[("_csrf", "x")])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(username_field(&desktop.page("/settings").await), "Ada");
+    app.stop().await;
+}
