@@ -9,8 +9,9 @@
 //! - [`socket`]: one socket's loop: its join, then serving the page.
 //! - [`peer`]: the socket as it is written to: send timeouts, close codes.
 //!
-//! The hub that carries one tab's change to the session's other tabs is the site's
-//! (`crate::hub`): form posts publish to it too.
+//! A socket reaches the state only through the site (`crate::site`): it saves and posts with the
+//! same methods a form post calls, and hears the session's other tabs through the subscription
+//! the site hands it.
 
 pub mod peer;
 pub mod protocol;
