@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use crate::http::client::{Network, TrustedProxies};
 use crate::limit::RateLimit;
 use crate::live::LiveConfig;
+use crate::origin::PublicUrl;
 use crate::retention::Retention;
 use crate::site::ChatLimits;
 use crate::store::{Durability, PostgresTarget, StoreOptions};
@@ -90,6 +91,13 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_SECURE_COOKIES",
           value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]
     pub secure_cookies: bool,
+
+    /// The origin that links and QR codes for another device name (`https://demo.example.com`):
+    /// behind a proxy, or for a fixed name. Without it a link names the host the page was opened
+    /// at when this server answers for it; a loopback one (on a server listening on every
+    /// interface) becomes this machine's LAN address, so a phone can open it.
+    #[arg(long, env = "LIVESESSION_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<PublicUrl>,
 
     /// The cookie signing secret (at least 32 characters). Prefer the environment variable to the
     /// flag, which other users of the machine can see. Without it, `<data-dir>/secret.key` is used,
@@ -354,6 +362,10 @@ fn parse_network(input: &str) -> Result<Network, String> {
     input.parse()
 }
 
+fn parse_public_url(input: &str) -> Result<PublicUrl, String> {
+    input.parse()
+}
+
 /// The longest duration a flag takes: 100 years. Longer ones mean nothing here, and past some
 /// point the sums made of them (a deadline, three heartbeats) would overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -410,6 +422,19 @@ mod tests {
             assert!(error.contains(flag), "{flag}: {error}");
         }
         assert!(parse(&["--stale-after", "36500d"]).is_ok());
+    }
+
+    #[test]
+    fn a_public_url_that_is_not_an_origin_is_refused_in_one_sentence_naming_the_flag() {
+        let error = parse(&["--public-url", "https://demo.example.com/app"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--public-url"), "{error}");
+        assert!(error.contains("has a path"), "{error}");
+        let config = parse(&["--public-url", "https://demo.example.com/"]).unwrap();
+        let public = config.public_url.unwrap();
+        assert_eq!(public.as_str(), "https://demo.example.com");
+        assert!(parse(&[]).unwrap().public_url.is_none());
     }
 
     #[test]

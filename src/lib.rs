@@ -23,7 +23,7 @@
 //!
 //! | layer | modules | may import | may not import |
 //! | --- | --- | --- | --- |
-//! | ground | `address`, `clock`, `limit`, `lock`, `shutdown`, `text`, `untrusted` | std and crates only | — |
+//! | ground | `address`, `clock`, `limit`, `lock`, `origin`, `shutdown`, `text`, `untrusted` | std and crates only | — |
 //! | domain | `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) | — |
 //! | storage | `store` | domain, ground | anything above its layer |
 //! | telemetry | `metrics`, `refusals` | storage, domain, ground | — |
@@ -39,6 +39,8 @@
 //! - [`clock`]: `Millis`, the wall clock every stored time is read from.
 //! - [`limit`]: rate limits, and the token bucket behind each.
 //! - [`lock`]: the one lock policy: locks that a panic does not poison.
+//! - [`origin`]: the origin links for another device name (`--public-url`, the `Host` when
+//!   this server answers for it, the LAN address), and where the server is reached.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`text`]: what a person sees of a piece of text: NFC, graphemes, bidi controls, invisible
 //!   characters, combining marks.
@@ -86,6 +88,7 @@ pub mod link;
 pub mod live;
 pub mod lock;
 pub mod metrics;
+pub mod origin;
 pub mod prune;
 pub mod refusals;
 pub mod retention;

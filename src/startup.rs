@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::http::limits::{ConnectionLimits, connection_budget};
 use crate::http::{metrics, server};
 use crate::live::Live;
+use crate::origin::{Origins, interface_addresses};
 use crate::session::Keys;
 use crate::site::{Setup, Site};
 use crate::store::{PostgresTarget, Store};
@@ -53,6 +54,7 @@ impl App {
             .await?
             .keeping_messages(config.message_limit as usize);
         check_shared_key(&store, &keys).await?;
+        let origins = origins(&listener, &config)?;
         let site = Site::open(Setup {
             store: store.clone(),
             keys,
@@ -61,6 +63,7 @@ impl App {
             message_limit: config.message_limit as usize,
             presence_grace: config.presence_grace,
             link_ttl: config.link_ttl,
+            origins,
         })
         .await
         .context("reading the forgotten sessions and the newest chat messages")?;
@@ -137,6 +140,9 @@ impl App {
             "listening on http://{}",
             listener.local_addr().context("reading the bound address")?
         );
+        for (reached_from, url) in state.site.origins().reachable_at() {
+            tracing::info!("{reached_from}: {url}");
+        }
         let background = Background::spawn(&state.site, &store, &config, &shutdown);
         let live = Arc::clone(&state.live);
         let server = server::serve(
@@ -164,6 +170,23 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// What links for another device name: `--public-url`, or the bound address and this machine's
+/// interface addresses (read once, now).
+fn origins(listener: &TcpListener, config: &Config) -> anyhow::Result<Origins> {
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let interfaces = interface_addresses().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list the network interfaces; links name the listening address");
+        Vec::new()
+    });
+    let public = config.public_url.clone();
+    Ok(Origins::new(
+        bound,
+        interfaces,
+        public,
+        config.secure_cookies,
+    ))
 }
 
 /// Serves `/metrics` on a listener of its own (`--metrics-listen`) until `shutdown`.

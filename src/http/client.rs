@@ -4,9 +4,10 @@
 //! socket's peer or, when that peer is a trusted proxy (`--trusted-proxy`), the client its
 //! `X-Forwarded-For` names (see [`TrustedProxies::client`]). Handlers and the live endpoint take
 //! it as an extractor, so a limit per address (live sockets, chat messages, "forget me") counts
-//! one client however many sessions it makes.
+//! one client however many sessions it makes. Next to it goes the [`LocalAddr`] the connection
+//! came in on, which the links for another device are chosen by.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 
@@ -14,6 +15,11 @@ use axum::http::HeaderMap;
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 pub use crate::site::ClientAddr;
+
+/// The address of this server that a request's connection came in on (a loopback one, or a
+/// LAN address): with `0.0.0.0`, it tells a request from this machine from one from the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
 
 /// A trusted proxy: one address (`10.0.0.5`, `::1`) or a range of them in CIDR notation
 /// (`10.0.0.0/8`, `fd00::/8`).

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use super::client::ClientAddr;
+use super::client::{ClientAddr, LocalAddr};
 use super::limits::{ConnectionLimits, Connections};
 use crate::metrics::Refusal;
 use crate::refusals::refused;
@@ -74,6 +74,7 @@ pub async fn serve(
         accept(&listener, &connections, &mut failures, &shutdown).await
     {
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
         let peer = peer.ip().to_canonical();
         let stream = match connections.admit(stream, peer, room) {
             Ok(stream) => stream,
@@ -89,7 +90,7 @@ pub async fn serve(
             }
         };
         let activity = Arc::new(Activity::new());
-        let service = service_for(&router, &activity, peer, &connections);
+        let service = service_for(&router, &activity, peer, local, &connections);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
@@ -148,13 +149,14 @@ async fn accept(
     }
 }
 
-/// The router as one connection from `peer` serves it: each request counted by the
+/// The router as one connection from `peer` to `local` serves it: each request counted by the
 /// connection's idle timer, and given its client address (the forwarded one behind a trusted
-/// proxy).
+/// proxy) and the address it came in on.
 fn service_for(
     router: &Router,
     activity: &Arc<Activity>,
     peer: IpAddr,
+    local: Option<SocketAddr>,
     connections: &Connections,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
@@ -178,6 +180,9 @@ fn service_for(
             };
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ClientAddr(client));
+            if let Some(local) = local {
+                request.extensions_mut().insert(LocalAddr(local));
+            }
             request
         })
         .map_response(move |response| {

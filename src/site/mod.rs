@@ -53,6 +53,7 @@ pub use crate::store::{SessionData, StoreError, Unavailable};
 use crate::clock::now_millis;
 use crate::hub::Hub;
 use crate::metrics::metrics;
+use crate::origin::Origins;
 use crate::retention::{Pruned, Retention};
 use crate::session::{CookieCheck, Keys, SessionId, Verdict};
 use crate::store::Store;
@@ -86,6 +87,9 @@ pub struct Setup {
     pub presence_grace: Duration,
     /// How long a one-time code lives (`--link-ttl`).
     pub link_ttl: Duration,
+    /// What the links for another device name (`--public-url`, the listening address, the LAN
+    /// address).
+    pub origins: Origins,
 }
 
 /// The parts of a [`Site`]: private, so every use of them is one of the site's methods.
@@ -109,6 +113,7 @@ struct Parts {
     presence: Arc<Presence>,
     /// One-time codes for other devices: their limits and the live ones made here.
     linking: linking::Linking,
+    origins: Origins,
 }
 
 /// The site's background tasks, from [`Site::spawn_tasks`]: each finishes after the shutdown
@@ -186,6 +191,7 @@ impl Site {
             message_limit,
             presence_grace,
             link_ttl,
+            origins,
         } = setup;
         let forgotten = Forgotten::default();
         for (id, at) in store.forgotten(forgotten::IN_MEMORY).await? {
@@ -206,6 +212,7 @@ impl Site {
             room,
             presence: Arc::new(Presence::new(presence_grace)),
             linking: linking::Linking::new(link_ttl),
+            origins,
         })))
     }
 
@@ -216,6 +223,11 @@ impl Site {
             room: self.0.room.spawn(self.0.store.clone(), shutdown.clone()),
             presence: self.0.presence.spawn(shutdown),
         }
+    }
+
+    /// What the links for another device name: the origin for a request's `Host`.
+    pub fn origins(&self) -> &Origins {
+        &self.0.origins
     }
 
     /// Signs session cookies and derives CSRF tokens: pure functions of the keys.

@@ -10,7 +10,7 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::{TokenForm, check_csrf};
-use crate::http::client::ClientAddr;
+use crate::http::client::{ClientAddr, LocalAddr};
 use crate::http::error::AppError;
 use crate::http::session::ReplaceSession;
 use crate::link::{LinkCode, Unusable};
@@ -39,20 +39,13 @@ pub(super) fn fresh_code(code: &LinkCode, url: &str) -> (String, String) {
     (code.to_string(), views::qr_svg(url))
 }
 
-/// This site's origin as the browser named it (`Host`), for links to show; empty (a relative
-/// link) when the header is missing or not a host.
-pub(super) fn origin(site: &Site, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| h.parse::<axum::http::uri::Authority>().is_ok());
-    let scheme = if site.keys().secure() {
-        "https"
-    } else {
-        "http"
-    };
-    host.map(|host| format!("{scheme}://{host}"))
-        .unwrap_or_default()
+/// The origin links for another device name, for a request with these headers that came in on
+/// `local` (see [`crate::origin`]): `--public-url`, the `Host` when this server answers for it,
+/// else the LAN or the listening address; never a forged `Host`.
+pub(super) fn origin(site: &Site, headers: &HeaderMap, local: Option<LocalAddr>) -> String {
+    let host = headers.get(HOST).map(|h| h.as_bytes());
+    site.origins()
+        .for_request(host, local.map(|LocalAddr(addr)| addr))
 }
 
 /// `POST /settings/link/cancel`: the live code stops working.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::link::{fresh_code, origin};
 use super::{TokenForm, check_csrf};
 use crate::clock::now_millis;
-use crate::http::client::ClientAddr;
+use crate::http::client::{ClientAddr, LocalAddr};
 use crate::http::error::AppError;
 use crate::http::session::ReplaceSession;
 use crate::link::LinkCode;
@@ -36,6 +36,7 @@ pub async fn show_settings(
     State(site): State<Site>,
     session: Session,
     headers: HeaderMap,
+    local: Option<Extension<LocalAddr>>,
     Query(query): Query<SettingsQuery>,
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
@@ -43,7 +44,11 @@ pub async fn show_settings(
     if let Some(code) = query.link.as_deref().and_then(LinkCode::parse)
         && site.owns_live_link(session.id, &code).await?
     {
-        let url = format!("{}/link/{}", origin(&site, &headers), code.as_str());
+        let url = format!(
+            "{}/link/{}",
+            origin(&site, &headers, local.map(|Extension(local)| local)),
+            code.as_str()
+        );
         let (shown, qr) = fresh_code(&code, &url);
         let fresh = FreshCode {
             shown: &shown,
