@@ -41,7 +41,6 @@ use tokio_util::sync::CancellationToken;
 pub use account::{EXPORT_LIMIT_PER_ADDRESS, EXPORT_LIMIT_PER_SESSION, FORGET_LIMIT, Limited};
 pub use chat::{ChatLimits, ChatPage, Missed, PostError};
 pub use client::ClientAddr;
-pub use forgotten::IN_MEMORY as FORGOTTEN_IN_MEMORY;
 pub use linking::Found;
 pub use linking::{ATTEMPTS_IN_ALL, ATTEMPTS_PER_ADDRESS, CODES_PER_ADDRESS, CODES_PER_SESSION};
 pub use settings::SaveOutcome;

@@ -34,11 +34,6 @@ pub async fn make_link(
     Ok(Redirect::to(&format!("/settings?link={}", code.as_str())).into_response())
 }
 
-/// The code as the settings page shows it (grouped) and its link's QR code.
-pub(super) fn fresh_code(code: &LinkCode, url: &str) -> (String, String) {
-    (code.to_string(), views::qr_svg(url))
-}
-
 /// The origin links for another device name, for a request with these headers that came in on
 /// `local` (see [`crate::origin`]): `--public-url`, the `Host` when this server answers for it,
 /// else the LAN or the listening address; never a forged `Host`.

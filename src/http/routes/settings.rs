@@ -10,7 +10,7 @@ use axum::{Extension, Form};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::link::{fresh_code, origin};
+use super::link::origin;
 use super::{TokenForm, check_csrf};
 use crate::clock::now_millis;
 use crate::http::client::{ClientAddr, LocalAddr};
@@ -49,7 +49,7 @@ pub async fn show_settings(
             origin(&site, &headers, local.map(|Extension(local)| local)),
             code.as_str()
         );
-        let (shown, qr) = fresh_code(&code, &url);
+        let (shown, qr) = (code.to_string(), views::qr_svg(&url));
         let fresh = FreshCode {
             shown: &shown,
             url: &url,
