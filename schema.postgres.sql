@@ -139,4 +139,21 @@ BEGIN
 END
 $$;
 
-INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '3');
+-- Each session's browsers, and the devices signed out (see schema.sql).
+CREATE TABLE devices (
+    device_id  UUID PRIMARY KEY,
+    session_id UUID NOT NULL,
+    name       TEXT NOT NULL DEFAULT '',
+    added_at   BIGINT NOT NULL,
+    added_by   TEXT NOT NULL CHECK (added_by IN ('first', 'code')),
+    active_at  BIGINT NOT NULL
+);
+CREATE INDEX devices_session ON devices (session_id);
+CREATE INDEX devices_active_at ON devices (active_at);
+
+CREATE TABLE signed_out (
+    device_id     UUID PRIMARY KEY,
+    signed_out_at BIGINT NOT NULL
+);
+
+INSERT INTO livesession_meta (name, value) VALUES ('schema_version', '4');

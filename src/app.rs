@@ -64,6 +64,14 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
             "/settings/sign-out-elsewhere",
             post(routes::sign_out_elsewhere.layer(timeout())),
         )
+        .route(
+            "/settings/devices/sign-out",
+            post(routes::sign_out_device.layer(timeout())),
+        )
+        .route(
+            "/settings/devices/rename",
+            post(routes::rename_device.layer(timeout())),
+        )
         .route("/messages", post(routes::post_message.layer(timeout())))
         .route_layer(middleware::from_fn_with_state(
             state.site.clone(),

@@ -265,6 +265,12 @@ pub struct Config {
     #[arg(long, env = "LIVESESSION_LINK_TTL", default_value = "10m", value_name = "DURATION",
           value_parser = parse_positive_duration)]
     pub link_ttl: Duration,
+
+    /// The most browsers one session may have ("Your devices" on the settings page): one more
+    /// code used is refused, saying so.
+    #[arg(long, env = "LIVESESSION_MAX_DEVICES", default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_devices: u32,
 }
 
 /// The shape of log lines.

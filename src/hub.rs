@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::lock::Mutex;
-use crate::session::SessionId;
+use crate::session::{DeviceId, SessionId};
 
 /// Events buffered per session before a slow subscriber starts skipping (and re-reads instead).
 /// Small: every session with an open page holds a channel of this many slots, and a subscriber
@@ -35,6 +35,13 @@ pub enum SessionEvent {
     /// The session's one-time link code was made, used, cancelled or expired: its settings
     /// pages show it differently.
     LinkChanged,
+    /// The session's devices changed (one was added, renamed, signed out or seen): its settings
+    /// pages show the list again.
+    DevicesChanged,
+    /// This device of the session was signed out: its pages must reload into a new session.
+    SignedOut(DeviceId),
+    /// This device joined the session with a one-time code: the other devices' pages say so.
+    Joined(DeviceId),
 }
 
 /// Who made a settings change.

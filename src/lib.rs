@@ -24,7 +24,7 @@
 //! | layer | modules | may import | may not import |
 //! | --- | --- | --- | --- |
 //! | ground | `address`, `clock`, `limit`, `lock`, `origin`, `shutdown`, `text`, `untrusted` | std and crates only | — |
-//! | domain | `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) | — |
+//! | domain | `device`, `session`, `settings`, `chat`, `retention`, `link` | ground (no axum, no shared state) | — |
 //! | storage | `store` | domain, ground | anything above its layer |
 //! | telemetry | `metrics`, `refusals` | storage, domain, ground | — |
 //! | presentation | `assets`, `views` | telemetry and below | `site` |
@@ -45,6 +45,8 @@
 //! - [`text`]: what a person sees of a piece of text: NFC, graphemes, bidi controls, invisible
 //!   characters, combining marks.
 //! - [`untrusted`]: client-supplied text as a log line shows it: escaped and cut short.
+//! - [`device`]: a session's devices: ids, names from the User-Agent, public handles, how
+//!   recently each was active.
 //! - [`session`]: session ids, the signed cookie, signing keys and CSRF tokens.
 //! - [`settings`]: the validated settings: usernames, themes, per-field changes.
 //! - [`chat`]: chat messages: what a body may contain, what a stored message is.
@@ -81,6 +83,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod device;
 pub mod http;
 pub mod hub;
 pub mod limit;

@@ -99,6 +99,8 @@ pub enum Unusable {
     Spent,
     /// Its session cancelled it, made a newer one, or was forgotten.
     Cancelled,
+    /// Its session has its most devices (`--max-devices`) already.
+    TooManyDevices,
 }
 
 #[cfg(test)]

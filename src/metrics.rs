@@ -466,6 +466,7 @@ mod tests {
             sessions: 3,
             messages: 2,
             forgotten: 1,
+            devices: 0,
         }));
         let text = metrics.encode(7, &WriteTimes::default());
         for (series, expected) in [

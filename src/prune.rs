@@ -41,7 +41,15 @@ pub async fn prune_pass(
         store.prune_messages_batch(cutoffs.messages_before, cutoffs.keep_messages, BATCH_SIZE)
     })
     .await?;
+    let devices = in_batches(shutdown, || async {
+        let pruned = store
+            .prune_devices_batch(cutoffs.stale_before, BATCH_SIZE, now)
+            .await?;
+        Ok(pruned.len())
+    })
+    .await?;
     let forgotten = store.prune_forgotten(cutoffs.forgotten_before).await?;
+    store.prune_signed_out(cutoffs.forgotten_before).await?;
     store
         .prune_page_acks(retention.page_acks_before(now))
         .await?;
@@ -49,6 +57,7 @@ pub async fn prune_pass(
         sessions,
         messages,
         forgotten,
+        devices,
     })
 }
 
@@ -68,6 +77,7 @@ pub async fn count_pass(
         forgotten: store
             .count_expired_forgotten(cutoffs.forgotten_before)
             .await?,
+        devices: store.count_idle_devices(cutoffs.stale_before).await?,
     })
 }
 
@@ -132,7 +142,8 @@ fn log_pass(pruned: &Pruned, elapsed: Duration) {
         sessions = pruned.sessions,
         messages = pruned.messages,
         forgotten = pruned.forgotten,
+        devices = pruned.devices,
         elapsed_ms,
-        "prune: removed stale sessions, old messages and expired forgotten ids"
+        "prune: removed stale sessions and devices, old messages and expired forgotten ids"
     )
 }

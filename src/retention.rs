@@ -30,6 +30,8 @@ pub struct Pruned {
     pub messages: usize,
     /// Forgotten ids whose cookies have expired, so they need no remembering.
     pub forgotten: usize,
+    /// Devices not seen for `--stale-after`, signed out.
+    pub devices: usize,
 }
 
 impl Pruned {

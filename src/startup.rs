@@ -64,6 +64,7 @@ impl App {
             presence_grace: config.presence_grace,
             link_ttl: config.link_ttl,
             origins,
+            max_devices: config.max_devices as usize,
         })
         .await
         .context("reading the forgotten sessions and the newest chat messages")?;

@@ -343,6 +343,15 @@
     if (empty && list.children.length) empty.remove();
   }
 
+  // The notice of a new device: dismissed on this page (the server stops drawing it too).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-live-dismiss]");
+    if (!button) return;
+    var notice = byId(button.getAttribute("data-live-dismiss"));
+    if (notice) notice.remove();
+    send({ t: "dismiss" });
+  });
+
   // Older messages, loaded into the list in place (the link works without JavaScript too): the
   // messages in view stay where they are.
   document.addEventListener("click", function (event) {

@@ -25,6 +25,8 @@ pub struct PruneReport {
     pub messages: usize,
     /// Expired forgotten ids.
     pub forgotten: usize,
+    /// Devices not seen for `--stale-after`, signed out.
+    pub devices: usize,
 }
 
 impl std::fmt::Display for PruneReport {
@@ -36,9 +38,11 @@ impl std::fmt::Display for PruneReport {
         };
         write!(
             f,
-            "{verb} {} stale {}, {} old {} and {} expired forgotten {}",
+            "{verb} {} stale {}, {} idle {}, {} old {} and {} expired forgotten {}",
             self.sessions,
             plural(self.sessions, "session", "sessions"),
+            self.devices,
+            plural(self.devices, "device", "devices"),
             self.messages,
             plural(self.messages, "message", "messages"),
             self.forgotten,
@@ -72,12 +76,14 @@ pub(super) async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<Prun
         sessions,
         messages,
         forgotten,
+        devices,
     } = pruned.context("pruning failed")?;
     Ok(PruneReport {
         dry_run,
         sessions,
         messages,
         forgotten,
+        devices,
     })
 }
 
@@ -255,10 +261,11 @@ mod tests {
             sessions: 1,
             messages: 2,
             forgotten: 0,
+            devices: 1,
         };
         assert_eq!(
             report.to_string(),
-            "would remove 1 stale session, 2 old messages and 0 expired forgotten ids \
+            "would remove 1 stale session, 1 idle device, 2 old messages and 0 expired forgotten ids \
              (dry run: nothing was deleted)"
         );
     }

@@ -4,12 +4,12 @@
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::session::{Session, SessionId, Verdict};
+use crate::session::{Kind, Session, Verdict, Who};
 use crate::site::Site;
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -23,27 +23,39 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     }
 }
 
-/// Put into a response's extensions by a handler that replaced the session (for example
-/// "forget me"): the layer issues a cookie for this id instead of the request's.
+/// Put into a response's extensions by a handler that replaced the session or the device (for
+/// example "forget me", or a code used): the layer issues a cookie for this instead of the
+/// request's.
 #[derive(Debug, Clone, Copy)]
-pub struct ReplaceSession(pub SessionId);
+pub struct ReplaceSession(pub Who);
+
+/// What kind of browser the request's User-Agent names.
+fn kind_of(request: &Request) -> Kind {
+    request
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .map(Kind::of)
+        .unwrap_or_default()
+}
 
 /// Middleware for the page routes: verify or mint the session, then (re-)issue the cookie when the
 /// response is an HTML page, when the id was new or rotated, or when the handler replaced it.
 pub async fn session_layer(State(site): State<Site>, mut request: Request, next: Next) -> Response {
     let check = site.verify_session(request.headers()).await;
+    let kind = kind_of(&request);
     let (session, must_issue) = match check.verdict {
-        Verdict::Current(id) => (Session { id, is_new: false }, false),
-        Verdict::Previous(id) => {
+        Verdict::Current(who) => (Session::known(who, kind), false),
+        Verdict::Previous(who) => {
             tracing::debug!("session cookie signed with a previous key; re-issuing it");
-            (Session { id, is_new: false }, true)
+            (Session::known(who, kind), true)
         }
-        Verdict::Missing => (Session::fresh(), true),
+        Verdict::Missing => (Session::fresh(kind), true),
         Verdict::Invalid => {
             tracing::info!(
-                "session cookie failed verification or was forgotten; starting a fresh session"
+                "session cookie failed verification, was forgotten or signed out; starting a fresh session"
             );
-            (Session::fresh(), true)
+            (Session::fresh(kind), true)
         }
     };
     request.extensions_mut().insert(session);
@@ -51,18 +63,19 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
     // Room for the cookie and the security headers, so the map grows once.
     response.headers_mut().reserve(8);
 
-    let id = match response.extensions().get::<ReplaceSession>() {
-        Some(ReplaceSession(id)) => Some(*id),
-        // Forgotten while this request ran (another tab): never hand the old id out again.
-        None if site.is_forgotten(session.id) => None,
-        None if must_issue || is_html(&response) => Some(session.id),
+    let who = match response.extensions().get::<ReplaceSession>() {
+        Some(ReplaceSession(who)) => Some(*who),
+        // Forgotten or signed out while this request ran (another tab, another device): never
+        // hand the old cookie out again.
+        None if site.is_forgotten(session.id) || site.is_signed_out(session.device) => None,
+        None if must_issue || is_html(&response) => Some(session.who()),
         None => None,
     };
-    if let Some(id) = id {
+    if let Some(who) = who {
         let cookie = match check.current_value {
             // The browser's own cookie, signed with the current key: send it back as it is.
-            Some(value) if id == session.id => site.keys().reissue(&value),
-            _ => site.keys().issue(id),
+            Some(value) if who == session.who() => site.keys().reissue(&value),
+            _ => site.keys().issue(who),
         };
         response.headers_mut().append(SET_COOKIE, cookie);
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::http::header::{HOST, ORIGIN};
+use axum::http::header::{HOST, ORIGIN, USER_AGENT};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use crate::address::{Held, Tally};
 use crate::metrics::{Refusal, metrics};
 use crate::refusals::refused;
-use crate::session::Verdict;
+use crate::session::{Kind, Session};
 use crate::site::{ClientAddr, Site};
 use crate::untrusted::Untrusted;
 use peer::{MAX_MESSAGE_BYTES, Peer, code};
@@ -215,10 +215,18 @@ pub async fn endpoint(
                 });
         }
     };
-    let session = match live.site.verify_session(&headers).await.verdict {
-        Verdict::Current(id) | Verdict::Previous(id) => Some(id),
-        Verdict::Missing | Verdict::Invalid => None,
-    };
+    let kind = headers
+        .get(USER_AGENT)
+        .and_then(|ua| ua.to_str().ok())
+        .map(Kind::of)
+        .unwrap_or_default();
+    let session = live
+        .site
+        .verify_session(&headers)
+        .await
+        .verdict
+        .who()
+        .map(|who| Session::known(who, kind));
     let tracker = live.tracker.clone();
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)

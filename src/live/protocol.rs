@@ -44,6 +44,8 @@ pub enum ClientMessage {
         nonce: String,
         body: String,
     },
+    /// The person dismissed the notice of a new device: this page stops showing it.
+    Dismiss,
 }
 
 /// Messages for fields that were refused, by field name.

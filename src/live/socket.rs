@@ -19,14 +19,17 @@ use super::peer::{End, Frame, Peer, Transport, code};
 use super::protocol::{ClientMessage, FieldErrors, ServerMessage};
 use super::{Live, SocketPermit, SocketSlot};
 use crate::clock::now_millis;
+use crate::device::{Device, Handle};
 use crate::limit::TokenBucket;
 use crate::metrics::{Limit, metrics};
-use crate::session::SessionId;
+use crate::session::{Session, SessionId};
 use crate::settings::{Settings, SettingsErrors, SettingsInput};
 use crate::site::presence::{Arrival, Roster};
 use crate::site::room::RenderedMessage;
 use crate::site::{ChangedBy, ChatPage, SaveOutcome, SessionEvent, StoreError, Subscription, Via};
-use crate::views::{self, ChatScreen, FormState, LinkCard, Screen, View, minutes_left};
+use crate::views::{
+    self, ChatScreen, DevicesCard, FormState, Joined, LinkCard, Screen, View, minutes_left,
+};
 
 /// The settings form: live changes of its full state.
 const SETTINGS_FORM: &str = "settings";
@@ -44,7 +47,7 @@ use join::join;
 pub async fn run<S: Transport>(
     socket: S,
     live: Arc<Live>,
-    session: Option<SessionId>,
+    session: Option<Session>,
     permit: SocketPermit,
     from: IpAddr,
 ) {
@@ -65,6 +68,11 @@ pub async fn run<S: Transport>(
 /// The state of a joined socket.
 struct LiveView {
     id: SessionId,
+    /// The session and this browser's device in it, from the upgrade request's cookie.
+    session: Session,
+    /// A device that joined the session while this page was open, announced until dismissed
+    /// (`Some(None)`: dismissed).
+    joined: Option<Option<Device>>,
     /// The client address of the upgrade request, for the limits per address.
     from: IpAddr,
     socket_id: u64,
@@ -157,7 +165,7 @@ impl LiveView {
                     }
                 }
                 _ = touches.tick() => {
-                    Box::pin(live.site.touch(self.id)).await;
+                    Box::pin(live.site.touch(self.session)).await;
                     Ok(())
                 }
                 () = shutdown.cancelled() => Err(peer.close(code::GOING_AWAY, "server restarting").await),
@@ -205,6 +213,10 @@ impl LiveView {
             } if form == COMPOSER_FORM && self.view == View::Chat => {
                 self.on_post(peer, live, seq, &nonce, &body).await
             }
+            ClientMessage::Dismiss => {
+                self.joined = Some(None);
+                self.render_if_changed(peer, live).await
+            }
             ClientMessage::Change { form, .. } | ClientMessage::Post { form, .. } => {
                 let message = format!("unknown form {form:?}");
                 peer.send_json(&ServerMessage::Error { message: &message })
@@ -226,7 +238,7 @@ impl LiveView {
             seq,
             socket: self.socket_id,
         };
-        let (outcome, errors) = match live.site.save_settings(self.id, &input, via).await {
+        let (outcome, errors) = match live.site.save_settings(self.session, &input, via).await {
             Ok(saved) => saved,
             // Not acknowledged: the client keeps the change and sends it again after it
             // reconnects.
@@ -267,6 +279,11 @@ impl LiveView {
         live: &Live,
         event: SessionEvent,
     ) -> Result<(), End> {
+        // Whatever the event (a lagged subscription hears only "read again"), a page of a
+        // session or device that was ended starts over.
+        if live.site.is_forgotten(self.id) || live.site.is_signed_out(self.session.device) {
+            return Err(reload_forgotten(peer).await);
+        }
         match event {
             SessionEvent::SettingsChanged { version, by } => {
                 if by == ChangedBy::Socket(self.socket_id) || version <= self.version {
@@ -277,6 +294,21 @@ impl LiveView {
             SessionEvent::Reread => self.reread(peer, live).await,
             SessionEvent::LinkChanged => self.render_if_changed(peer, live).await,
             SessionEvent::Forgotten => Err(reload_forgotten(peer).await),
+            SessionEvent::SignedOut(device) if device == self.session.device => {
+                Err(reload_forgotten(peer).await)
+            }
+            SessionEvent::SignedOut(_) | SessionEvent::DevicesChanged => {
+                self.render_if_changed(peer, live).await
+            }
+            SessionEvent::Joined(device) if device == self.session.device => Ok(()),
+            SessionEvent::Joined(device) => {
+                match live.site.device_named(self.id, Handle::of(device)).await {
+                    Ok(Some(device)) => self.joined = Some(Some(device)),
+                    Ok(None) => {}
+                    Err(e) => return Err(peer.store_failed("reading the devices", &e).await),
+                }
+                self.render_if_changed(peer, live).await
+            }
         }
     }
 
@@ -315,6 +347,17 @@ impl LiveView {
                 minutes_left: minutes_left(expires_at),
             });
         let presence = roster.list_with(self.id, &self.saved.username);
+        let now = now_millis();
+        let devices = match self.view {
+            View::Settings => Some(live.site.devices_of(self.session).await?),
+            View::Chat => None,
+        };
+        // The page announces the device that joined while it was open, else (on the settings
+        // page) the one that joined within a day; not once dismissed.
+        let joined = match &self.joined {
+            Some(dismissed_or_joined) => dismissed_or_joined.as_ref(),
+            None => devices.as_ref().and_then(|list| list.joined.as_ref()),
+        };
         let screen = Screen {
             view: self.view,
             saved: &self.saved,
@@ -335,6 +378,13 @@ impl LiveView {
                 presence: Some(&presence),
             }),
             link: link_card,
+            devices: devices.as_ref().map(|list| DevicesCard {
+                devices: &list.devices,
+                this: self.session.device,
+                now,
+                error: None,
+            }),
+            joined: joined.map(|device| Joined { device, now }),
         };
         Ok((views::body(&screen).into_string(), newest))
     }

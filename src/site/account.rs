@@ -14,9 +14,15 @@ use crate::metrics::{Limit, metrics};
 use crate::session::{Session, SessionId};
 use crate::store::{SessionData, StoreError};
 
-/// How often one client address may ask to be forgotten (or to sign out everywhere else): 10
-/// times in 10 minutes.
+/// How often one client address may ask to be forgotten: 10 times in 10 minutes.
 pub const FORGET_LIMIT: RateLimit = RateLimit {
+    burst: 10,
+    window: Duration::from_secs(600),
+};
+
+/// How often one browser may sign out every other device of its session: 10 times in 10
+/// minutes. Its own allowance, so nobody else on the same network can use it up.
+pub const SIGN_OUT_LIMIT: RateLimit = RateLimit {
     burst: 10,
     window: Duration::from_secs(600),
 };
@@ -65,8 +71,6 @@ pub(super) enum Ending {
     /// Its settings are deleted: "forget me", or its browser joined another session with a
     /// code.
     Forget,
-    /// Its data moves to this new id: "sign out everywhere else".
-    MoveTo(SessionId),
     /// Another instance ended it at this time: the database has it already.
     Heard(Millis),
     /// A write found it ended in the database before this instance heard of it.
@@ -74,8 +78,7 @@ pub(super) enum Ending {
 }
 
 impl Site {
-    /// Ends session `id` as `ending` says: the database first (for [`Ending::Forget`] and
-    /// [`Ending::MoveTo`]), then this instance refuses its cookie from now on, then its open
+    /// Ends session `id` as `ending` says: the database first (for [`Ending::Forget`]), then this instance refuses its cookie from now on, then its open
     /// pages are told to reload into a fresh session. Only an id that had something to forget
     /// (settings or messages) is remembered: "forget me" of fresh sessions in a loop grows
     /// nothing.
@@ -83,12 +86,6 @@ impl Site {
         let now = now_millis();
         let remember = match ending {
             Ending::Forget => self.0.store.forget(id, now).await?.then_some(now),
-            Ending::MoveTo(new) => self
-                .0
-                .store
-                .move_session(id, new, now)
-                .await?
-                .then_some(now),
             Ending::Heard(at) => Some(at),
             Ending::Found => Some(now),
         };
@@ -118,26 +115,6 @@ impl Site {
         self.end(id, Ending::Forget).await?;
         tracing::info!("a browser asked to be forgotten; its settings were deleted");
         Ok(())
-    }
-
-    /// "Sign out everywhere else": session `id`'s data moves to a new id (returned: this
-    /// browser's new cookie), the old id is forgotten, and every page still on it, on every
-    /// device and instance, reloads into a fresh session. Counts against the address's "forget
-    /// me" allowance ([`FORGET_LIMIT`]).
-    pub async fn sign_out_elsewhere(
-        &self,
-        id: SessionId,
-        from: IpAddr,
-    ) -> Result<SessionId, Limited> {
-        self.may_forget(from)?;
-        let new = SessionId::generate();
-        self.end(id, Ending::MoveTo(new)).await?;
-        // The room's log names authors by id: read it again, so "(you)" follows the move.
-        if let Err(e) = self.0.room.load(&self.0.store).await {
-            tracing::warn!(error = %e, "the chat room could not be read again after a move");
-        }
-        tracing::info!("a browser signed out everywhere else; its session moved to a new id");
-        Ok(new)
     }
 
     /// Everything kept of `session` ("Download my data"), for a request `from` an address;

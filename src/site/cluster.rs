@@ -46,7 +46,27 @@ impl Site {
                 self.0.linking.record(id, expires_at);
                 hub.publish(id, SessionEvent::LinkChanged);
             }
+            Notice::Devices { session } => hub.publish(session, SessionEvent::DevicesChanged),
+            Notice::Joined { session, device } => {
+                hub.publish(session, SessionEvent::Joined(device));
+                hub.publish(session, SessionEvent::DevicesChanged);
+            }
+            Notice::SignedOut {
+                session,
+                device,
+                at,
+            } => self.signed_out_at(session, device, at),
             Notice::Resync => {
+                match self.0.store.signed_out(forgotten::IN_MEMORY).await {
+                    Ok(signed_out) => {
+                        for (device, at) in signed_out {
+                            if !self.is_signed_out(device) {
+                                self.0.signed_out.insert(device, at);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot re-read the signed out devices"),
+                }
                 match self.0.store.forgotten(forgotten::IN_MEMORY).await {
                     Ok(forgotten) => {
                         for (id, at) in forgotten {

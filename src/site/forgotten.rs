@@ -1,11 +1,12 @@
-//! The sessions "forget me" ended, refused from then on.
+//! The sessions "forget me" ended, and the devices signed out, refused from then on.
 
 use crate::lock::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock::Millis;
-use crate::session::SessionId;
+use crate::session::{DeviceId, SessionId};
+use std::hash::Hash;
 
 /// How many forgotten ids are kept in memory, at most (about 40 bytes each). The database keeps
 /// them all and is what refuses a write under a forgotten id; this set only spares a browser
@@ -17,14 +18,14 @@ pub const IN_MEMORY: usize = 100_000;
 /// refused here until the cookie would have expired anyway
 /// ([`COOKIE_MAX_AGE`](crate::session::COOKIE_MAX_AGE)): such a request gets a fresh session,
 /// and the old id is never re-issued. Bounded: see [`IN_MEMORY`].
-pub struct Forgotten {
-    ids: RwLock<HashMap<SessionId, Millis>>,
+pub struct Forgotten<K = SessionId> {
+    ids: RwLock<HashMap<K, Millis>>,
     /// True while `ids` is empty: the usual case costs one atomic load per request.
     none: AtomicBool,
 }
 
-impl Default for Forgotten {
-    fn default() -> Forgotten {
+impl<K> Default for Forgotten<K> {
+    fn default() -> Forgotten<K> {
         Forgotten {
             ids: RwLock::default(),
             none: AtomicBool::new(true),
@@ -32,14 +33,17 @@ impl Default for Forgotten {
     }
 }
 
-impl Forgotten {
+/// The same, for devices signed out: their sessions go on, their own cookies are refused.
+pub type SignedOut = Forgotten<DeviceId>;
+
+impl<K: Copy + Eq + Hash> Forgotten<K> {
     /// True when `id` was forgotten.
-    pub fn contains(&self, id: SessionId) -> bool {
+    pub fn contains(&self, id: K) -> bool {
         !self.none.load(Ordering::Acquire) && self.ids.read().contains_key(&id)
     }
 
     /// Remembers that `id` was forgotten at `at`.
-    pub fn insert(&self, id: SessionId, at: Millis) {
+    pub fn insert(&self, id: K, at: Millis) {
         let mut ids = self.ids.write();
         if ids.len() >= IN_MEMORY && !ids.contains_key(&id) {
             let mut times: Vec<Millis> = ids.values().copied().collect();

@@ -1,9 +1,11 @@
 //! "Use on another device": a one-time code carries a session to another browser.
 //!
-//! The session that makes a code is the one the other browser joins: both then carry the same
-//! session id, so they are one session, in sync as two tabs are. Nothing changes until the other
-//! browser confirms (a link preview that only fetches the page does nothing); the confirm spends
-//! the code atomically, and that browser's own session is forgotten as "forget me" forgets one.
+//! The session that makes a code is the one the other browser joins: that browser becomes a new
+//! device of it, with a device id of its own (never a copy of the other browser's cookie), so
+//! both are one session, in sync as two tabs are, and either can sign the other out. Nothing
+//! changes until the other browser confirms (a link preview that only fetches the page does
+//! nothing); the confirm spends the code atomically, and that browser's own session is forgotten
+//! as "forget me" forgets one. A session has at most `--max-devices`.
 //!
 //! Guessing is hopeless by the numbers: a code has 59 random bits (see `crate::link`), lives
 //! `--link-ttl` (10 minutes), and lookups are limited to [`ATTEMPTS_PER_ADDRESS`] per address and
@@ -26,9 +28,9 @@ use crate::limit::RateLimit;
 use crate::link::{LinkCode as Code, Unusable};
 use crate::lock::Mutex;
 use crate::metrics::{Limit, metrics};
-use crate::session::SessionId;
+use crate::session::{DeviceId, Session, SessionId, Who};
 use crate::settings::Settings;
-use crate::store::{CodeState, StoreError};
+use crate::store::{AddedDevice, CodeState, StoreError};
 
 /// Codes one browser may make per 10 minutes.
 pub const CODES_PER_SESSION: RateLimit = RateLimit {
@@ -224,28 +226,48 @@ impl Site {
     }
 
     /// Spends `code` for the browser of session `mine` (asking `from` an address): on success
-    /// that browser's own session is forgotten (its other tabs reload) and the code's session
-    /// is returned, for its cookie. Of two browsers racing for one code, one wins.
+    /// that browser becomes a new device of the code's session (returned, for its cookie), its
+    /// own session is forgotten (its other tabs reload), and the session's other devices are
+    /// told. Of two browsers racing for one code, one wins; a session at `--max-devices` is
+    /// refused before its code is spent.
     pub async fn use_link(
         &self,
         code: Option<&Code>,
-        mine: SessionId,
+        mine: Session,
         from: IpAddr,
-    ) -> Result<Found<SessionId>, Limited> {
+    ) -> Result<Found<Who>, Limited> {
         self.0.linking.attempt(from)?;
         let Some(code) = code else {
             return Ok(Found::Not(Unusable::Unknown));
         };
-        let found = found(self.0.store.spend_link(code.hash(), now_millis()).await?);
-        if let Found::Live(session) = found {
-            self.0.linking.record(session, None);
-            // The pages that show the code now show it was used.
-            self.0.hub.publish(session, SessionEvent::LinkChanged);
-            if session != mine {
-                self.end(mine, Ending::Forget).await?;
-            }
-            tracing::info!("a browser joined a session with a one-time code");
+        let now = now_millis();
+        if let CodeState::Active { session, .. } = self.0.store.link_state(code.hash(), now).await?
+            && self.0.store.devices(session).await?.len() >= self.0.max_devices
+        {
+            return Ok(Found::Not(Unusable::TooManyDevices));
         }
-        Ok(found)
+        let session = match found(self.0.store.spend_link(code.hash(), now).await?) {
+            Found::Live(session) => session,
+            Found::Not(why) => return Ok(Found::Not(why)),
+        };
+        self.0.linking.record(session, None);
+        // The pages that show the code now show it was used.
+        self.0.hub.publish(session, SessionEvent::LinkChanged);
+        let device = DeviceId::generate();
+        let added = self
+            .0
+            .store
+            .add_device(session, device, mine.kind.name(), now, self.0.max_devices)
+            .await?;
+        if added == AddedDevice::Full {
+            return Ok(Found::Not(Unusable::TooManyDevices));
+        }
+        self.0.hub.publish(session, SessionEvent::Joined(device));
+        self.0.hub.publish(session, SessionEvent::DevicesChanged);
+        if session != mine.id {
+            self.end(mine.id, Ending::Forget).await?;
+        }
+        tracing::info!("a browser joined a session with a one-time code, as a new device");
+        Ok(Found::Live(Who { session, device }))
     }
 }

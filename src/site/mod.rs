@@ -23,6 +23,7 @@ mod account;
 mod chat;
 mod client;
 mod cluster;
+mod devices;
 mod forgotten;
 mod limits;
 mod linking;
@@ -38,9 +39,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use account::{EXPORT_LIMIT_PER_ADDRESS, EXPORT_LIMIT_PER_SESSION, FORGET_LIMIT, Limited};
+pub use account::{
+    EXPORT_LIMIT_PER_ADDRESS, EXPORT_LIMIT_PER_SESSION, FORGET_LIMIT, Limited, SIGN_OUT_LIMIT,
+};
 pub use chat::{ChatLimits, ChatPage, Missed, PostError};
 pub use client::ClientAddr;
+pub use devices::{DeviceChange, DeviceList};
 pub use linking::Found;
 pub use linking::{ATTEMPTS_IN_ALL, ATTEMPTS_PER_ADDRESS, CODES_PER_ADDRESS, CODES_PER_SESSION};
 pub use settings::SaveOutcome;
@@ -54,12 +58,12 @@ use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::origin::Origins;
 use crate::retention::{Pruned, Retention};
-use crate::session::{CookieCheck, Keys, SessionId, Verdict};
+use crate::session::{CookieCheck, Keys, Session, SessionId, Verdict};
 use crate::store::Store;
 use crate::views::PageCache;
 use account::ExportLimiters;
 use chat::ChatLimiters;
-use forgotten::Forgotten;
+use forgotten::{Forgotten, SignedOut};
 use limits::RateLimiter;
 use presence::{Arrival, Presence, Roster};
 use room::{RenderedMessage, Room};
@@ -89,6 +93,8 @@ pub struct Setup {
     /// What the links for another device name (`--public-url`, the listening address, the LAN
     /// address).
     pub origins: Origins,
+    /// The most devices one session may have (`--max-devices`).
+    pub max_devices: usize,
 }
 
 /// The parts of a [`Site`]: private, so every use of them is one of the site's methods.
@@ -99,8 +105,16 @@ struct Parts {
     /// Carries changes between the sockets of a session.
     hub: Arc<Hub>,
     chat_limits: ChatLimiters,
-    /// Sessions deleted by "forget me" (or moved away), refused from now on.
+    /// Sessions deleted by "forget me", refused from now on.
     forgotten: Forgotten,
+    /// Devices signed out, refused from now on.
+    signed_out: SignedOut,
+    /// When this instance last wrote each device's activity.
+    seen: devices::Seen,
+    /// How often each browser may sign out every other device.
+    sign_out_limit: RateLimiter<SessionId>,
+    /// The most devices one session may have.
+    max_devices: usize,
     /// How often each client address may ask to be forgotten or sign out elsewhere.
     forget_limit: RateLimiter<std::net::IpAddr>,
     export_limits: ExportLimiters,
@@ -191,10 +205,15 @@ impl Site {
             presence_grace,
             link_ttl,
             origins,
+            max_devices,
         } = setup;
         let forgotten = Forgotten::default();
         for (id, at) in store.forgotten(forgotten::IN_MEMORY).await? {
             forgotten.insert(id, at);
+        }
+        let signed_out = SignedOut::default();
+        for (id, at) in store.signed_out(forgotten::IN_MEMORY).await? {
+            signed_out.insert(id, at);
         }
         let room = Arc::new(Room::new(message_limit));
         room.load(&store).await?;
@@ -205,6 +224,10 @@ impl Site {
             hub: Arc::new(Hub::default()),
             chat_limits: ChatLimiters::new(chat_limits),
             forgotten,
+            signed_out,
+            seen: devices::Seen::default(),
+            sign_out_limit: RateLimiter::new(SIGN_OUT_LIMIT),
+            max_devices,
             forget_limit: RateLimiter::new(FORGET_LIMIT),
             export_limits: ExportLimiters::default(),
             pages: PageCache::default(),
@@ -290,14 +313,16 @@ impl Site {
             .unwrap_or_else(|| self.unless_forgotten(check))
     }
 
-    /// `check`, or an invalid cookie when it names a forgotten session.
+    /// `check`, or an invalid cookie when it names a forgotten session or a signed out device.
     fn unless_forgotten(&self, check: CookieCheck) -> CookieCheck {
-        match check.verdict.id() {
-            Some(id) if self.is_forgotten(id) => CookieCheck {
-                verdict: Verdict::Invalid,
-                current_value: None,
-                more_valid: false,
-            },
+        match check.verdict.who() {
+            Some(who) if self.is_forgotten(who.session) || self.is_signed_out(who.device) => {
+                CookieCheck {
+                    verdict: Verdict::Invalid,
+                    current_value: None,
+                    more_valid: false,
+                }
+            }
             _ => check,
         }
     }
@@ -310,11 +335,15 @@ impl Site {
 
     /// An open live page counts as use: bumps session `id`'s activity time, so the row is not
     /// pruned while a page shows it. A failure is logged, and tried again at the next touch.
-    pub async fn touch(&self, id: SessionId) {
+    pub async fn touch(&self, session: Session) {
         metrics().touched();
-        if let Err(e) = self.0.store.touch(id, now_millis()).await {
-            metrics().database_error(&e);
-            tracing::warn!(error = %e, "live: touching the session failed");
+        match self.0.store.touch(session.id, now_millis()).await {
+            Ok(Some(_)) => self.seen(session).await,
+            Ok(None) => {}
+            Err(e) => {
+                metrics().database_error(&e);
+                tracing::warn!(error = %e, "live: touching the session failed");
+            }
         }
     }
 
@@ -367,9 +396,20 @@ impl Site {
     /// are no longer refused (no cookie of theirs is left), and the room's log drops the
     /// messages the database no longer has.
     pub async fn pruned(&self, pruned: &Pruned, now: crate::clock::Millis) {
-        self.0
-            .forgotten
-            .forget_before(self.0.retention.cutoffs(now).forgotten_before);
+        let before = self.0.retention.cutoffs(now).forgotten_before;
+        self.0.forgotten.forget_before(before);
+        self.0.signed_out.forget_before(before);
+        // The devices the pass signed out are refused from now on.
+        if pruned.devices > 0 {
+            match self.0.store.signed_out(forgotten::IN_MEMORY).await {
+                Ok(signed_out) => {
+                    for (device, at) in signed_out {
+                        self.0.signed_out.insert(device, at);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot re-read the signed out devices"),
+            }
+        }
         if pruned.messages > 0
             && let Err(e) = self.0.room.load(&self.0.store).await
         {

@@ -41,6 +41,7 @@ impl Site {
             return Ok((Settings::default(), 0));
         };
         let now = now_millis();
+        self.seen(session).await;
         if stored.read_at < self.0.retention.touch_before(now) {
             metrics().touched();
             match self.0.store.touch(session.id, now).await {
@@ -74,10 +75,15 @@ impl Site {
     /// new name.
     pub async fn save_settings(
         &self,
-        id: SessionId,
+        session: Session,
         input: &SettingsInput,
         via: Via<'_>,
     ) -> Result<(SaveOutcome, SettingsErrors), StoreError> {
+        let id = session.id;
+        if self.is_signed_out(session.device) {
+            // Signed out from another device while this request was on its way.
+            return Ok((SaveOutcome::Forgotten, SettingsErrors::default()));
+        }
         let (change, errors) = SettingsChange::parse(input);
         if via.acked_before(self, id) {
             // Already committed: a resend after a reconnect. The fields it refused the first
@@ -119,6 +125,8 @@ impl Site {
                     .publish(id, SessionEvent::SettingsChanged { version, by });
                 self.0.presence.rename(id, &saved.settings.username);
                 via.record_ack(self, id);
+                // The session's first save gives its browser a device row.
+                self.seen(session).await;
                 SaveOutcome::Written(saved.settings, version)
             }
             // Applied before, by another instance or before a restart, and its acknowledgement

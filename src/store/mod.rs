@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use cache::Cache;
 
+pub use device::AddedDevice;
 pub use error::{StoreError, Unavailable};
 pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;
@@ -67,6 +68,8 @@ const CACHE_ROWS: usize = 100_000;
 pub struct Store {
     backend: Backend,
     cache: Arc<Cache>,
+    /// The device lists, cached like the rows (SQLite only).
+    devices: Arc<device::DeviceCache>,
     writes: Arc<WriteTimes>,
     /// At most this many chat messages are kept, checked at every post.
     keep_messages: usize,
@@ -89,6 +92,7 @@ macro_rules! on_backend {
 }
 
 // After the macro, which they use.
+mod device;
 mod link;
 mod presence;
 
@@ -101,9 +105,11 @@ impl Store {
     }
 
     fn with(backend: Backend, cache: Cache) -> Store {
+        let shared = matches!(backend, Backend::Postgres(_));
         Store {
             backend,
             cache: Arc::new(cache),
+            devices: Arc::new(device::DeviceCache::new(!shared)),
             writes: Arc::default(),
             keep_messages: usize::MAX,
         }
@@ -278,23 +284,8 @@ impl Store {
             .timed(async { on_backend!(self, s => s.forget(id, now).await) })
             .await;
         self.cache.remove([id]);
+        self.devices.remove([id]);
         forgotten
-    }
-
-    /// "Sign out everywhere else": moves session `from`'s settings and chat messages to the new
-    /// id `to` in one transaction, and forgets `from` (as [`Store::forget`] does) when it had
-    /// anything. Returns whether it had.
-    pub async fn move_session(
-        &self,
-        from: SessionId,
-        to: SessionId,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
-        let moved = self
-            .timed(async { on_backend!(self, s => s.move_session(from, to, now).await) })
-            .await;
-        self.cache.remove([from, to]);
-        moved
     }
 
     /// The `limit` most recently forgotten session ids, with when each was forgotten.
@@ -312,6 +303,7 @@ impl Store {
     pub async fn prune_batch(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
         let deleted = on_backend!(self, s => s.prune_batch(cutoff, limit).await?);
         let count = deleted.len();
+        self.devices.remove(deleted.iter().copied());
         self.cache.remove(deleted);
         Ok(count)
     }
@@ -407,6 +399,11 @@ impl Store {
     /// the dry run of pruning, with the same predicate.
     pub async fn count_stale(&self, cutoff: Millis) -> Result<usize, StoreError> {
         on_backend!(self, s => s.count_stale(cutoff).await)
+    }
+
+    /// How many devices [`Store::prune_devices_batch`] would sign out in all, changing nothing.
+    pub async fn count_idle_devices(&self, cutoff: Millis) -> Result<usize, StoreError> {
+        on_backend!(self, s => s.count_idle_devices(cutoff).await)
     }
 
     /// How many messages [`Store::prune_messages_batch`] would delete in all, deleting nothing.

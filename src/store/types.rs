@@ -2,7 +2,7 @@
 
 use crate::chat::Message;
 use crate::clock::Millis;
-use crate::session::SessionId;
+use crate::session::{DeviceId, SessionId};
 use crate::settings::Settings;
 
 /// How hard a commit works to survive a crash (`--durability`).
@@ -102,6 +102,19 @@ pub enum Notice {
         id: SessionId,
         expires_at: Option<Millis>,
     },
+    /// Session `session`'s devices changed: one was added, renamed, or seen.
+    Devices { session: SessionId },
+    /// Device `device` of session `session` joined it with a code.
+    Joined {
+        session: SessionId,
+        device: DeviceId,
+    },
+    /// Device `device` of session `session` was signed out at `at`.
+    SignedOut {
+        session: SessionId,
+        device: DeviceId,
+        at: Millis,
+    },
     /// The listening connection was re-established: anything may have happened meanwhile.
     Resync,
 }
@@ -146,6 +159,8 @@ pub struct SessionData {
     pub settings: Option<SettingsRow>,
     /// Every chat message it sent that is still kept, oldest first.
     pub messages: Vec<Message>,
+    /// Its devices, first added first.
+    pub devices: Vec<crate::device::Device>,
 }
 
 /// A settings row with its times.

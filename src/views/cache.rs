@@ -15,21 +15,30 @@ const CAPACITY: usize = 4096;
 
 #[derive(Default)]
 pub struct PageCache {
-    pages: Mutex<HashMap<SessionId, (Settings, i64, Bytes)>>,
+    pages: Mutex<HashMap<SessionId, (Settings, i64, u64, Bytes)>>,
 }
 
 impl PageCache {
-    /// The page rendered for `id` from exactly `settings` at `version`, if there is one.
-    pub fn get(&self, id: SessionId, settings: &Settings, version: i64) -> Option<Bytes> {
+    /// The page rendered for `id` from exactly `settings` at `version`, with the devices part
+    /// `stamp` stands for, if there is one.
+    pub fn get(
+        &self,
+        id: SessionId,
+        settings: &Settings,
+        version: i64,
+        stamp: u64,
+    ) -> Option<Bytes> {
         let pages = self.pages.lock();
         match pages.get(&id) {
-            Some((s, v, html)) if *v == version && s == settings => Some(html.clone()),
+            Some((s, v, t, html)) if *v == version && *t == stamp && s == settings => {
+                Some(html.clone())
+            }
             _ => None,
         }
     }
 
-    /// Keeps a page rendered for `id` from `settings` at `version`.
-    pub fn put(&self, id: SessionId, settings: Settings, version: i64, html: Bytes) {
+    /// Keeps a page rendered for `id` from `settings` at `version`, its devices part `stamp`.
+    pub fn put(&self, id: SessionId, settings: Settings, version: i64, stamp: u64, html: Bytes) {
         let mut pages = self.pages.lock();
         if pages.len() >= CAPACITY {
             let mut n = 0usize;
@@ -38,7 +47,7 @@ impl PageCache {
                 !n.is_multiple_of(8)
             });
         }
-        pages.insert(id, (settings, version, html));
+        pages.insert(id, (settings, version, stamp, html));
     }
 }
 
@@ -55,14 +64,18 @@ mod tests {
             theme: Theme::Light,
             ..Settings::default()
         };
-        cache.put(id, light.clone(), 1, Bytes::from_static(b"light"));
-        assert_eq!(cache.get(id, &light, 1), Some(Bytes::from_static(b"light")));
-        assert_eq!(cache.get(id, &light, 2), None);
+        cache.put(id, light.clone(), 1, 7, Bytes::from_static(b"light"));
         assert_eq!(
-            cache.get(id, &Settings::default(), 1),
+            cache.get(id, &light, 1, 7),
+            Some(Bytes::from_static(b"light"))
+        );
+        assert_eq!(cache.get(id, &light, 2, 7), None);
+        assert_eq!(cache.get(id, &light, 1, 8), None, "another list of devices");
+        assert_eq!(
+            cache.get(id, &Settings::default(), 1, 7),
             None,
             "a row recreated after a prune"
         );
-        assert_eq!(cache.get(SessionId::generate(), &light, 1), None);
+        assert_eq!(cache.get(SessionId::generate(), &light, 1, 7), None);
     }
 }

@@ -9,7 +9,7 @@ use crate::clock::Millis;
 use crate::store::SessionData;
 
 /// The version of the export's shape; bumped by any change a reader could notice.
-pub const EXPORT_VERSION: u32 = 1;
+pub const EXPORT_VERSION: u32 = 2;
 
 /// The file name a browser saves the export under.
 pub const EXPORT_FILE_NAME: &str = "livesession-data.json";
@@ -37,11 +37,25 @@ pub fn export_json(data: &SessionData, now: Millis) -> String {
             })
         })
         .collect();
+    // A device by what a person sees of it: never its id, nor the handle pages name it by.
+    let devices: Vec<Value> = data
+        .devices
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.shown_name(),
+                "added_at": time(d.added_at),
+                "added": d.added.as_str(),
+                "last_active_at": time(d.active_at),
+            })
+        })
+        .collect();
     let document = json!({
         "format": "livesession export",
         "version": EXPORT_VERSION,
         "exported_at": time(now),
         "settings": settings,
+        "devices": devices,
         "messages": messages,
     });
     serde_json::to_string_pretty(&document).unwrap_or_else(|_| "{}".to_owned())
@@ -80,6 +94,13 @@ mod tests {
                 body: "hello \"there\"".into(),
                 created_at: 1_500,
             }],
+            devices: vec![crate::device::Device {
+                id: crate::device::DeviceId::generate(),
+                name: "Firefox on Linux".into(),
+                added_at: 1_000,
+                added: crate::device::Added::First,
+                active_at: 3_000,
+            }],
         };
         let parsed: Value = serde_json::from_str(&export_json(&data, 4_000)).unwrap();
         assert_eq!(parsed["version"], EXPORT_VERSION);
@@ -89,6 +110,17 @@ mod tests {
         assert_eq!(parsed["settings"]["created_at"], "1970-01-01T00:00:01.000Z");
         assert_eq!(parsed["messages"][0]["body"], "hello \"there\"");
         assert_eq!(parsed["messages"][0]["id"], 7);
+        assert_eq!(parsed["devices"][0]["name"], "Firefox on Linux");
+        assert_eq!(parsed["devices"][0]["added"], "first");
+        assert_eq!(
+            parsed["devices"][0]["last_active_at"],
+            "1970-01-01T00:00:03.000Z"
+        );
+        let device = data.devices[0].id;
+        assert!(
+            !export_json(&data, 4_000).contains(&device.to_key()),
+            "no device id"
+        );
         assert!(
             parsed["messages"][0].get("author").is_none(),
             "no session id"

@@ -159,6 +159,27 @@ pub fn qr_svg(text: &str) -> String {
     )
 }
 
+/// A page that says this browser's session ended while a form was on its way, and links back to
+/// the settings page of its new one.
+pub fn ended_page(sentence: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" data-theme="system" {
+            (head("Not saved", Theme::System))
+            body {
+                header.site { a.brand href="/" { "livesession" } }
+                main #main {
+                    section.card {
+                        h1 { "Not saved" }
+                        p role="alert" { (sentence) }
+                        p { a href="/settings" { "Go to the settings of this browser's new session" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

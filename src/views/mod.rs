@@ -5,6 +5,7 @@
 
 mod cache;
 mod chat;
+mod devices;
 mod export;
 mod link;
 mod sentences;
@@ -12,8 +13,9 @@ mod settings;
 
 pub use cache::PageCache;
 pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
+pub use devices::{DevicesCard, Joined};
 pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};
-pub use link::{FreshCode, LinkCard, LinkPage, link_page, minutes_left, qr_svg};
+pub use link::{FreshCode, LinkCard, LinkPage, ended_page, link_page, minutes_left, qr_svg};
 pub use sentences::{chat_too_fast, unusable_code};
 
 use maud::{DOCTYPE, Markup, html};
@@ -75,6 +77,10 @@ pub struct Screen<'a> {
     pub chat: Option<ChatScreen<'a>>,
     /// The session's one-time link code, on the settings view, when it has a live one.
     pub link: Option<LinkCard<'a>>,
+    /// The session's devices, on the settings view.
+    pub devices: Option<DevicesCard<'a>>,
+    /// A device that joined the session lately, announced at the top of the page.
+    pub joined: Option<Joined<'a>>,
 }
 
 /// The whole page: the first, static render.
@@ -135,7 +141,12 @@ pub fn body(screen: &Screen<'_>) -> Markup {
             // Owned by the client script (it shows the connection state); never patched.
             p #live-status data-live-client role="status" aria-live="polite" {}
         }
-        main #main { (main) }
+        main #main {
+            @if let Some(joined) = &screen.joined {
+                (devices::joined_notice(joined, screen.csrf_token))
+            }
+            (main)
+        }
     }
 }
 

@@ -49,6 +49,9 @@ pub fn unusable_code(why: Unusable) -> &'static str {
         Unusable::Cancelled => {
             "That code was cancelled on your other device: make a new one there."
         }
+        Unusable::TooManyDevices => {
+            "That session has as many devices as it may have: sign one out on your other device's settings page, then make a new code."
+        }
     }
 }
 

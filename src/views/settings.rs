@@ -17,9 +17,12 @@ pub(super) fn main(screen: &Screen<'_>) -> Markup {
             p { "Everything this server keeps of this browser: your settings, when they were saved and last used, and every chat message you sent, as a JSON file." }
             p { a.button href="/settings/export" download="livesession-data.json" { "Download my data" } }
         }
+        @if let Some(card) = &screen.devices {
+            (super::devices::card(card, screen.csrf_token))
+        }
         section.card {
             h2 { "Other devices" }
-            p { "Moves what this browser has saved to a new session: every other browser or tab that shares the old one starts over with an empty session. Do it after you used this name on a device that is not yours." }
+            p { "Signs out every other device of this session at once, and any copy of this browser's cookie: they start over with an empty session. What you saved stays here. Do it after you used this name on a device that is not yours." }
             form method="post" action="/settings/sign-out-elsewhere" {
                 input type="hidden" name="_csrf" value=(screen.csrf_token);
                 button.secondary type="submit" { "Sign out everywhere else" }

@@ -518,3 +518,56 @@ async fn a_code_made_on_one_instance_is_used_on_the_other_and_both_show_it() {
     // A, which made it, heard that it was used.
     assert!(!desktop.page("/settings").await.contains("It expires in"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_joining_on_one_instance_shows_on_the_other_and_signed_out_there_is_refused_here()
+{
+    let Some(cluster) = Cluster::start("devices_across_instances").await else {
+        return;
+    };
+    let mut desktop = Browser::new(cluster.a.addr);
+    desktop.save_settings("ada", "dark").await;
+    let mut desktop_tab = live::join_settings(&mut desktop, "desktop-a").await;
+    let token = desktop.csrf_token().await;
+    let made = desktop
+        .post("/settings/link", &[("_csrf", token.as_str())])
+        .await;
+    let location = made.headers()["location"].to_str().unwrap().to_owned();
+    let code = location.rsplit('=').next().unwrap().to_owned();
+
+    // The phone uses the code on B: A's open settings page lists it and announces it.
+    let mut phone = Browser::new(cluster.b.addr);
+    let token = phone.csrf_token().await;
+    let used = phone
+        .post(&format!("/link/{code}"), &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(used.status(), StatusCode::SEE_OTHER);
+    recv_until(&mut desktop_tab, |m| {
+        let html = m["html"].as_str().unwrap_or("");
+        m["t"] == "render"
+            && html.contains("A new device joined")
+            && html.matches("<li class=\"device\"").count() == 2
+    })
+    .await;
+    let mut phone_tab = live::join_settings(&mut phone, "phone-b").await;
+
+    // Signed out on A: its page on B reloads, and B refuses its cookie.
+    let page = desktop.page("/settings").await;
+    let other = page
+        .split("<li class=\"device\"")
+        .skip(1)
+        .find(|item| !item.contains("data-this-device"))
+        .unwrap();
+    let handle = crate::common::attribute_after(other, r#"data-device=""#).to_owned();
+    let token = desktop.csrf_token().await;
+    let response = desktop
+        .post(
+            "/settings/devices/sign-out",
+            &[("_csrf", token.as_str()), ("device", handle.as_str())],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    recv_until(&mut phone_tab, |m| m["t"] == "reload").await;
+    assert_eq!(username_field(&phone.page("/settings").await), "");
+    assert_eq!(username_field(&desktop.page("/settings").await), "ada");
+}

@@ -34,3 +34,4 @@ mod shutdown;
 mod startup;
 mod store;
 mod systemd;
+mod your_devices;

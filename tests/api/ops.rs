@@ -156,7 +156,7 @@ async fn prune_says_what_it_removed_in_a_sentence() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
-        "would remove 3 stale sessions, 4 old messages and 2 expired forgotten ids \
+        "would remove 3 stale sessions, 0 idle devices, 4 old messages and 2 expired forgotten ids \
          (dry run: nothing was deleted)"
     );
 }

@@ -10,7 +10,8 @@ use livesession::settings::{SettingsChange, Theme};
 use livesession::shutdown::CancellationToken;
 
 fn read_at(app: &TestApp, cookie: &str) -> i64 {
-    let id = &cookie["livesession=".len() + 44..];
+    let start = "livesession=".len() + 44;
+    let id = &cookie[start..start + 36];
     app.db()
         .query_row(
             "SELECT read_at FROM settings WHERE session_id = ?1",

@@ -30,11 +30,14 @@ async fn a_first_visit_gets_a_long_lived_http_only_lax_cookie() {
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
-    // The signed value carries a UUID v4: 36 characters after the 44-character signature.
+    // The signed value carries the session's UUID v4 and this browser's device, another UUID
+    // v4, after the 44-character signature: `<session>.<device>`.
     let value = attributes[0].trim_start_matches("livesession=");
-    let id = &value[44..];
-    assert_eq!(id.len(), 36, "{value}");
+    let (id, device) = value[44..].split_once('.').expect("a session and a device");
+    assert_eq!((id.len(), device.len()), (36, 36), "{value}");
     assert_eq!(&id[14..15], "4", "not a version 4 UUID: {id}");
+    assert_eq!(&device[14..15], "4", "not a version 4 UUID: {device}");
+    assert_ne!(id, device, "a new browser's device has an id of its own");
     app.stop().await;
 }
 

@@ -410,8 +410,9 @@ async fn download_my_data_has_the_settings_their_times_and_every_message_this_br
 
     let (status, data) = export(&mut ada).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(data["version"], 1);
+    assert_eq!(data["version"], 2);
     assert_eq!(data["format"], "livesession export");
+    assert_eq!(data["devices"].as_array().unwrap().len(), 1, "this browser");
     assert_eq!(data["settings"]["username"], "Ada");
     assert_eq!(data["settings"]["theme"], "dark");
     for field in ["created_at", "updated_at", "last_used_at"] {

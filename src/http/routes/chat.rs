@@ -64,6 +64,8 @@ async fn chat_page(
             presence: before.is_none().then_some(&presence),
         }),
         link: None,
+        devices: None,
+        joined: None,
     }))
 }
 

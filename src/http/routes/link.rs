@@ -125,7 +125,7 @@ pub async fn use_link(
 ) -> Result<Response, AppError> {
     check_csrf(&site, session, &form.csrf)?;
     let code = LinkCode::parse(&typed);
-    match site.use_link(code.as_ref(), session.id, from).await? {
+    match site.use_link(code.as_ref(), session, from).await? {
         Found::Live(theirs) => {
             Ok((Extension(ReplaceSession(theirs)), Redirect::to("/settings")).into_response())
         }

@@ -23,7 +23,10 @@ use crate::site::Site;
 pub use chat::{home, post_message};
 pub use health::health;
 pub use link::{cancel_link, link_form, make_link, show_link, use_link};
-pub use settings::{export, forget, save_settings, show_settings, sign_out_elsewhere};
+pub use settings::{
+    export, forget, rename_device, save_settings, show_settings, sign_out_device,
+    sign_out_elsewhere,
+};
 
 /// Refuses a form whose CSRF token is not this session's (`403`, nothing changed).
 fn check_csrf(site: &Site, session: Session, token: &str) -> Result<(), AppError> {

@@ -1,5 +1,5 @@
 //! The settings page: `GET /settings`, its form (`POST /settings`), and its buttons: "forget
-//! me", "sign out everywhere else", "Download my data".
+//! me", "sign out everywhere else", "Download my data", and each device's rename and sign out.
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -12,16 +12,19 @@ use serde::Deserialize;
 
 use super::link::origin;
 use super::{TokenForm, check_csrf};
+use crate::clock::Millis;
 use crate::clock::now_millis;
+use crate::device::{self, Handle};
 use crate::http::client::{ClientAddr, LocalAddr};
 use crate::http::error::AppError;
 use crate::http::session::ReplaceSession;
 use crate::link::LinkCode;
 use crate::metrics::{Page, metrics};
-use crate::session::{Session, SessionId};
+use crate::session::Session;
 use crate::settings::{Settings, SettingsInput};
-use crate::site::{SaveOutcome, Site, Via};
-use crate::views::{self, FormState, FreshCode, LinkCard, Screen, View};
+use crate::site::{DeviceChange, DeviceList, SaveOutcome, Site, Via};
+use crate::views::{self, DevicesCard, FormState, FreshCode, Joined, LinkCard, Screen, View};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// The query of `GET /settings`: the one-time code just made, to show it.
 #[derive(Debug, Deserialize)]
@@ -29,9 +32,9 @@ pub struct SettingsQuery {
     link: Option<String>,
 }
 
-/// `GET /settings`: the form, filled from the database on this very first render. With
-/// `?link=CODE` (where making a code redirects), the code is shown while it is this session's
-/// and live.
+/// `GET /settings`: the form, filled from the database on this very first render, and the
+/// session's devices. With `?link=CODE` (where making a code redirects), the code is shown while
+/// it is this session's and live.
 pub async fn show_settings(
     State(site): State<Site>,
     session: Session,
@@ -41,6 +44,7 @@ pub async fn show_settings(
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
     let (saved, version) = site.settings_for(session).await?;
+    let page = SettingsPage::of(&site, session, saved, version).await?;
     if let Some(code) = query.link.as_deref().and_then(LinkCode::parse)
         && site.owns_live_link(session.id, &code).await?
     {
@@ -55,58 +59,101 @@ pub async fn show_settings(
             url: &url,
             qr: &qr,
         };
-        let page = settings_document(
-            &site,
-            session.id,
-            &saved,
-            version,
-            FormState::default(),
-            Some(fresh),
-        );
-        return Ok(page.into_response());
+        return Ok(page
+            .render(FormState::default(), Some(fresh), None)
+            .into_response());
     }
-    // A page with a live link code shows its expiry: not one for the cache.
+    // A page with a live link code shows its expiry: not one for the cache. The list of
+    // devices says "3 days ago": a cached page is one of the same list said the same way.
     let cacheable = !session.is_new && site.link_expires(session.id).is_none();
-    if cacheable && let Some(html) = site.pages().get(session.id, &saved, version) {
+    let stamp = devices_stamp(&page.devices, session, page.now);
+    if cacheable && let Some(html) = site.pages().get(session.id, &page.saved, version, stamp) {
         return Ok(Html(html).into_response());
     }
-    let page = settings_document(
-        &site,
-        session.id,
-        &saved,
-        version,
-        FormState::default(),
-        None,
-    );
-    let html = Bytes::from(page.into_string());
+    let html = Bytes::from(page.render(FormState::default(), None, None).into_string());
     if cacheable {
-        site.pages().put(session.id, saved, version, html.clone());
+        site.pages()
+            .put(session.id, page.saved, version, stamp, html.clone());
     }
     Ok(Html(html).into_response())
 }
 
-/// The settings page of `id`, showing `saved` (at `version`) and the form's own state.
-fn settings_document(
-    site: &Site,
-    id: SessionId,
-    saved: &Settings,
+/// What the devices part of a settings page shows, as one number: equal for two renders that
+/// show the same list the same way.
+fn devices_stamp(list: &DeviceList, session: Session, now: Millis) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    session.device.hash(&mut hasher);
+    for d in &list.devices {
+        d.id.hash(&mut hasher);
+        d.name.hash(&mut hasher);
+        device::added_label(d.added_at, now).hash(&mut hasher);
+        device::active_label(d.active_at, now).hash(&mut hasher);
+    }
+    list.joined.as_ref().map(|d| d.id).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A settings page of one session, as a form post or a page view renders it.
+struct SettingsPage<'a> {
+    site: &'a Site,
+    session: Session,
+    saved: Settings,
     version: i64,
-    form: FormState<'_>,
-    fresh: Option<FreshCode<'_>>,
-) -> Markup {
-    let link = site.link_expires(id).map(|expires_at| LinkCard {
-        fresh,
-        minutes_left: views::minutes_left(expires_at),
-    });
-    views::document(&Screen {
-        view: View::Settings,
-        saved,
-        version,
-        csrf_token: &site.csrf_token(id),
-        form,
-        chat: None,
-        link,
-    })
+    devices: DeviceList,
+    now: Millis,
+}
+
+impl<'a> SettingsPage<'a> {
+    /// The page of `session`, showing `saved` (at `version`) and its devices as they are now.
+    async fn of(
+        site: &'a Site,
+        session: Session,
+        saved: Settings,
+        version: i64,
+    ) -> Result<SettingsPage<'a>, AppError> {
+        Ok(SettingsPage {
+            site,
+            session,
+            saved,
+            version,
+            devices: site.devices_of(session).await?,
+            now: now_millis(),
+        })
+    }
+
+    /// The page, with the form's own state, a code just made, and why a device change was
+    /// refused.
+    fn render(
+        &self,
+        form: FormState<'_>,
+        fresh: Option<FreshCode<'_>>,
+        device_error: Option<&str>,
+    ) -> Markup {
+        let id = self.session.id;
+        let link = self.site.link_expires(id).map(|expires_at| LinkCard {
+            fresh,
+            minutes_left: views::minutes_left(expires_at),
+        });
+        views::document(&Screen {
+            view: View::Settings,
+            saved: &self.saved,
+            version: self.version,
+            csrf_token: &self.site.csrf_token(id),
+            form,
+            chat: None,
+            link,
+            devices: Some(DevicesCard {
+                devices: &self.devices.devices,
+                this: self.session.device,
+                now: self.now,
+                error: device_error,
+            }),
+            joined: self.devices.joined.as_ref().map(|device| Joined {
+                device,
+                now: self.now,
+            }),
+        })
+    }
 }
 
 /// The settings form as posted.
@@ -131,12 +178,25 @@ pub async fn save_settings(
         username: form.username,
         theme: form.theme,
     };
-    let (outcome, errors) = site.save_settings(session.id, &input, Via::Form).await?;
+    let (outcome, errors) = site.save_settings(session, &input, Via::Form).await?;
     let (saved, version) = match outcome {
         SaveOutcome::Written(saved, version) => (saved, version),
         SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for(session).await?,
-        // Forgotten in another tab (or on another instance) meanwhile: the page starts over.
-        SaveOutcome::Forgotten => return Ok(Redirect::to("/settings").into_response()),
+        // Forgotten or signed out in another tab (or on another instance) meanwhile: nothing
+        // was saved, and the browser starts over with a new, empty session. Never a redirect
+        // that would read as a success.
+        SaveOutcome::Forgotten => {
+            let fresh = ReplaceSession(Session::fresh(session.kind).who());
+            return Ok((
+                StatusCode::CONFLICT,
+                Extension(fresh),
+                Html(views::ended_page(
+                    "Not saved: this browser was signed out or forgotten from another tab or \
+                     device while the form was on its way. It now has a new, empty session.",
+                )),
+            )
+                .into_response());
+        }
     };
     if errors.is_empty() {
         return Ok(Redirect::to("/settings").into_response());
@@ -145,8 +205,12 @@ pub async fn save_settings(
         typed_username: errors.username.as_ref().and(input.username.as_deref()),
         errors: Some(&errors),
     };
-    let page = settings_document(&site, session.id, &saved, version, form, None);
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    let page = SettingsPage::of(&site, session, saved, version).await?;
+    Ok((
+        StatusCode::UNPROCESSABLE_ENTITY,
+        page.render(form, None, None),
+    )
+        .into_response())
 }
 
 /// `POST /settings/forget`: deletes this browser's row and moves it to a new, empty session. The
@@ -160,21 +224,91 @@ pub async fn forget(
 ) -> Result<Response, AppError> {
     check_csrf(&site, session, &form.csrf)?;
     site.forget(session.id, from).await?;
-    let fresh = ReplaceSession(SessionId::generate());
+    let fresh = ReplaceSession(Session::fresh(session.kind).who());
     Ok((Extension(fresh), Redirect::to("/settings")).into_response())
 }
 
-/// `POST /settings/sign-out-elsewhere`: this browser's data moves to a new session, which its
-/// cookie now names; every other device (and every open page) on the old one starts over.
+/// `POST /settings/sign-out-elsewhere`: every other device of the session is signed out (and any
+/// copy of this browser's cookie: this browser gets a new device id); the data stays.
 pub async fn sign_out_elsewhere(
     State(site): State<Site>,
     session: Session,
-    ClientAddr(from): ClientAddr,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&site, session, &form.csrf)?;
-    let new = site.sign_out_elsewhere(session.id, from).await?;
+    let new = site.sign_out_elsewhere(session).await?;
     Ok((Extension(ReplaceSession(new)), Redirect::to("/settings")).into_response())
+}
+
+/// A form about one device: which, by its public handle, and for renaming, the new name.
+#[derive(Debug, Deserialize)]
+pub struct DeviceForm {
+    #[serde(rename = "_csrf", default)]
+    csrf: String,
+    #[serde(default)]
+    device: String,
+    name: Option<String>,
+}
+
+/// `POST /settings/devices/sign-out`: signs out another device of this session; `303` back to
+/// the settings page, or `422` with the page saying why not (no such device, or this one).
+pub async fn sign_out_device(
+    State(site): State<Site>,
+    session: Session,
+    Form(form): Form<DeviceForm>,
+) -> Result<Response, AppError> {
+    check_csrf(&site, session, &form.csrf)?;
+    let change = match Handle::parse(&form.device) {
+        Some(handle) => site.sign_out_device(session, handle).await?,
+        None => DeviceChange::NoSuchDevice,
+    };
+    device_changed(&site, session, change).await
+}
+
+/// `POST /settings/devices/rename`: renames a device of this session; `303` back, or `422` with
+/// the page saying why the name was refused.
+pub async fn rename_device(
+    State(site): State<Site>,
+    session: Session,
+    Form(form): Form<DeviceForm>,
+) -> Result<Response, AppError> {
+    check_csrf(&site, session, &form.csrf)?;
+    let Some(handle) = Handle::parse(&form.device) else {
+        return device_changed(&site, session, DeviceChange::NoSuchDevice).await;
+    };
+    let name = match device::parse_name(form.name.as_deref().unwrap_or("")) {
+        Ok(name) => name,
+        Err(why) => return refused_device(&site, session, why).await,
+    };
+    let change = site.rename_device(session.id, handle, name).await?;
+    device_changed(&site, session, change).await
+}
+
+/// The answer to a device change: back to the settings page, or the page with why not.
+async fn device_changed(
+    site: &Site,
+    session: Session,
+    change: DeviceChange,
+) -> Result<Response, AppError> {
+    match change {
+        DeviceChange::Done => Ok(Redirect::to("/settings").into_response()),
+        DeviceChange::NoSuchDevice => {
+            let why = "That device is not one of this session's any more: it may have been signed out already.";
+            refused_device(site, session, why).await
+        }
+        DeviceChange::ThisDevice => {
+            let why = "This is the browser you are using: to end its session, use \"Forget me\".";
+            refused_device(site, session, why).await
+        }
+    }
+}
+
+/// The settings page with `why` over the devices list, as `422`.
+async fn refused_device(site: &Site, session: Session, why: &str) -> Result<Response, AppError> {
+    let (saved, version) = site.settings_for(session).await?;
+    let page = SettingsPage::of(site, session, saved, version).await?;
+    let html = page.render(FormState::default(), None, Some(why));
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
 }
 
 /// `GET /settings/export`: "Download my data", a JSON file of everything this server keeps of

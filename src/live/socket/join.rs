@@ -17,13 +17,13 @@ use crate::live::protocol::{ClientMessage, MAX_PAGE_ID_LEN, ServerMessage};
 use crate::live::{Live, SocketPermit};
 use crate::metrics::Refusal;
 use crate::refusals::refused;
-use crate::session::{Session, SessionId};
+use crate::session::Session;
 use crate::settings::SettingsErrors;
 use crate::views::View;
 
 /// What a page says of itself in its join message, once checked.
 struct Joining {
-    id: SessionId,
+    session: Session,
     view: View,
     page: String,
     /// The settings version the page shows.
@@ -39,7 +39,7 @@ struct Joining {
 pub(super) async fn join<S: Transport>(
     peer: &mut Peer<S>,
     live: &Arc<Live>,
-    session: Option<SessionId>,
+    session: Option<Session>,
     permit: SocketPermit,
     from: IpAddr,
 ) -> Result<LiveView, End> {
@@ -102,7 +102,7 @@ enum Refused {
 
 /// Checks the join: a join message, a valid session cookie on the upgrade, this session's CSRF
 /// token, a page id of a sane length, the client script of this build.
-fn check(text: &str, session: Option<SessionId>, live: &Live) -> Result<Joining, Refused> {
+fn check(text: &str, session: Option<Session>, live: &Live) -> Result<Joining, Refused> {
     let Ok(ClientMessage::Join {
         view,
         csrf,
@@ -118,11 +118,11 @@ fn check(text: &str, session: Option<SessionId>, live: &Live) -> Result<Joining,
             "the first message must be a join",
         ));
     };
-    let Some(id) = session else {
+    let Some(session) = session else {
         let reason = "no valid session cookie; reload the page";
         return Err(Refused::Close(code::POLICY, reason));
     };
-    if !live.site.verify_csrf(id, &csrf) {
+    if !live.site.verify_csrf(session.id, &csrf) {
         let reason = "invalid CSRF token; reload the page";
         return Err(Refused::Close(code::POLICY, reason));
     }
@@ -133,7 +133,7 @@ fn check(text: &str, session: Option<SessionId>, live: &Live) -> Result<Joining,
         return Err(Refused::Outdated);
     }
     Ok(Joining {
-        id,
+        session,
         view,
         page,
         version,
@@ -151,7 +151,8 @@ async fn count_in<S: Transport>(
     permit: SocketPermit,
     from: IpAddr,
 ) -> Result<LiveView, End> {
-    let id = joining.id;
+    let session = joining.session;
+    let id = session.id;
     // Subscribe before reading, so a change committed meanwhile is heard (and merely re-read).
     let events = live.site.subscribe(id);
     if live.site.sockets_of(id) > live.config.max_sockets_per_session {
@@ -164,7 +165,6 @@ async fn count_in<S: Transport>(
     let slot = permit.joined();
     let on_chat = joining.view == View::Chat;
     let chat = on_chat.then(|| live.site.room_feed());
-    let session = Session { id, is_new: false };
     let (saved, current) = match live.site.settings_for(session).await {
         Ok(found) => found,
         Err(e) => return Err(peer.store_failed("joining", &e).await),
@@ -182,6 +182,8 @@ async fn count_in<S: Transport>(
     });
     Ok(LiveView {
         id,
+        session,
+        joined: None,
         from,
         socket_id: live.next_socket_id(),
         view: joining.view,

@@ -189,8 +189,13 @@ impl PostgresStore {
                 .iter()
                 .map(message)
                 .collect::<Result<Vec<_>, _>>()?;
+            let devices = super::device::devices_of(&tx, id).await?;
             tx.commit().await?;
-            Ok(SessionData { settings, messages })
+            Ok(SessionData {
+                settings,
+                messages,
+                devices,
+            })
         })
         .await
     }

@@ -180,6 +180,18 @@ fn parse_notice(payload: &str, own_instance: &str) -> Option<Notice> {
             id: id.parse().ok()?,
             expires_at: Some(expires_at.parse().ok()?).filter(|at: &Millis| *at > 0),
         },
+        ("v", session, None) => Notice::Devices {
+            session: session.parse().ok()?,
+        },
+        ("j", session, Some(device)) => Notice::Joined {
+            session: session.parse().ok()?,
+            device: device.parse().ok()?,
+        },
+        ("o", session, Some(device)) => Notice::SignedOut {
+            session: session.parse().ok()?,
+            device: device.parse().ok()?,
+            at: parts.next()?.parse().ok()?,
+        },
         _ => return None,
     };
     parts.next().is_none().then_some(notice)
@@ -229,6 +241,27 @@ mod tests {
                 expires_at: None
             })
         );
+        let device = crate::session::DeviceId::generate();
+        assert_eq!(
+            parse_notice(&format!("{OTHER} v {id}"), OWN),
+            Some(Notice::Devices { session: id })
+        );
+        assert_eq!(
+            parse_notice(&format!("{OTHER} j {id} {device}"), OWN),
+            Some(Notice::Joined {
+                session: id,
+                device
+            })
+        );
+        assert_eq!(
+            parse_notice(&format!("{OTHER} o {id} {device} 5"), OWN),
+            Some(Notice::SignedOut {
+                session: id,
+                device,
+                at: 5
+            })
+        );
+        assert_eq!(parse_notice(&format!("{OTHER} o {id} {device}"), OWN), None);
     }
 
     #[test]

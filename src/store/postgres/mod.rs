@@ -21,7 +21,8 @@
 //! - [`schema`]: `schema.postgres.sql`, its version, the signing key's fingerprint;
 //! - [`listen`]: the listening connection that hears the other instances;
 //! - [`chat`]: posting and reading chat messages, and a session's export;
-//! - [`forget`]: "forget me" and "sign out everywhere else", under the session's lock;
+//! - [`device`]: each session's devices, under the session's lock, and the devices signed out;
+//! - [`forget`]: "forget me", under the session's lock;
 //! - [`link`]: one-time link codes, spent under the code's row lock;
 //! - [`presence`]: the instances' shared presence lists;
 //! - [`prune`]: what pruning deletes, and the dry run's counts;
@@ -29,6 +30,7 @@
 //! - [`tls`]: TLS with rustls, the certificate checks, and what the log says of them.
 
 mod chat;
+mod device;
 mod forget;
 mod link;
 mod listen;

@@ -65,8 +65,16 @@ impl PostgresStore {
                 .await?;
             let rows = client.query(&statement, &[&cutoff, &limit]).await?;
             let mut deleted = Vec::with_capacity(rows.len());
+            let mut uuids = Vec::with_capacity(rows.len());
             for row in &rows {
-                deleted.push(SessionId::from_uuid(row.try_get(0)?));
+                let uuid: uuid::Uuid = row.try_get(0)?;
+                uuids.push(uuid);
+                deleted.push(SessionId::from_uuid(uuid));
+            }
+            if !uuids.is_empty() {
+                client
+                    .execute("DELETE FROM devices WHERE session_id = ANY($1)", &[&uuids])
+                    .await?;
             }
             Ok(deleted)
         })
@@ -96,6 +104,18 @@ impl PostgresStore {
     pub(in crate::store) async fn count_stale(&self, cutoff: Millis) -> Result<usize, StoreError> {
         self.count(concat!("SELECT count(*) ", stale_settings!()), &[&cutoff])
             .await
+    }
+
+    /// How many devices [`Self::prune_devices_batch`] would sign out in all; changes nothing.
+    pub(in crate::store) async fn count_idle_devices(
+        &self,
+        cutoff: Millis,
+    ) -> Result<usize, StoreError> {
+        self.count(
+            "SELECT count(*) FROM devices WHERE active_at < $1",
+            &[&cutoff],
+        )
+        .await
     }
 
     /// How many messages [`Self::prune_messages_batch`] would delete in all; deletes nothing.

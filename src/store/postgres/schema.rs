@@ -10,7 +10,7 @@ use crate::store::StoreError;
 const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes; `schema.postgres.sql` records it in `livesession_meta`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Upgrades, by the version they start from (`migrate` records the next version after each).
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/postgres/003_link_codes.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/004_devices.sql"),
     ),
 ];
 

@@ -155,8 +155,13 @@ impl SqliteStore {
                 ))?
                 .query_map([&key], message)?
                 .collect::<Result<Vec<_>, _>>()?;
+            let devices = super::device::devices_of(&tx, id)?;
             tx.finish()?;
-            Ok(SessionData { settings, messages })
+            Ok(SessionData {
+                settings,
+                messages,
+                devices,
+            })
         })
         .await
     }

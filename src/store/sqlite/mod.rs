@@ -5,12 +5,14 @@
 //!
 //! - [`schema`]: `schema.sql`, the upgrades, the settings of every connection;
 //! - [`chat`]: posting and reading chat messages, and a session's export;
+//! - [`device`]: each session's devices, and the devices signed out;
 //! - [`link`]: one-time link codes, made, cancelled and spent through the writer;
 //! - [`prune`]: what pruning deletes, and the dry run's counts;
 //! - [`backup`]: the online backup and the files' sizes.
 
 mod backup;
 mod chat;
+mod device;
 mod link;
 mod prune;
 mod schema;
@@ -194,44 +196,11 @@ impl SqliteStore {
                 let unlinked = tx
                     .prepare_cached(UNLINK_MESSAGES)?
                     .execute(params![id.to_key(), SessionId::NOBODY.to_key()])?;
-                let had_data = deleted + unlinked > 0;
+                let devices = device::delete_devices(tx, id)?;
+                let had_data = deleted + unlinked + devices > 0;
                 if had_data {
                     tx.prepare_cached(REMEMBER_FORGOTTEN)?
                         .execute(params![id.to_key(), now])?;
-                }
-                Ok(had_data)
-            })
-            .await
-    }
-
-    pub(super) async fn move_session(
-        &self,
-        from: SessionId,
-        to: SessionId,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
-        self.writer
-            .write(move |tx| {
-                let (old, new) = (from.to_key(), to.to_key());
-                let moved = tx
-                    .prepare_cached(
-                        "INSERT INTO settings
-                             (session_id, username, theme, version, inserted_at, updated_at, read_at)
-                         SELECT ?2, username, theme, version, inserted_at, updated_at, ?3
-                         FROM settings WHERE session_id = ?1",
-                    )?
-                    .execute(params![old, new, now])?;
-                tx.prepare_cached("DELETE FROM settings WHERE session_id = ?1")?
-                    .execute([&old])?;
-                let relinked = tx
-                    .prepare_cached("UPDATE messages SET author_session = ?2 WHERE author_session = ?1")?
-                    .execute(params![old, new])?;
-                tx.prepare_cached("DELETE FROM page_acks WHERE session_id = ?1")?
-                    .execute([&old])?;
-                let had_data = moved + relinked > 0;
-                if had_data {
-                    tx.prepare_cached(REMEMBER_FORGOTTEN)?
-                    .execute(params![old, now])?;
                 }
                 Ok(had_data)
             })

@@ -69,6 +69,10 @@ impl SqliteStore {
                     .query_map(params![cutoff, limit], |row| row.get::<_, String>(0))?
                     .filter_map(|id| id.map(|id| id.parse().ok()).transpose())
                     .collect::<rusqlite::Result<Vec<SessionId>>>()?;
+                drop(statement);
+                for id in &deleted {
+                    super::device::delete_devices(tx, *id)?;
+                }
                 Ok(deleted)
             })
             .await
@@ -126,6 +130,18 @@ impl SqliteStore {
         self.count(
             concat!("SELECT count(*) ", expired_forgotten!()),
             vec![before],
+        )
+        .await
+    }
+
+    /// How many devices [`Self::prune_devices_batch`] would sign out in all; changes nothing.
+    pub(in crate::store) async fn count_idle_devices(
+        &self,
+        cutoff: Millis,
+    ) -> Result<usize, StoreError> {
+        self.count(
+            "SELECT count(*) FROM devices WHERE active_at < ?1",
+            vec![cutoff],
         )
         .await
     }

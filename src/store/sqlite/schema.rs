@@ -16,13 +16,14 @@ const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes; `schema.sql` sets `PRAGMA user_version` to it.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Upgrades, by the version they start from; each ends by setting `user_version` to the next.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/002_messages.sql")),
     (2, include_str!("../../../migrations/003_page_acks.sql")),
     (3, include_str!("../../../migrations/004_link_codes.sql")),
+    (4, include_str!("../../../migrations/005_devices.sql")),
 ];
 
 /// A configured connection to the existing database at `path`, if it holds this build's schema;

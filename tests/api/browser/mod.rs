@@ -803,3 +803,81 @@ async fn a_phone_linked_by_typing_the_code_stays_in_sync_and_can_sign_the_deskto
     phone.quit().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_desktop_sees_the_phone_join_and_signs_it_out_and_the_phone_starts_over() {
+    let Some(desktop) = Chrome::start("devices (desktop)").await else {
+        return;
+    };
+    let Some(phone) = Chrome::start("devices (phone)").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    desktop.goto(&app.url("/settings")).await;
+    desktop.until("the socket is live", CONNECTED).await;
+    desktop.type_into("#username", "Ada").await;
+    desktop
+        .until(
+            "the name is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    click(&desktop, "form[action='/settings/link'] button").await;
+    desktop
+        .until(
+            "the code is shown",
+            "return !!document.getElementById('link-code')",
+        )
+        .await;
+    let code = desktop
+        .js("return document.getElementById('link-code').textContent")
+        .await;
+    let code = code.as_str().unwrap().to_owned();
+    desktop.until("the socket is live again", CONNECTED).await;
+
+    phone.goto(&app.url("/link")).await;
+    phone.type_into("#code", &format!("{code}\u{E007}")).await;
+    phone
+        .until(
+            "the confirmation page",
+            "return document.body.textContent.includes('Use it on this browser')",
+        )
+        .await;
+    click(&phone, "form[action^='/link/'] button").await;
+    phone.until("the settings page", CONNECTED).await;
+    assert_eq!(phone.value("#username").await, "Ada");
+
+    // The desktop's open page says so, without a reload, and lists both devices.
+    desktop
+        .until(
+            "the desktop is told a device joined",
+            "return (document.getElementById('new-device') || {textContent: ''}).textContent \
+             .includes('A new device joined') \
+             && document.querySelectorAll('#devices > li').length === 2",
+        )
+        .await;
+    click(&desktop, "#new-device form.sign-out button").await;
+
+    // The phone reloads into a new, empty session; the desktop keeps its name and one device.
+    phone
+        .until(
+            "the phone starts over",
+            "return document.getElementById('current-username').textContent === 'anonymous' \
+             && document.documentElement.classList.contains('live-connected')",
+        )
+        .await;
+    assert_eq!(phone.value("#username").await, "");
+    desktop
+        .until(
+            "the desktop keeps its name and lists one device",
+            "return document.getElementById('current-username').textContent === 'Ada' \
+             && document.querySelectorAll('#devices > li').length === 1 \
+             && !!document.querySelector('#devices > li[data-this-device]')",
+        )
+        .await;
+    desktop.assert_clean_console().await;
+    phone.assert_clean_console().await;
+    desktop.quit().await;
+    phone.quit().await;
+    app.stop().await;
+}

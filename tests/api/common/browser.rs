@@ -29,6 +29,20 @@ impl Browser {
         }
     }
 
+    /// A browser that says it is `user_agent`.
+    pub fn with_user_agent(addr: SocketAddr, user_agent: &str) -> Browser {
+        let client = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .user_agent(user_agent.to_owned())
+            .build()
+            .unwrap();
+        Browser {
+            addr,
+            client,
+            cookie: None,
+        }
+    }
+
     fn remember(&mut self, response: &Response) {
         if let Some(set) = response.headers().get(SET_COOKIE) {
             let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
@@ -152,12 +166,17 @@ pub fn message_ids(html: &str) -> Vec<i64> {
         .collect()
 }
 
-/// The `name=value` pair a browser would send for the cookie `keys` issue for `id`.
+/// The `name=value` pair a browser would send for the cookie `keys` issue for `id` (as its
+/// first device).
 pub fn cookie_pair(
     keys: &livesession::session::Keys,
     id: livesession::session::SessionId,
 ) -> String {
-    let set_cookie = keys.issue(id);
+    let who = livesession::session::Who {
+        session: id,
+        device: livesession::session::first_device(id),
+    };
+    let set_cookie = keys.issue(who);
     set_cookie
         .to_str()
         .unwrap()

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use livesession::session::SessionId;
-use livesession::settings::Theme;
 use livesession::store::Saved;
 
 use crate::store::harness::{Fixture, body, change};
@@ -185,42 +184,4 @@ pub async fn a_session_with_nothing_saved_is_forgotten_without_a_trace(f: Fixtur
         .map(|(id, _)| id)
         .collect();
     assert_eq!(newest, vec![saver]);
-}
-
-pub async fn a_moved_session_keeps_its_data_under_the_new_id_and_the_old_is_forgotten(f: Fixture) {
-    let (old, new) = (SessionId::generate(), SessionId::generate());
-    f.store
-        .save(old, change(Some("ada"), Some(Theme::Dark)), 1_000)
-        .await
-        .unwrap();
-    f.store
-        .post_message(old, body("mine"), "n".into(), 2_000)
-        .await
-        .unwrap();
-    assert!(f.store.move_session(old, new, 3_000).await.unwrap());
-    let other = f.another().await;
-    assert_eq!(other.load(old).await.unwrap(), None);
-    let moved = other.load(new).await.unwrap().expect("the row moved");
-    assert_eq!(moved.settings.username.as_str(), "ada");
-    assert_eq!(moved.settings.theme, Theme::Dark);
-    let data = other.session_data(new).await.unwrap();
-    assert_eq!(data.messages.len(), 1, "its messages follow it");
-    assert_eq!(data.messages[0].author, new);
-    assert!(other.session_data(old).await.unwrap().messages.is_empty());
-    // The old id is never written again.
-    assert_eq!(
-        other
-            .save(old, change(Some("back"), None), 4_000)
-            .await
-            .unwrap(),
-        Saved::Forgotten
-    );
-    // A session that had nothing moves nothing and is not remembered.
-    let empty = SessionId::generate();
-    assert!(
-        !f.store
-            .move_session(empty, SessionId::generate(), 5_000)
-            .await
-            .unwrap()
-    );
 }

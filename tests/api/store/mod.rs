@@ -7,6 +7,7 @@
 //!
 //! The PostgreSQL server is `LIVESESSION_TEST_POSTGRES`; see `crate::common::postgres`.
 
+mod devices;
 mod forget;
 mod harness;
 mod link;
@@ -34,7 +35,13 @@ harness::on_both_backends! {
         forgetting_a_browser_unlinks_its_messages_from_it,
         forgotten_ids_are_remembered_until_they_expire,
         a_session_with_nothing_saved_is_forgotten_without_a_trace,
-        a_moved_session_keeps_its_data_under_the_new_id_and_the_old_is_forgotten,
+    ],
+    devices: [
+        a_session_s_first_browser_gets_its_device_when_seen,
+        a_signed_out_device_is_never_written_again_on_any_instance,
+        a_session_takes_at_most_its_most_devices,
+        a_device_moved_to_a_new_id_keeps_how_it_was_added,
+        idle_devices_are_pruned_and_remembered_and_forgetting_takes_them_all,
     ],
     link: [
         a_link_code_is_spent_once_and_says_why_it_cannot_be_again,

@@ -172,9 +172,14 @@ async fn postgres_upgrades_a_version_1_schema_keeping_every_row() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, "3", "upgraded through every migration");
+    assert_eq!(version, "4", "upgraded through every migration");
     let kept = store.load(id).await.unwrap().expect("the row is kept");
     assert_eq!(kept.settings.username.as_str(), "ada");
+    // The session got its first device, whose id is the session's: its cookie keeps working.
+    let devices = store.devices(id).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].id, livesession::session::first_device(id));
+    assert_eq!((devices[0].added_at, devices[0].active_at), (1, 3));
 
     // The new table works: what one instance shares, another reads.
     let here = vec![Present {

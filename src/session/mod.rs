@@ -11,9 +11,6 @@
 //! refuses a still valid signature is the site's (`site::Forgotten`).
 
 use std::fmt;
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -26,6 +23,11 @@ use cookie::{CookieJar, Key};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
+
+mod key_file;
+use key_file::{read_or_create_key_file, read_previous_keys};
+
+pub use crate::device::{DeviceId, Kind};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "livesession";
@@ -104,21 +106,84 @@ impl fmt::Debug for SessionId {
     }
 }
 
+/// The device of a cookie that names only its session (issued before browsers had devices of
+/// their own), and of the row each such session got when the devices were added: its id is the
+/// session's, so the cookie keeps working as the same device.
+pub fn first_device(session: SessionId) -> DeviceId {
+    DeviceId::from_uuid(session.0)
+}
+
+/// What a valid cookie names: the session, and the device of that session this browser is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Who {
+    pub session: SessionId,
+    pub device: DeviceId,
+}
+
+impl Who {
+    /// The signed value: `<session>.<device>`.
+    fn to_value(self) -> String {
+        format!("{}.{}", self.session, self.device)
+    }
+
+    /// A signed value: `<session>.<device>`, or a bare `<session>` of an older cookie (its
+    /// session's first device).
+    fn from_value(value: &str) -> Option<Who> {
+        match value.split_once('.') {
+            Some((session, device)) => Some(Who {
+                session: session.parse().ok()?,
+                device: device.parse().ok()?,
+            }),
+            None => {
+                let session = value.parse().ok()?;
+                Some(Who {
+                    session,
+                    device: first_device(session),
+                })
+            }
+        }
+    }
+}
+
 /// The session of the current request, as handlers see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Session {
     /// The verified (or just minted) id.
     pub id: SessionId,
+    /// This browser among the session's devices.
+    pub device: DeviceId,
+    /// What kind of browser it is, from its User-Agent: its device's name.
+    pub kind: Kind,
     /// True when the id was minted for this request: nothing can be saved under it yet.
     pub is_new: bool,
 }
 
 impl Session {
-    /// A session minted for this request: a fresh id, nothing saved under it.
-    pub fn fresh() -> Session {
+    /// A session minted for this request: a fresh id and device, nothing saved under them.
+    pub fn fresh(kind: Kind) -> Session {
         Session {
             id: SessionId::generate(),
+            device: DeviceId::generate(),
+            kind,
             is_new: true,
+        }
+    }
+
+    /// The session and device a valid cookie names.
+    pub fn known(who: Who, kind: Kind) -> Session {
+        Session {
+            id: who.session,
+            device: who.device,
+            kind,
+            is_new: false,
+        }
+    }
+
+    /// What the cookie of this session names.
+    pub fn who(self) -> Who {
+        Who {
+            session: self.id,
+            device: self.device,
         }
     }
 }
@@ -162,8 +227,8 @@ impl SigningKey {
         mac
     }
 
-    /// The session id in a signed cookie value, if its signature is this key's.
-    fn verify_value(&self, value: &str) -> Option<SessionId> {
+    /// The session and device in a signed cookie value, if its signature is this key's.
+    fn verify_value(&self, value: &str) -> Option<Who> {
         if !value.is_char_boundary(SIGNATURE_LEN) {
             return None;
         }
@@ -173,7 +238,7 @@ impl SigningKey {
         let mut mac = self.signing.clone();
         mac.update(id.as_bytes());
         mac.verify_slice(&tag[..len]).ok()?;
-        id.parse().ok()
+        Who::from_value(id)
     }
 }
 
@@ -181,9 +246,9 @@ impl SigningKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Signed with the current key.
-    Current(SessionId),
+    Current(Who),
     /// Signed with a previous key: valid, but re-issue it under the current one.
-    Previous(SessionId),
+    Previous(Who),
     /// No session cookie at all.
     Missing,
     /// A session cookie that does not verify, or does not hold an id. (A valid cookie of a
@@ -208,8 +273,13 @@ pub struct CookieCheck {
 impl Verdict {
     /// The session a valid cookie names.
     pub fn id(self) -> Option<SessionId> {
+        self.who().map(|who| who.session)
+    }
+
+    /// The session and device a valid cookie names.
+    pub fn who(self) -> Option<Who> {
         match self {
-            Verdict::Current(id) | Verdict::Previous(id) => Some(id),
+            Verdict::Current(who) | Verdict::Previous(who) => Some(who),
             Verdict::Missing | Verdict::Invalid => None,
         }
     }
@@ -361,11 +431,11 @@ impl Keys {
         )
     }
 
-    /// The `Set-Cookie` value that gives the browser `id`, signed with the current key.
-    pub fn issue(&self, id: SessionId) -> HeaderValue {
+    /// The `Set-Cookie` value that gives the browser `who`, signed with the current key.
+    pub fn issue(&self, who: Who) -> HeaderValue {
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.current.cookie)
-            .add((COOKIE_NAME, id.to_key()));
+            .add((COOKIE_NAME, who.to_value()));
         let signed = jar.get(COOKIE_NAME).expect("the cookie was just added");
         self.reissue(signed.value())
     }
@@ -410,61 +480,6 @@ impl Keys {
     }
 }
 
-fn read_or_create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            warn_if_readable_by_others(path);
-            let secret = bytes.trim_ascii().to_vec();
-            if secret.len() < MIN_SECRET_LEN {
-                bail!(
-                    "the secret key in {} is too short ({} bytes; at least {MIN_SECRET_LEN} are needed)",
-                    path.display(),
-                    secret.len()
-                );
-            }
-            Ok(secret)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => create_key_file(path)
-            .with_context(|| format!("cannot create the secret key {}", path.display())),
-        Err(e) => Err(e).with_context(|| format!("cannot read the secret key {}", path.display())),
-    }
-}
-
-fn create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-    let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(secret.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    tracing::info!(path = %path.display(), "created a new cookie signing key");
-    Ok(secret.into_bytes())
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    if let Ok(meta) = fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), "the secret key file is readable by other users; chmod 600 it");
-    }
-}
-
-fn read_previous_keys(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read the previous keys file {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| line.as_bytes().to_vec())
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,7 +494,7 @@ mod tests {
             assert!(attributes.ends_with(&max_age), "{attributes}");
         }
         let keys = Keys::new(SECRET, &[], true).unwrap();
-        let cookie = keys.issue(SessionId::generate());
+        let cookie = keys.issue(Session::fresh(Kind::default()).who());
         assert!(cookie.to_str().unwrap().contains("; Secure;"));
     }
 
@@ -495,18 +510,60 @@ mod tests {
     }
 
     #[test]
-    fn an_issued_cookie_verifies_as_the_same_session() {
+    fn an_issued_cookie_verifies_as_the_same_session_and_device() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        let who = Session::fresh(Kind::default()).who();
+        let headers = request_with(&cookie_value(&keys.issue(who)));
+        assert_eq!(keys.verify(&headers), Verdict::Current(who));
+    }
+
+    /// A cookie signed before browsers had devices of their own names its session only: it
+    /// stays valid, as that session's first device.
+    #[test]
+    fn an_older_cookie_naming_only_its_session_is_its_first_device() {
         let keys = Keys::new(SECRET, &[], false).unwrap();
         let id = SessionId::generate();
-        let headers = request_with(&cookie_value(&keys.issue(id)));
-        assert_eq!(keys.verify(&headers), Verdict::Current(id));
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&keys.current.cookie)
+            .add((COOKIE_NAME, id.to_key()));
+        let old = jar.get(COOKIE_NAME).unwrap();
+        let headers = request_with(&format!("{COOKIE_NAME}={}", old.value()));
+        let who = Who {
+            session: id,
+            device: first_device(id),
+        };
+        assert_eq!(keys.verify(&headers), Verdict::Current(who));
+    }
+
+    #[test]
+    fn a_value_with_a_malformed_device_is_invalid() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        for value in [
+            format!("{}.", SessionId::generate()),
+            format!("{}.x", SessionId::generate()),
+            format!(
+                "{}.{}.{}",
+                SessionId::generate(),
+                SessionId::generate(),
+                SessionId::generate()
+            ),
+        ] {
+            let mut jar = CookieJar::new();
+            jar.signed_mut(&keys.current.cookie)
+                .add((COOKIE_NAME, value));
+            let forged = jar.get(COOKIE_NAME).unwrap();
+            let headers = request_with(&format!("{COOKIE_NAME}={}", forged.value()));
+            assert_eq!(keys.verify(&headers), Verdict::Invalid);
+        }
     }
 
     #[test]
     fn a_cookie_signed_with_another_key_is_invalid() {
         let ours = Keys::new(SECRET, &[], false).unwrap();
         let theirs = Keys::new(OTHER, &[], false).unwrap();
-        let headers = request_with(&cookie_value(&theirs.issue(SessionId::generate())));
+        let headers = request_with(&cookie_value(
+            &theirs.issue(Session::fresh(Kind::default()).who()),
+        ));
         assert_eq!(ours.verify(&headers), Verdict::Invalid);
     }
 
@@ -514,9 +571,9 @@ mod tests {
     fn a_cookie_signed_with_a_previous_key_is_accepted_for_rotation() {
         let old = Keys::new(OTHER, &[], false).unwrap();
         let rotated = Keys::new(SECRET, &[OTHER.to_vec()], false).unwrap();
-        let id = SessionId::generate();
-        let headers = request_with(&cookie_value(&old.issue(id)));
-        assert_eq!(rotated.verify(&headers), Verdict::Previous(id));
+        let who = Session::fresh(Kind::default()).who();
+        let headers = request_with(&cookie_value(&old.issue(who)));
+        assert_eq!(rotated.verify(&headers), Verdict::Previous(who));
     }
 
     #[test]
