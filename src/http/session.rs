@@ -44,7 +44,7 @@ fn kind_of(request: &Request) -> Kind {
 pub async fn session_layer(State(site): State<Site>, mut request: Request, next: Next) -> Response {
     let check = site.verify_session(request.headers()).await;
     let kind = kind_of(&request);
-    let (session, must_issue) = match check.verdict {
+    let (session, mut must_issue) = match check.verdict {
         Verdict::Current(who) => (Session::known(who, kind), false),
         Verdict::Previous(who) => {
             tracing::debug!("session cookie signed with a previous key; re-issuing it");
@@ -58,6 +58,8 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
             (Session::fresh(kind), true)
         }
     };
+    // A cookie of the plain name where the `__Host-` one is due: moved over on this response.
+    must_issue |= check.old_name;
     request.extensions_mut().insert(session);
     let mut response = next.run(request).await;
     // Room for the cookie and the security headers, so the map grows once.
@@ -78,6 +80,11 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
             _ => site.keys().issue(who),
         };
         response.headers_mut().append(SET_COOKIE, cookie);
+        if check.old_name {
+            response
+                .headers_mut()
+                .append(SET_COOKIE, site.keys().expire_old_name());
+        }
     }
     response
 }

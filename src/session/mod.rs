@@ -29,8 +29,17 @@ use key_file::{read_or_create_key_file, read_previous_keys};
 
 pub use crate::device::{DeviceId, Kind};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE_NAME: &str = "livesession";
+
+/// Its name when it is `Secure` (HTTPS): the `__Host-` prefix makes browsers refuse it from
+/// anything but this very host, with `Path=/` and no `Domain`, so a sibling subdomain cannot set
+/// one of its own that this server would read ("cookie tossing"). A cookie of the plain name is
+/// still read (and moved to this name) so that turning HTTPS on signs nobody out.
+pub const SECURE_COOKIE_NAME: &str = "__Host-livesession";
+
+/// Expires a cookie of the plain name once the browser holds the `__Host-` one.
+const EXPIRE_PLAIN_COOKIE: &str = "livesession=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0";
 
 /// 400 days: the longest lifetime browsers keep a cookie for (longer values are capped to it).
 /// The cookie is re-issued on page loads, so an active browser never reaches the end.
@@ -268,6 +277,9 @@ pub struct CookieCheck {
     /// older path or domain): which session to use is for the caller who can look at the data
     /// ([`Keys::valid_cookies`] lists them).
     pub more_valid: bool,
+    /// The cookie had the plain name where a `Secure` cookie has the `__Host-` one: re-issue it
+    /// under the new name, and expire the old.
+    pub old_name: bool,
 }
 
 impl Verdict {
@@ -285,17 +297,20 @@ impl Verdict {
     }
 }
 
-/// The values of every `livesession` cookie in the request's `Cookie` headers, read cookie by
+/// The values of every cookie named `name` in the request's `Cookie` headers, read cookie by
 /// cookie from the raw bytes: a pair with bytes that are not text is skipped, not the header.
-fn session_cookie_values(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+fn session_cookie_values<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> impl Iterator<Item = &'h str> {
     headers
         .get_all(COOKIE)
         .iter()
         .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
-        .filter_map(|pair| {
+        .filter_map(move |pair| {
             let value = pair
                 .trim_ascii()
-                .strip_prefix(COOKIE_NAME.as_bytes())?
+                .strip_prefix(name.as_bytes())?
                 .strip_prefix(b"=")?;
             std::str::from_utf8(value).ok()
         })
@@ -360,23 +375,36 @@ impl Keys {
     /// allocations of a parsed jar; a unit test holds it to the jar's own output. The header is
     /// read leniently, cookie by cookie: another cookie's bytes (another app on the same host may
     /// set `z=café`) never hide ours.
+    ///
+    /// Served over HTTPS, a valid `__Host-` cookie wins over every cookie of the plain name,
+    /// whatever their order: one set by a sibling or parent domain cannot take its place. A
+    /// browser with only the plain name's cookie (from before HTTPS) keeps its session, moved to
+    /// the new name ([`CookieCheck::old_name`]).
     pub fn verify_cookie(&self, headers: &HeaderMap) -> CookieCheck {
         let mut found = false;
-        let mut first: Option<CookieCheck> = None;
-        for value in session_cookie_values(headers) {
-            found = true;
-            let Some(check) = self.check_value(value) else {
-                continue;
-            };
-            match &mut first {
-                None => first = Some(check),
-                Some(first) => {
-                    first.more_valid = true;
-                    break;
+        for &(name, old_name) in self.names_read() {
+            let mut first: Option<CookieCheck> = None;
+            for value in session_cookie_values(headers, name) {
+                found = true;
+                let Some(mut check) = self.check_value(value) else {
+                    continue;
+                };
+                match &mut first {
+                    None => {
+                        check.old_name = old_name;
+                        first = Some(check);
+                    }
+                    Some(first) => {
+                        first.more_valid = true;
+                        break;
+                    }
                 }
             }
+            if let Some(first) = first {
+                return first;
+            }
         }
-        first.unwrap_or(CookieCheck {
+        CookieCheck {
             verdict: if found {
                 Verdict::Invalid
             } else {
@@ -384,15 +412,33 @@ impl Keys {
             },
             current_value: None,
             more_valid: false,
-        })
+            old_name: false,
+        }
     }
 
-    /// Every session cookie of the request that verifies, in the order they came: for the rare
-    /// request that carries several (see [`CookieCheck::more_valid`]).
+    /// The cookie names read, in the order they win, each with whether it is the old one.
+    fn names_read(&self) -> &'static [(&'static str, bool)] {
+        if self.secure {
+            &[(SECURE_COOKIE_NAME, false), (COOKIE_NAME, true)]
+        } else {
+            &[(COOKIE_NAME, false)]
+        }
+    }
+
+    /// Every session cookie of the request that verifies, of the name that wins (see
+    /// [`Keys::verify_cookie`]), in the order they came: for the rare request that carries
+    /// several (see [`CookieCheck::more_valid`]).
     pub fn valid_cookies(&self, headers: &HeaderMap) -> Vec<CookieCheck> {
-        session_cookie_values(headers)
-            .filter_map(|value| self.check_value(value))
-            .collect()
+        for &(name, old_name) in self.names_read() {
+            let valid: Vec<CookieCheck> = session_cookie_values(headers, name)
+                .filter_map(|value| self.check_value(value))
+                .map(|check| CookieCheck { old_name, ..check })
+                .collect();
+            if !valid.is_empty() {
+                return valid;
+            }
+        }
+        Vec::new()
     }
 
     /// What one value of our cookie is, if it verifies under the current or a previous key.
@@ -402,6 +448,7 @@ impl Keys {
                 verdict: Verdict::Current(id),
                 current_value: Some(value.to_owned()),
                 more_valid: false,
+                old_name: false,
             });
         }
         let id = self
@@ -412,6 +459,7 @@ impl Keys {
             verdict: Verdict::Previous(id),
             current_value: None,
             more_valid: false,
+            old_name: false,
         })
     }
 
@@ -440,6 +488,21 @@ impl Keys {
         self.reissue(signed.value())
     }
 
+    /// The cookie's name as issued: `__Host-livesession` when `Secure`, else `livesession`.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            SECURE_COOKIE_NAME
+        } else {
+            COOKIE_NAME
+        }
+    }
+
+    /// The `Set-Cookie` value that deletes a cookie of the plain name, for a browser moved to the
+    /// `__Host-` one.
+    pub fn expire_old_name(&self) -> HeaderValue {
+        HeaderValue::from_static(EXPIRE_PLAIN_COOKIE)
+    }
+
     /// The `Set-Cookie` value for an already signed cookie value: the attributes of the contract
     /// (`HttpOnly`, `SameSite=Lax`, `Path=/`, 400 days, `Secure` when configured), no `Domain`.
     pub fn reissue(&self, signed_value: &str) -> HeaderValue {
@@ -448,9 +511,10 @@ impl Keys {
         } else {
             COOKIE_ATTRIBUTES
         };
+        let name = self.cookie_name();
         let mut header =
-            String::with_capacity(COOKIE_NAME.len() + 1 + signed_value.len() + attributes.len());
-        header.push_str(COOKIE_NAME);
+            String::with_capacity(name.len() + 1 + signed_value.len() + attributes.len());
+        header.push_str(name);
         header.push('=');
         header.push_str(signed_value);
         header.push_str(attributes);

@@ -321,6 +321,7 @@ impl Site {
                     verdict: Verdict::Invalid,
                     current_value: None,
                     more_valid: false,
+                    old_name: false,
                 }
             }
             _ => check,

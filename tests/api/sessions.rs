@@ -49,6 +49,78 @@ async fn secure_cookies_are_marked_secure() {
     app.stop().await;
 }
 
+/// Served over HTTPS the cookie is `__Host-livesession`: a sibling or parent domain cannot set
+/// one, and a cookie of the plain name (as such a domain could set) never wins over it, in
+/// whatever order the browser sends them.
+#[tokio::test]
+async fn a_secure_cookie_has_the_host_prefix_and_a_tossed_plain_cookie_never_wins() {
+    let app = TestApp::spawn(&["--secure-cookies"]).await;
+    let mut victim = app.browser();
+    victim.save_settings("Victim", "dark").await;
+    let mut attacker = app.browser();
+    attacker.save_settings("Attacker", "light").await;
+    for browser in [&victim, &attacker] {
+        let cookie = browser.cookie.as_deref().unwrap();
+        assert!(cookie.starts_with("__Host-livesession="), "{cookie}");
+    }
+    let issued = set_cookie(&app.browser().get("/settings").await);
+    assert!(issued.starts_with("__Host-livesession="), "{issued}");
+    for attribute in ["Secure", "Path=/"] {
+        assert!(issued.split("; ").any(|a| a == attribute), "{issued}");
+    }
+    assert!(!issued.contains("Domain"), "{issued}");
+
+    // The attacker's valid cookie, under the plain name, tossed in front of the victim's.
+    let tossed =
+        attacker
+            .cookie
+            .as_deref()
+            .unwrap()
+            .replacen("__Host-livesession=", "livesession=", 1);
+    let mut tossed_at = app.browser();
+    tossed_at.cookie = Some(format!("{tossed}; {}", victim.cookie.as_deref().unwrap()));
+    let page = tossed_at.page("/settings").await;
+    assert_eq!(crate::common::username_field(&page), "Victim");
+    app.stop().await;
+}
+
+/// A browser that got its cookie before the site was served over HTTPS keeps its session: the
+/// cookie moves to the `__Host-` name, and the old one is expired.
+#[tokio::test]
+async fn a_cookie_of_the_plain_name_moves_to_the_host_name_keeping_its_session() {
+    let app = TestApp::spawn(&["--secure-cookies"]).await;
+    let mut browser = app.browser();
+    browser.save_settings("Ada", "dark").await;
+    let value = browser
+        .cookie
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("__Host-livesession=")
+        .to_owned();
+    let mut before_https = app.browser();
+    before_https.cookie = Some(format!("livesession={value}"));
+    let response = before_https.get("/settings").await;
+    let set: Vec<&str> = response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with(&format!("__Host-livesession={value};"))),
+        "{set:?}"
+    );
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("livesession=;") && c.contains("Max-Age=0")),
+        "{set:?}"
+    );
+    let page = response.text().await.unwrap();
+    assert_eq!(crate::common::username_field(&page), "Ada");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn every_page_view_re_issues_the_same_session_so_it_slides() {
     let app = TestApp::spawn(&[]).await;
