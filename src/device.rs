@@ -6,6 +6,7 @@
 //! [`Handle`], a hash of the id that cannot be turned back into it, so a "Sign out" button
 //! never carries anything that would let its reader act as that device.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -292,31 +293,31 @@ pub fn name_from_user_agent(user_agent: &str) -> String {
 
 /// When a device was last active, as the list says it: "active now", "today", "yesterday",
 /// "3 days ago".
-pub fn active_label(active_at: Millis, now: Millis) -> String {
+pub fn active_label(active_at: Millis, now: Millis) -> Cow<'static, str> {
     let ago = now.saturating_sub(active_at);
     if ago < ACTIVE_NOW {
-        "active now".to_owned()
+        "active now".into()
     } else if ago < DAY {
-        "today".to_owned()
+        "today".into()
     } else if ago < 2 * DAY {
-        "yesterday".to_owned()
+        "yesterday".into()
     } else {
-        format!("{} days ago", ago / DAY)
+        format!("{} days ago", ago / DAY).into()
     }
 }
 
 /// When a device was added, as the list and the notice say it: "just now", "12 minutes ago",
 /// "today", then as [`active_label`] does.
-pub fn added_label(added_at: Millis, now: Millis) -> String {
+pub fn added_label(added_at: Millis, now: Millis) -> Cow<'static, str> {
     let ago = now.saturating_sub(added_at);
     let minutes = ago / 60_000;
     match minutes {
-        0 => "just now".to_owned(),
-        1 => "a minute ago".to_owned(),
-        2..60 => format!("{minutes} minutes ago"),
-        _ if ago < DAY => "today".to_owned(),
-        _ if ago < 2 * DAY => "yesterday".to_owned(),
-        _ => format!("{} days ago", ago / DAY),
+        0 => "just now".into(),
+        1 => "a minute ago".into(),
+        2..60 => format!("{minutes} minutes ago").into(),
+        _ if ago < DAY => "today".into(),
+        _ if ago < 2 * DAY => "yesterday".into(),
+        _ => format!("{} days ago", ago / DAY).into(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::account::Ending;
 use super::limits::RateLimiter;
 use super::room::{CatchUp, RenderedMessage};
 use super::{Site, Via};
@@ -12,7 +13,7 @@ use crate::chat::{Message, MessageBody, RECENT_MESSAGES, new_nonce};
 use crate::clock::now_millis;
 use crate::limit::RateLimit;
 use crate::metrics::{Limit, metrics};
-use crate::session::SessionId;
+use crate::session::{Session, SessionId};
 use crate::settings::FieldError;
 use crate::store::StoreError;
 use crate::views;
@@ -94,6 +95,10 @@ pub enum PostError {
     /// The author is over the rate limit: the author should see how long to wait.
     #[error("{0}")]
     TooFast(FieldError),
+    /// The author's session was forgotten, or its device signed out, meanwhile (in another tab,
+    /// on another device or instance): nothing was stored, and the page starts over.
+    #[error("this browser's session ended")]
+    Ended,
     /// The database failed; nothing was stored.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -119,14 +124,18 @@ impl Site {
     /// [`Site::announce`], so the acknowledgement waits for the commit only.
     pub async fn post_message(
         &self,
-        author: SessionId,
+        session: Session,
         from: IpAddr,
         body: &str,
         nonce: &str,
         via: Via<'_>,
     ) -> Result<Option<Message>, PostError> {
+        let author = session.id;
         if via.acked_before(self, author) {
             return Ok(None);
+        }
+        if self.is_signed_out(session.device) || self.is_forgotten(author) {
+            return Err(PostError::Ended);
         }
         let body = MessageBody::parse(body).map_err(PostError::Invalid)?;
         let nonce = if (1..=64).contains(&nonce.len()) {
@@ -151,6 +160,12 @@ impl Site {
             .await
         {
             Ok(posted) => posted,
+            Err(StoreError::AuthorForgotten) => {
+                limits.refund(author, from);
+                // Forgotten in the database before this instance heard of it.
+                self.end(author, Ending::Found).await?;
+                return Err(PostError::Ended);
+            }
             Err(e) => {
                 limits.refund(author, from);
                 return Err(e.into());

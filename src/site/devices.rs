@@ -3,6 +3,7 @@
 //! page view.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Site;
 use super::account::Limited;
@@ -60,8 +61,9 @@ pub enum DeviceChange {
 /// The devices of a session as its settings page lists them.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceList {
-    /// Every device, first added first; this browser's is among them.
-    pub devices: Vec<Device>,
+    /// Every device, first added first; this browser's is among them. Shared with the store's
+    /// cache of the lists: a page view copies none of it.
+    pub devices: Arc<[Device]>,
     /// The device linked by code most recently within a day, other than this one: the page
     /// announces it.
     pub joined: Option<Device>,
@@ -71,20 +73,21 @@ impl Site {
     /// The devices of `session` for its settings page, with this browser among them even when
     /// it has no row yet (a session that has saved nothing).
     pub async fn devices_of(&self, session: Session) -> Result<DeviceList, StoreError> {
-        let mut devices = if session.is_new {
-            Vec::new()
+        let mut devices: Arc<[Device]> = if session.is_new {
+            Arc::new([])
         } else {
-            self.0.store.devices(session.id).await?.to_vec()
+            self.0.store.devices(session.id).await?
         };
         if !devices.iter().any(|d| d.id == session.device) {
             let now = now_millis();
-            devices.push(Device {
+            let this = Device {
                 id: session.device,
                 name: session.kind.name(),
                 added_at: now,
                 added: Added::First,
                 active_at: now,
-            });
+            };
+            devices = devices.iter().cloned().chain([this]).collect();
         }
         let now = now_millis();
         let joined = devices

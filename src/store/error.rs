@@ -15,6 +15,10 @@ pub enum StoreError {
     WriterStopped,
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A message's author was forgotten before it could be stored: nothing was stored, and no
+    /// message is ever linked to a forgotten id.
+    #[error("the author's session was forgotten")]
+    AuthorForgotten,
     #[error("database error: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("no database connection available: {0}")]

@@ -649,7 +649,7 @@ async fn the_message_limit_holds_at_every_post_not_only_at_the_prune() {
 /// Posts `count` messages as one author, straight through the site (the limits are the site's,
 /// so the app is started with them raised); returns their ids, oldest first.
 async fn post_many(app: &TestApp, count: usize) -> Vec<i64> {
-    let author = SessionId::generate();
+    let author = livesession::session::Session::fresh(Default::default());
     let from = std::net::IpAddr::from([127, 0, 0, 9]);
     let mut ids = Vec::with_capacity(count);
     for n in 0..count {
@@ -807,7 +807,7 @@ async fn a_page_that_stops_reading_falls_behind_the_room_and_catches_up_from_its
 
     // Long messages until the server's end stops taking more: its send queue no longer grows.
     let body = "x".repeat(2000);
-    let author = SessionId::generate();
+    let author = livesession::session::Session::fresh(Default::default());
     let from = std::net::IpAddr::from([127, 0, 0, 9]);
     let site = &app.state.site;
     let mut ids = Vec::new();

@@ -413,3 +413,83 @@ async fn a_client_trickling_its_headers_is_disconnected() {
     );
     app.stop().await;
 }
+
+/// Saves and posts from other tabs race "forget me": each is either done before the forget (and
+/// then forgotten with the session: messages unlinked) or refused with a sentence, never a
+/// redirect for a write that went nowhere, and no message stays linked to the forgotten id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_racing_a_forget_are_refused_clearly_and_leave_nothing_under_the_dead_id() {
+    let app = TestApp::spawn(&[
+        "--message-burst",
+        "1000",
+        "--message-burst-per-ip",
+        "1000",
+        "--room-message-burst",
+        "1000",
+    ])
+    .await;
+    for round in 0..5 {
+        let mut owner = app.browser();
+        owner.save_settings("Ada", "dark").await;
+        let token = owner.csrf_token().await;
+        let cookie = owner.cookie.clone().unwrap();
+        let start = "livesession=".len() + 44;
+        let id = cookie[start..start + 36].to_owned();
+        let mut tabs = Vec::new();
+        for n in 0..30 {
+            let mut tab = owner.clone();
+            let token = token.clone();
+            tabs.push(tokio::spawn(async move {
+                let nonce = format!("r{round}n{n}");
+                let response = if n % 2 == 0 {
+                    tab.post(
+                        "/messages",
+                        &[("_csrf", &token), ("nonce", &nonce), ("body", "racing")],
+                    )
+                    .await
+                } else {
+                    tab.post(
+                        "/settings",
+                        &[("_csrf", &token), ("username", &nonce), ("theme", "light")],
+                    )
+                    .await
+                };
+                response.status()
+            }));
+        }
+        let forgot = owner
+            .post("/settings/forget", &[("_csrf", token.as_str())])
+            .await;
+        assert_eq!(forgot.status(), StatusCode::SEE_OTHER);
+        for tab in tabs {
+            let status = tab.await.unwrap();
+            assert!(
+                [
+                    StatusCode::SEE_OTHER,
+                    StatusCode::CONFLICT,
+                    StatusCode::FORBIDDEN
+                ]
+                .contains(&status),
+                "{status}"
+            );
+        }
+        let db = app.db();
+        let linked: i64 = db
+            .query_row(
+                "SELECT count(*) FROM messages WHERE author_session = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(linked, 0, "messages linked to the forgotten id");
+        let rows: i64 = db
+            .query_row(
+                "SELECT count(*) FROM settings WHERE session_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0);
+    }
+    app.stop().await;
+}

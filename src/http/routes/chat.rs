@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::check_csrf;
+use super::{check_csrf, ended};
 use crate::chat::new_nonce;
 use crate::http::client::ClientAddr;
 use crate::http::error::AppError;
@@ -90,13 +90,20 @@ pub async fn post_message(
 ) -> Result<Response, AppError> {
     check_csrf(&site, session, &form.csrf)?;
     let posted = site
-        .post_message(session.id, from, &form.body, &form.nonce, Via::Form)
+        .post_message(session, from, &form.body, &form.nonce, Via::Form)
         .await;
     let (status, refusal) = match posted {
         Ok(_) => return Ok(Redirect::to("/").into_response()),
         Err(PostError::Invalid(refusal)) => (StatusCode::UNPROCESSABLE_ENTITY, refusal),
         Err(PostError::TooFast(refusal)) => (StatusCode::TOO_MANY_REQUESTS, refusal),
         Err(PostError::Store(e)) => return Err(e.into()),
+        // Never a redirect for a message that went nowhere: the browser starts over.
+        Err(PostError::Ended) => {
+            let sentence = "Not sent: this browser was signed out or forgotten from another tab \
+                            or device while the message was on its way. It now has a new, \
+                            empty session.";
+            return Ok(ended(session, sentence));
+        }
     };
     let page = chat_page(&site, session, &form.body, Some(&refusal), None).await?;
     Ok((status, page).into_response())

@@ -4,7 +4,7 @@
 //!
 //! - [`chat`]: `GET /`, `POST /messages`.
 //! - [`settings`]: `GET /settings` and its forms: save, forget me, sign out everywhere else,
-//!   download my data.
+//!   download my data, rename or sign out a device.
 //! - [`link`]: one-time codes: making and cancelling one on `/settings`, using one on `/link`.
 //! - [`health`]: `GET /healthz`.
 
@@ -13,12 +13,16 @@ pub mod health;
 pub mod link;
 pub mod settings;
 
+use axum::Extension;
 use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::AppError;
+use super::session::ReplaceSession;
 use crate::session::Session;
 use crate::site::Site;
+use crate::views;
 
 pub use chat::{home, post_message};
 pub use health::health;
@@ -35,6 +39,19 @@ fn check_csrf(site: &Site, session: Session, token: &str) -> Result<(), AppError
     } else {
         Err(AppError::BadCsrfToken)
     }
+}
+
+/// The answer to a write that found its session forgotten or its device signed out while it was
+/// on its way: `409` with `sentence`, and a new, empty session for the browser. Never a redirect
+/// that would read as a success.
+fn ended(session: Session, sentence: &str) -> Response {
+    let fresh = ReplaceSession(Session::fresh(session.kind).who());
+    (
+        StatusCode::CONFLICT,
+        Extension(fresh),
+        Html(views::ended_page(sentence)),
+    )
+        .into_response()
 }
 
 /// A form with nothing in it but its CSRF token: a button ("forget me", "sign out everywhere

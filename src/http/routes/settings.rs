@@ -11,7 +11,7 @@ use maud::Markup;
 use serde::Deserialize;
 
 use super::link::origin;
-use super::{TokenForm, check_csrf};
+use super::{TokenForm, check_csrf, ended};
 use crate::clock::Millis;
 use crate::clock::now_millis;
 use crate::device::{self, Handle};
@@ -83,7 +83,7 @@ pub async fn show_settings(
 fn devices_stamp(list: &DeviceList, session: Session, now: Millis) -> u64 {
     let mut hasher = DefaultHasher::new();
     session.device.hash(&mut hasher);
-    for d in &list.devices {
+    for d in list.devices.iter() {
         d.id.hash(&mut hasher);
         d.name.hash(&mut hasher);
         device::added_label(d.added_at, now).hash(&mut hasher);
@@ -186,16 +186,10 @@ pub async fn save_settings(
         // was saved, and the browser starts over with a new, empty session. Never a redirect
         // that would read as a success.
         SaveOutcome::Forgotten => {
-            let fresh = ReplaceSession(Session::fresh(session.kind).who());
-            return Ok((
-                StatusCode::CONFLICT,
-                Extension(fresh),
-                Html(views::ended_page(
-                    "Not saved: this browser was signed out or forgotten from another tab or \
-                     device while the form was on its way. It now has a new, empty session.",
-                )),
-            )
-                .into_response());
+            let sentence = "Not saved: this browser was signed out or forgotten from another \
+                            tab or device while the form was on its way. It now has a new, \
+                            empty session.";
+            return Ok(ended(session, sentence));
         }
     };
     if errors.is_empty() {

@@ -28,7 +28,7 @@ impl LiveView {
         };
         match live
             .site
-            .post_message(self.id, self.from, body, nonce, via)
+            .post_message(self.session, self.from, body, nonce, via)
             .await
         {
             Ok(Some(message)) => {
@@ -45,6 +45,8 @@ impl LiveView {
                 ack(peer, COMPOSER_FORM, seq, Some(refused)).await
             }
             Err(PostError::Store(e)) => Err(peer.store_failed("posting a message", &e).await),
+            // Not acknowledged: the page reloads into its new session.
+            Err(PostError::Ended) => Err(super::reload_forgotten(peer).await),
         }
     }
 

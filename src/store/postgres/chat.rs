@@ -4,7 +4,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{ADVISORY_LOCK, Param, PostgresStore, settings_at};
+use super::{ADVISORY_LOCK, LOCK_SESSION, Param, PostgresStore, settings_at};
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
@@ -36,9 +36,13 @@ impl PostgresStore {
         let text = body.as_str();
         let notice = &format!("{}m ", self.instance);
         let nonce = &nonce;
+        let author_key = &author.to_key();
         self.retry(|mut client| async move {
             let tx = client.transaction().await?;
             let lock = tx.prepare_cached(ADVISORY_LOCK).await?;
+            // The author's lock too, which "forget me" takes: a forget is either before (and
+            // this is refused) or after (and unlinks this message too).
+            let session_lock = tx.prepare_cached(LOCK_SESSION).await?;
             // The name is read in the same transaction, so the message carries the name the
             // author had at the moment it was sent. A new message also marks the author's row
             // used, and tells the other instances once it commits.
@@ -46,9 +50,10 @@ impl PostgresStore {
                 .prepare_cached(
                     "WITH posted AS (
                          INSERT INTO messages (author_session, author_name, body, nonce, created_at)
-                         VALUES ($1, coalesce((SELECT username FROM settings WHERE session_id = $1),
-                                              ''),
-                                 $2, $3, $4)
+                         SELECT $1, coalesce((SELECT username FROM settings WHERE session_id = $1),
+                                             ''),
+                                $2, $3, $4
+                         WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = $1)
                          ON CONFLICT (author_session, nonce) DO NOTHING
                          RETURNING id, author_session, author_name, body, created_at),
                      used AS (
@@ -70,8 +75,10 @@ impl PostgresStore {
             let lock_params: [&Param<'_>; 1] = [&CHAT_LOCK];
             let insert_params: [&Param<'_>; 5] = [&author_id, &text, nonce, &now, notice];
             let trim_params: [&Param<'_>; 1] = [&keep];
-            let (_, inserted, _) = tokio::try_join!(
+            let session_params: [&Param<'_>; 1] = [author_key];
+            let (_, _, inserted, _) = tokio::try_join!(
                 tx.execute(&lock, &lock_params),
+                tx.execute(&session_lock, &session_params),
                 tx.query_opt(&insert, &insert_params),
                 tx.execute(&trim, &trim_params),
             )?;
@@ -88,8 +95,12 @@ impl PostgresStore {
                             " FROM messages WHERE author_session = $1 AND nonce = $2"
                         ))
                         .await?;
+                    // Nothing inserted: a resend, or an author forgotten meanwhile.
+                    let Some(row) = tx.query_opt(&existing, &[&author_id, nonce]).await? else {
+                        return Err(StoreError::AuthorForgotten);
+                    };
                     Posted {
-                        message: message(&tx.query_one(&existing, &[&author_id, nonce]).await?)?,
+                        message: message(&row)?,
                         duplicate: true,
                     }
                 }

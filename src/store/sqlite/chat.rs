@@ -26,8 +26,17 @@ impl SqliteStore {
         keep: usize,
     ) -> Result<Posted, StoreError> {
         let keep = sql_int(keep);
-        self.writer.write(move |tx| {
+        let posted = self.writer.write(move |tx| {
             let key = author.to_key();
+            // In the writer's transaction, so a "forget me" is either before (and this is
+            // refused) or after (and unlinks this message too).
+            let forgotten = tx
+                .prepare_cached("SELECT 1 FROM forgotten WHERE session_id = ?1")?
+                .query_row([&key], |_| Ok(()))
+                .optional()?;
+            if forgotten.is_some() {
+                return Ok(None);
+            }
             // The name is read in the same transaction, so the message carries the name the
             // author had at the moment it was sent.
             let inserted = tx
@@ -70,9 +79,9 @@ impl SqliteStore {
                     duplicate: true,
                 },
             };
-            Ok(posted)
-        })
-        .await
+            Ok(Some(posted))
+        });
+        posted.await?.ok_or(StoreError::AuthorForgotten)
     }
 
     pub(in crate::store) async fn messages_after(

@@ -185,3 +185,38 @@ pub async fn a_session_with_nothing_saved_is_forgotten_without_a_trace(f: Fixtur
         .collect();
     assert_eq!(newest, vec![saver]);
 }
+
+pub async fn a_forgotten_author_s_post_is_refused_and_no_message_stays_linked_to_it(f: Fixture) {
+    let id = SessionId::generate();
+    f.store
+        .save(id, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .post_message(id, body("before"), "n1".into(), 1_500)
+        .await
+        .unwrap();
+    assert!(f.store.forget(id, 2_000).await.unwrap());
+    let other = f.another().await;
+    for nonce in ["n1", "n2"] {
+        let refused = other
+            .post_message(id, body("after"), nonce.into(), 3_000)
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(livesession::store::StoreError::AuthorForgotten)
+            ),
+            "{refused:?}"
+        );
+    }
+    assert!(other.session_data(id).await.unwrap().messages.is_empty());
+    let bodies: Vec<String> = other
+        .recent_messages(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, ["before"], "the earlier message stays, unlinked");
+}

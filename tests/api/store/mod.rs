@@ -35,6 +35,7 @@ harness::on_both_backends! {
         forgetting_a_browser_unlinks_its_messages_from_it,
         forgotten_ids_are_remembered_until_they_expire,
         a_session_with_nothing_saved_is_forgotten_without_a_trace,
+        a_forgotten_author_s_post_is_refused_and_no_message_stays_linked_to_it,
     ],
     devices: [
         a_session_s_first_browser_gets_its_device_when_seen,
