@@ -25,7 +25,9 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 mod key_file;
+mod who;
 use key_file::{read_or_create_key_file, read_previous_keys};
+pub use who::{Session, Who, first_device};
 
 pub use crate::device::{DeviceId, Kind};
 
@@ -112,88 +114,6 @@ impl fmt::Display for SessionId {
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionId(..)")
-    }
-}
-
-/// The device of a cookie that names only its session (issued before browsers had devices of
-/// their own), and of the row each such session got when the devices were added: its id is the
-/// session's, so the cookie keeps working as the same device.
-pub fn first_device(session: SessionId) -> DeviceId {
-    DeviceId::from_uuid(session.0)
-}
-
-/// What a valid cookie names: the session, and the device of that session this browser is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Who {
-    pub session: SessionId,
-    pub device: DeviceId,
-}
-
-impl Who {
-    /// The signed value: `<session>.<device>`.
-    fn to_value(self) -> String {
-        format!("{}.{}", self.session, self.device)
-    }
-
-    /// A signed value: `<session>.<device>`, or a bare `<session>` of an older cookie (its
-    /// session's first device).
-    fn from_value(value: &str) -> Option<Who> {
-        match value.split_once('.') {
-            Some((session, device)) => Some(Who {
-                session: session.parse().ok()?,
-                device: device.parse().ok()?,
-            }),
-            None => {
-                let session = value.parse().ok()?;
-                Some(Who {
-                    session,
-                    device: first_device(session),
-                })
-            }
-        }
-    }
-}
-
-/// The session of the current request, as handlers see it.
-#[derive(Debug, Clone, Copy)]
-pub struct Session {
-    /// The verified (or just minted) id.
-    pub id: SessionId,
-    /// This browser among the session's devices.
-    pub device: DeviceId,
-    /// What kind of browser it is, from its User-Agent: its device's name.
-    pub kind: Kind,
-    /// True when the id was minted for this request: nothing can be saved under it yet.
-    pub is_new: bool,
-}
-
-impl Session {
-    /// A session minted for this request: a fresh id and device, nothing saved under them.
-    pub fn fresh(kind: Kind) -> Session {
-        Session {
-            id: SessionId::generate(),
-            device: DeviceId::generate(),
-            kind,
-            is_new: true,
-        }
-    }
-
-    /// The session and device a valid cookie names.
-    pub fn known(who: Who, kind: Kind) -> Session {
-        Session {
-            id: who.session,
-            device: who.device,
-            kind,
-            is_new: false,
-        }
-    }
-
-    /// What the cookie of this session names.
-    pub fn who(self) -> Who {
-        Who {
-            session: self.id,
-            device: self.device,
-        }
     }
 }
 

@@ -1,0 +1,87 @@
+//! What a valid cookie names, and the session of a request as handlers see it: the session id
+//! and this browser's device in it.
+
+use super::SessionId;
+use crate::device::{DeviceId, Kind};
+
+/// The device of a cookie that names only its session (issued before browsers had devices of
+/// their own), and of the row each such session got when the devices were added: its id is the
+/// session's, so the cookie keeps working as the same device.
+pub fn first_device(session: SessionId) -> DeviceId {
+    DeviceId::from_uuid(session.as_uuid())
+}
+
+/// What a valid cookie names: the session, and the device of that session this browser is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Who {
+    pub session: SessionId,
+    pub device: DeviceId,
+}
+
+impl Who {
+    /// The signed value: `<session>.<device>`.
+    pub(super) fn to_value(self) -> String {
+        format!("{}.{}", self.session, self.device)
+    }
+
+    /// A signed value: `<session>.<device>`, or a bare `<session>` of an older cookie (its
+    /// session's first device).
+    pub(super) fn from_value(value: &str) -> Option<Who> {
+        match value.split_once('.') {
+            Some((session, device)) => Some(Who {
+                session: session.parse().ok()?,
+                device: device.parse().ok()?,
+            }),
+            None => {
+                let session = value.parse().ok()?;
+                Some(Who {
+                    session,
+                    device: first_device(session),
+                })
+            }
+        }
+    }
+}
+
+/// The session of the current request, as handlers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// The verified (or just minted) id.
+    pub id: SessionId,
+    /// This browser among the session's devices.
+    pub device: DeviceId,
+    /// What kind of browser it is, from its User-Agent: its device's name.
+    pub kind: Kind,
+    /// True when the id was minted for this request: nothing can be saved under it yet.
+    pub is_new: bool,
+}
+
+impl Session {
+    /// A session minted for this request: a fresh id and device, nothing saved under them.
+    pub fn fresh(kind: Kind) -> Session {
+        Session {
+            id: SessionId::generate(),
+            device: DeviceId::generate(),
+            kind,
+            is_new: true,
+        }
+    }
+
+    /// The session and device a valid cookie names.
+    pub fn known(who: Who, kind: Kind) -> Session {
+        Session {
+            id: who.session,
+            device: who.device,
+            kind,
+            is_new: false,
+        }
+    }
+
+    /// What the cookie of this session names.
+    pub fn who(self) -> Who {
+        Who {
+            session: self.id,
+            device: self.device,
+        }
+    }
+}
