@@ -92,6 +92,32 @@ pub struct Config {
           value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]
     pub secure_cookies: bool,
 
+    /// Serve HTTPS on --listen with this certificate (PEM; the chain after it in the same file).
+    /// Needs --tls-key. SIGHUP reads both files again (a bad pair is refused, and the old one
+    /// keeps serving). With it the cookie is Secure and every response carries HSTS.
+    #[arg(
+        long,
+        env = "LIVESESSION_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC; RSA, ECDSA or Ed25519).
+    #[arg(
+        long,
+        env = "LIVESESSION_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// With HTTPS: how long browsers remember to use only HTTPS for this host
+    /// (Strict-Transport-Security max-age); 0 sends no such header.
+    #[arg(long, env = "LIVESESSION_HSTS_MAX_AGE", default_value = "365d", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub hsts_max_age: Duration,
+
     /// The origin that links and QR codes for another device name (`https://demo.example.com`):
     /// behind a proxy, or for a fixed name. Without it a link names the host the page was opened
     /// at when this server answers for it; a loopback one (on a server listening on every
@@ -293,6 +319,18 @@ impl Config {
         Config::try_parse_from(args)
     }
 
+    /// Whether the site is served over HTTPS, by this server (`--tls-cert`) or by a proxy in
+    /// front of it (`--secure-cookies`): the cookie is `Secure`, links and origins are `https://`.
+    pub fn is_https(&self) -> bool {
+        self.secure_cookies || self.tls_cert.is_some()
+    }
+
+    /// The `Strict-Transport-Security` value HTTPS responses carry; `None` for max-age 0.
+    pub fn hsts(&self) -> Option<String> {
+        let seconds = self.hsts_max_age.as_secs();
+        (seconds > 0).then(|| format!("max-age={seconds}"))
+    }
+
     /// How long a page view may go without writing `read_at`: 1% of `stale_after`, at most an hour.
     /// Reads inside the window cost no write; pruning allows for the window, so a row read within
     /// `stale_after` is never deleted.
@@ -309,7 +347,7 @@ impl Config {
             message_rate: self.live_message_rate,
             max_sockets: self.max_sockets as usize,
             max_sockets_per_session: self.max_sockets_per_session as usize,
-            https_only: self.secure_cookies,
+            https_only: self.is_https(),
             join_timeout: self.live_join_timeout,
             max_sockets_per_ip: self.max_sockets_per_ip as usize,
         }

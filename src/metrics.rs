@@ -85,11 +85,14 @@ pub enum Refusal {
     SocketsPerSession,
     /// A live socket that did not join within `--live-join-timeout`.
     JoinTimeout,
+    /// A TLS handshake that failed (no common protocol, a certificate the client refused, not
+    /// TLS at all).
+    TlsHandshake,
 }
 
 impl Refusal {
     /// Every refusal, in the order of its series.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Origin,
         Refusal::ConnectionsPerIp,
         Refusal::Connections,
@@ -98,6 +101,7 @@ impl Refusal {
         Refusal::SocketsPerIp,
         Refusal::SocketsPerSession,
         Refusal::JoinTimeout,
+        Refusal::TlsHandshake,
     ];
 
     /// Its `reason` label.
@@ -122,7 +126,7 @@ pub struct Metrics {
     chat_messages: Counter,
     live_origin_rejections: Counter,
     rate_limited: [Counter; 7],
-    refused: [Counter; 8],
+    refused: [Counter; 9],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
     scrapes: Mutex<()>,
@@ -146,7 +150,7 @@ const LIMITS: Label<7> = (
         "link",
     ],
 );
-const REFUSALS: Label<8> = (
+const REFUSALS: Label<9> = (
     "reason",
     [
         "origin",
@@ -157,6 +161,7 @@ const REFUSALS: Label<8> = (
         "sockets_per_ip",
         "sockets_per_session",
         "join_timeout",
+        "tls_handshake",
     ],
 );
 

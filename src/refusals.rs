@@ -104,6 +104,7 @@ fn what(refusal: Refusal) -> &'static str {
             "live socket refused: too many open pages for one browser (--max-sockets-per-session)"
         }
         Refusal::JoinTimeout => "closed a live socket that did not join within --live-join-timeout",
+        Refusal::TlsHandshake => "a TLS handshake failed",
     }
 }
 

@@ -23,6 +23,9 @@ use crate::site::{Setup, Site};
 use crate::store::{PostgresTarget, Store};
 use crate::{cluster, prune, refusals};
 
+mod https;
+use https::{https, reload_on_sighup};
+
 /// A built, bound, not yet serving app.
 pub struct App {
     listener: TcpListener,
@@ -33,6 +36,8 @@ pub struct App {
     connections: Capacity,
     /// The store the site was opened on: the prune task and the shutdown use it.
     store: Store,
+    /// HTTPS from certificate files, when `--tls-cert` is given.
+    https: Option<server::Https>,
 }
 
 impl App {
@@ -40,6 +45,8 @@ impl App {
     /// Any problem comes back as one readable error naming what failed.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let shutdown = CancellationToken::new();
+        // A bad certificate pair is refused before anything listens.
+        let https = https(&config)?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -48,7 +55,7 @@ impl App {
             config.secret_key.as_deref(),
             &config.secret_key_path(),
             config.previous_keys.as_deref(),
-            config.secure_cookies,
+            config.is_https(),
         )?;
         let store = open_store(&config, Opening::ToServe)
             .await?
@@ -86,6 +93,7 @@ impl App {
             metrics_listener,
             connections,
             store,
+            https,
         })
     }
 
@@ -125,6 +133,7 @@ impl App {
             metrics_listener,
             connections,
             store,
+            https,
         } = self;
         connections.log();
         let metrics_server = match metrics_listener {
@@ -138,9 +147,16 @@ impl App {
             None => None,
         };
         tracing::info!(
-            "listening on http://{}",
+            "listening on {}://{}",
+            if https.is_some() { "https" } else { "http" },
             listener.local_addr().context("reading the bound address")?
         );
+        if let Some(https) = &https {
+            tokio::spawn(reload_on_sighup(
+                Arc::clone(&https.certificates),
+                shutdown.clone(),
+            ));
+        }
         for (reached_from, url) in state.site.origins().reachable_at() {
             tracing::info!("{reached_from}: {url}");
         }
@@ -151,6 +167,7 @@ impl App {
             app::router(state, config.metrics),
             config.header_timeout,
             connections.public.clone(),
+            https,
             shutdown.clone(),
         );
         let serving = async {
@@ -182,12 +199,7 @@ fn origins(listener: &TcpListener, config: &Config) -> anyhow::Result<Origins> {
         Vec::new()
     });
     let public = config.public_url.clone();
-    Ok(Origins::new(
-        bound,
-        interfaces,
-        public,
-        config.secure_cookies,
-    ))
+    Ok(Origins::new(bound, interfaces, public, config.is_https()))
 }
 
 /// Serves `/metrics` on a listener of its own (`--metrics-listen`) until `shutdown`.
@@ -208,6 +220,7 @@ fn serve_metrics(
         router,
         config.header_timeout,
         connections.metrics.clone(),
+        None,
         shutdown.clone(),
     )))
 }

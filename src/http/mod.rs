@@ -11,6 +11,7 @@
 //! - [`metrics`]: `GET /metrics`.
 //! - [`limits`]: how many connections are held, in all and per client address.
 //! - [`server`]: the accept loop.
+//! - [`tls`]: HTTPS from certificate files, reloaded on `SIGHUP`.
 
 pub mod client;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -43,8 +43,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use http::HeaderValue;
+use tokio_rustls::TlsAcceptor;
+
 use super::client::{ClientAddr, LocalAddr};
 use super::limits::{ConnectionLimits, Connections};
+use super::tls::Certificates;
 use crate::metrics::Refusal;
 use crate::refusals::refused;
 
@@ -54,14 +58,24 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How often failing `accept` calls are logged at most.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// HTTPS on the listener: the certificates, and the `Strict-Transport-Security` every response
+/// carries (`None`: `--hsts-max-age 0`).
+#[derive(Clone)]
+pub struct Https {
+    pub certificates: Arc<Certificates>,
+    pub hsts: Option<HeaderValue>,
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then finishes gracefully. Each
 /// turn of the loop: wait for room under the cap, accept, admit the peer under its address's
-/// cap, then serve the connection in a task of its own.
+/// cap, then serve the connection in a task of its own (which does the TLS handshake first, with
+/// `https`, under the same header timeout).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
     limits: ConnectionLimits,
+    https: Option<Https>,
     shutdown: CancellationToken,
 ) {
     // No timer for hyper: the connection's idle timer is ours (see `Activity`).
@@ -90,12 +104,47 @@ pub async fn serve(
             }
         };
         let activity = Arc::new(Activity::new());
-        let service = service_for(&router, &activity, peer, local, &connections);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let hsts = https.as_ref().and_then(|https| https.hsts.clone());
+        let service = service_for(&router, &activity, peer, local, &connections, hsts);
         let shutdown = shutdown.clone();
-        tasks.spawn(drive(connection, activity, peer, header_timeout, shutdown));
+        let builder = builder.clone();
+        match &https {
+            None => {
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                tasks.spawn(drive(connection, activity, peer, header_timeout, shutdown));
+            }
+            Some(https) => {
+                let acceptor = TlsAcceptor::from(https.certificates.config());
+                tasks.spawn(async move {
+                    // The handshake counts against the header timeout: a client that opens a
+                    // connection and sends no ClientHello is closed like one that sends nothing.
+                    let deadline = activity.start + header_timeout;
+                    let tls = tokio::select! {
+                        tls = acceptor.accept(stream) => tls,
+                        () = tokio::time::sleep_until(deadline.into()) => {
+                            tracing::debug!(client = %peer, "no TLS handshake in time; closed");
+                            refused(Refusal::HeaderTimeout);
+                            return;
+                        }
+                        () = shutdown.cancelled() => return,
+                    };
+                    let stream = match tls {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                            refused(Refusal::TlsHandshake);
+                            return;
+                        }
+                    };
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    drive(connection, activity, peer, header_timeout, shutdown).await;
+                });
+            }
+        }
     }
     tasks.close();
     tasks.wait().await;
@@ -158,6 +207,7 @@ fn service_for(
     peer: IpAddr,
     local: Option<SocketAddr>,
     connections: &Connections,
+    hsts: Option<HeaderValue>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -185,8 +235,13 @@ fn service_for(
             }
             request
         })
-        .map_response(move |response| {
+        .map_response(move |mut response: axum::response::Response| {
             answered.request_answered();
+            if let Some(hsts) = &hsts {
+                response
+                    .headers_mut()
+                    .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
             response
         });
     TowerToHyperService::new(service.map_err(|never: Infallible| match never {}))

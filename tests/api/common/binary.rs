@@ -153,9 +153,9 @@ impl Server {
             })
         };
         log.0.lock().unwrap().reader = Some(reader);
-        let url = log.wait_for("listening on http://");
-        let at = url.find("listening on http://").unwrap() + "listening on http://".len();
-        let addr = url[at..].trim().parse().unwrap();
+        let line = log.wait_for("listening on http");
+        let at = line.find("://").unwrap() + "://".len();
+        let addr = line[at..].trim().parse().unwrap();
         (
             Server {
                 child,

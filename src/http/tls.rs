@@ -1,0 +1,117 @@
+//! HTTPS from certificate files (`--tls-cert`, `--tls-key`): the pair is checked before it is
+//! used (a file that does not parse, or a key that is not the certificate's, is refused with one
+//! sentence naming the file), and [`Certificates::reload`] swaps in a new pair for the next
+//! connection (on `SIGHUP`) while the old one keeps serving when the new one is bad. Open
+//! connections are never touched: each keeps the configuration it was accepted with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+use crate::lock::RwLock;
+
+/// Why a certificate pair was refused: one sentence, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPair(String);
+
+/// The served certificate pair and the TLS configuration made of it.
+pub struct Certificates {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Certificates {
+    /// Reads and checks the pair in `cert` (PEM, the chain after the leaf) and `key` (PEM:
+    /// PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519).
+    pub fn load(cert: &Path, key: &Path) -> Result<Certificates, BadPair> {
+        let config = server_config(cert, key)?;
+        Ok(Certificates {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current: RwLock::new(config),
+        })
+    }
+
+    /// The configuration a new connection is accepted with.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.current.read())
+    }
+
+    /// Reads both files again; a bad pair is refused (the current one keeps serving).
+    pub fn reload(&self) -> Result<(), BadPair> {
+        let config = server_config(&self.cert, &self.key)?;
+        *self.current.write() = config;
+        Ok(())
+    }
+}
+
+/// The TLS configuration of the pair in `cert` and `key`: TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, BadPair> {
+    let chain = read_chain(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        BadPair(format!(
+            "{} holds no private key in PEM form that can be read ({e})",
+            key.display()
+        ))
+    })?;
+    let provider = Arc::new(ring::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| {
+            BadPair(format!(
+                "{} holds a private key of a kind that cannot sign for TLS ({e})",
+                key.display()
+            ))
+        })?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|_| {
+        BadPair(format!(
+            "the private key in {} is not the key of the certificate in {}",
+            key.display(),
+            cert.display()
+        ))
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BadPair(format!("TLS cannot be set up: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// One certificate for every name asked.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Fixed {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+/// The certificates in `path`, the leaf first.
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, BadPair> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        BadPair(format!(
+            "{} holds no certificate in PEM form that can be read ({e})",
+            path.display()
+        ))
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(&e))?;
+    if chain.is_empty() {
+        return Err(unreadable(&"it is empty"));
+    }
+    Ok(chain)
+}
