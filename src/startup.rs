@@ -146,17 +146,14 @@ impl App {
             )?),
             None => None,
         };
+        // Before the line that says the server is up: a SIGHUP from then on is handled.
+        let certificates = https.as_ref().map(|https| Arc::clone(&https.certificates));
+        reload_on_sighup(certificates, shutdown.clone())?;
         tracing::info!(
             "listening on {}://{}",
             if https.is_some() { "https" } else { "http" },
             listener.local_addr().context("reading the bound address")?
         );
-        if let Some(https) = &https {
-            tokio::spawn(reload_on_sighup(
-                Arc::clone(&https.certificates),
-                shutdown.clone(),
-            ));
-        }
         for (reached_from, url) in state.site.origins().reachable_at() {
             tracing::info!("{reached_from}: {url}");
         }

@@ -29,24 +29,27 @@ pub(super) fn https(config: &Config) -> anyhow::Result<Option<server::Https>> {
 
 /// Reads the certificate pair again on every `SIGHUP` (what certbot's deploy hook or
 /// `systemctl reload` sends), until `shutdown`: the next connection gets the new one; a bad pair
-/// is refused with one line, and the old one keeps serving.
-pub(super) async fn reload_on_sighup(certificates: Arc<Certificates>, shutdown: CancellationToken) {
+/// is refused with one line, and the old one keeps serving. Without certificate files there is
+/// nothing to read again, but `SIGHUP` (a `systemctl reload`) never stops the server either.
+pub(super) fn reload_on_sighup(
+    certificates: Option<Arc<Certificates>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the certificate is not reloaded");
-            return;
+    // Registered now, so a SIGHUP is never the default action (the end of the process).
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hangups.recv() => if got.is_none() { return },
+                () = shutdown.cancelled() => return,
+            }
+            match certificates.as_ref().map(|c| c.reload()) {
+                Some(Ok(())) => tracing::info!("SIGHUP: the certificate and key were read again"),
+                Some(Err(e)) => tracing::error!("SIGHUP: {e}; the old certificate keeps serving"),
+                None => tracing::info!("SIGHUP: nothing to read again (no --tls-cert)"),
+            }
         }
-    };
-    loop {
-        tokio::select! {
-            got = hangups.recv() => if got.is_none() { return },
-            () = shutdown.cancelled() => return,
-        }
-        match certificates.reload() {
-            Ok(()) => tracing::info!("SIGHUP: the certificate and key were read again"),
-            Err(e) => tracing::error!("SIGHUP: {e}; the old certificate keeps serving"),
-        }
-    }
+    });
+    Ok(())
 }

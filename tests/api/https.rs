@@ -400,3 +400,25 @@ async fn a_client_that_never_sends_a_client_hello_is_closed_within_the_header_ti
     assert!(lines <= 1, "{lines} lines for 20 failed handshakes");
     server.stop();
 }
+
+/// `systemctl reload` sends SIGHUP whatever the flags: a server without certificate files goes
+/// on serving.
+#[tokio::test]
+async fn sighup_without_certificate_files_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--listen", "127.0.0.1:0"]);
+    server.signal("-HUP");
+    let started = Instant::now();
+    while !server.logged("SIGHUP: nothing to read again") {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "SIGHUP not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let health = reqwest::get(format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    server.stop();
+}
