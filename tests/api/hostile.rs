@@ -413,3 +413,45 @@ async fn a_client_trickling_its_headers_is_disconnected() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_form_that_is_not_utf8_is_refused_with_a_sentence_not_rewritten() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "system").await;
+    let token = browser.csrf_token().await;
+    let cookie = browser.cookie.clone().unwrap();
+    let client = browser.client.clone();
+    let post = |path: &'static str, body: Vec<u8>| {
+        client
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(COOKIE, cookie.clone())
+            .body(body)
+            .send()
+    };
+    let escaped = format!("_csrf={token}&username=b%FFob&theme=dark").into_bytes();
+    let mut raw = format!("_csrf={token}&username=b").into_bytes();
+    raw.extend_from_slice(b"\xfe\xffob&theme=dark");
+    for body in [escaped, raw] {
+        let response = post("/settings", body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("not sent as UTF-8 text"), "{text}");
+    }
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "ada", "the name was not rewritten");
+    assert_eq!(
+        crate::common::selected_theme(&page),
+        "system",
+        "nor the theme"
+    );
+
+    let chat = browser.page("/").await;
+    let nonce = crate::common::attribute_after(&chat, r#"name="nonce" value=""#).to_owned();
+    let body = format!("_csrf={token}&nonce={nonce}&body=hi%C3%28").into_bytes();
+    let response = post("/messages", body).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!browser.page("/").await.contains("hi\u{fffd}"));
+    app.stop().await;
+}

@@ -1,17 +1,17 @@
 //! The settings page: `GET /settings`, its form (`POST /settings`), and its buttons: "forget
 //! me", "sign out everywhere else", "Download my data".
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use maud::Markup;
 use serde::Deserialize;
 
 use super::link::origin;
-use super::{TokenForm, check_csrf};
+use super::{Form, TokenForm, check_csrf};
 use crate::clock::now_millis;
 use crate::http::client::{ClientAddr, LocalAddr};
 use crate::http::error::AppError;
