@@ -85,11 +85,19 @@ pub enum Refusal {
     SocketsPerSession,
     /// A live socket that did not join within `--live-join-timeout`.
     JoinTimeout,
+    /// A session cookie that did not verify, or named a forgotten session: a fresh session.
+    Cookie,
+    /// A chat post over a rate limit (its limit is counted in `livesession_rate_limited_total`).
+    ChatLimit,
+    /// A live socket closed for sending over `--live-message-rate`.
+    LiveRate,
+    /// A live socket dropped because its peer stopped reading (`--live-send-timeout`).
+    LiveTooSlow,
 }
 
 impl Refusal {
     /// Every refusal, in the order of its series.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::Origin,
         Refusal::ConnectionsPerIp,
         Refusal::Connections,
@@ -98,6 +106,10 @@ impl Refusal {
         Refusal::SocketsPerIp,
         Refusal::SocketsPerSession,
         Refusal::JoinTimeout,
+        Refusal::Cookie,
+        Refusal::ChatLimit,
+        Refusal::LiveRate,
+        Refusal::LiveTooSlow,
     ];
 
     /// Its `reason` label.
@@ -122,7 +134,7 @@ pub struct Metrics {
     chat_messages: Counter,
     live_origin_rejections: Counter,
     rate_limited: [Counter; 7],
-    refused: [Counter; 8],
+    refused: [Counter; 12],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
     scrapes: Mutex<()>,
@@ -146,7 +158,7 @@ const LIMITS: Label<7> = (
         "link",
     ],
 );
-const REFUSALS: Label<8> = (
+const REFUSALS: Label<12> = (
     "reason",
     [
         "origin",
@@ -157,6 +169,10 @@ const REFUSALS: Label<8> = (
         "sockets_per_ip",
         "sockets_per_session",
         "join_timeout",
+        "invalid_cookie",
+        "chat_rate_limit",
+        "live_message_rate",
+        "live_send_timeout",
     ],
 );
 

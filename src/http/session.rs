@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::metrics::Refusal;
+use crate::refusals::refused;
 use crate::session::{Session, SessionId, Verdict};
 use crate::site::Site;
 
@@ -40,9 +42,10 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
         }
         Verdict::Missing => (Session::fresh(), true),
         Verdict::Invalid => {
-            tracing::info!(
+            tracing::debug!(
                 "session cookie failed verification or was forgotten; starting a fresh session"
             );
+            refused(Refusal::Cookie);
             (Session::fresh(), true)
         }
     };

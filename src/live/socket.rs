@@ -20,7 +20,8 @@ use super::protocol::{ClientMessage, FieldErrors, ServerMessage};
 use super::{Live, SocketPermit, SocketSlot};
 use crate::clock::now_millis;
 use crate::limit::TokenBucket;
-use crate::metrics::{Limit, metrics};
+use crate::metrics::{Limit, Refusal, metrics};
+use crate::refusals::refused;
 use crate::session::SessionId;
 use crate::settings::{Settings, SettingsErrors, SettingsInput};
 use crate::site::presence::{Arrival, Roster};
@@ -58,7 +59,10 @@ pub async fn run<S: Transport>(
     match end {
         End::Peer => tracing::debug!("live socket closed by the peer"),
         End::Closed(code, reason) => tracing::debug!(code, reason, "live socket closed"),
-        End::TooSlow => tracing::info!("live socket dropped: the peer stopped reading"),
+        End::TooSlow => {
+            tracing::debug!("live socket dropped: the peer stopped reading");
+            refused(Refusal::LiveTooSlow);
+        }
     }
 }
 
@@ -126,7 +130,8 @@ impl LiveView {
                     last_heard = Instant::now();
                     match frame {
                         Frame::Text(_) if allowance.take(burst, rate, std::time::Instant::now()).is_err() => {
-                            tracing::info!("live socket closed: over the message rate limit");
+                            tracing::debug!("live socket closed: over the message rate limit");
+                            refused(Refusal::LiveRate);
                             metrics().rate_limited(Limit::Live);
                             Err(peer.close(code::POLICY, "too many messages").await)
                         }
