@@ -1,64 +1,40 @@
 //! How fast one browser, one client address, or everyone together may do something: a token
 //! bucket per key (a session, an address), refilled evenly over a window.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::limit::{RateLimit, TokenBucket};
+use crate::limit::{Buckets, RateLimit};
 use crate::lock::Mutex;
 use crate::session::SessionId;
 
 /// A token bucket per key (by default a session): `burst` tokens, refilled evenly over
-/// `window`.
+/// `window`. Idle buckets are forgotten a few per call ([`Buckets`]), never by a scan.
 pub struct RateLimiter<K = SessionId> {
-    limit: RateLimit,
-    buckets: Mutex<HashMap<K, TokenBucket>>,
+    buckets: Mutex<Buckets<K>>,
 }
-
-/// Forget full buckets once the map is this big, so it stays small.
-const SWEEP_ABOVE: usize = 10_000;
 
 impl<K: Hash + Eq + Copy> RateLimiter<K> {
     /// A limiter with every bucket full.
     pub fn new(limit: RateLimit) -> RateLimiter<K> {
         RateLimiter {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::new(limit)),
         }
     }
 
     /// The limit this limiter enforces.
     pub fn limit(&self) -> RateLimit {
-        self.limit
-    }
-
-    fn burst(&self) -> f64 {
-        f64::from(self.limit.burst)
+        self.buckets.lock().limit()
     }
 
     /// Takes one token for `id` at `now`, or says how long until one is available.
     pub fn try_acquire(&self, id: K, now: Instant) -> Result<(), Duration> {
-        let burst = self.burst();
-        let per_second = burst / self.limit.window.as_secs_f64();
-        let mut buckets = self.buckets.lock();
-        if buckets.len() > SWEEP_ABOVE {
-            // A bucket idle for a whole window is full again: forgetting it changes nothing.
-            let window = self.limit.window;
-            buckets.retain(|_, b| now.duration_since(b.last_used()) < window);
-        }
-        buckets
-            .entry(id)
-            .or_insert_with(|| TokenBucket::full(burst, now))
-            .take(burst, per_second, now)
+        self.buckets.lock().take(id, now)
     }
 
     /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
     pub fn refund(&self, id: K) {
-        let burst = self.burst();
-        if let Some(bucket) = self.buckets.lock().get_mut(&id) {
-            bucket.give_back(burst);
-        }
+        self.buckets.lock().give_back(id);
     }
 }
 
