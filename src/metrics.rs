@@ -132,6 +132,7 @@ pub struct Metrics {
     write_duration: LatencyHistogram,
     database_errors: [Counter; 4],
     chat_messages: Counter,
+    qr_codes_drawn: Counter,
     live_origin_rejections: Counter,
     rate_limited: [Counter; 7],
     refused: [Counter; 12],
@@ -248,6 +249,11 @@ impl Metrics {
             "chat_messages",
             "Chat messages posted (a resent one is not counted again)",
         );
+        let qr_codes_drawn = counter(
+            &mut registry,
+            "qr_codes_drawn",
+            "QR codes of one-time links drawn (each link's is drawn once, then kept)",
+        );
         let live_origin_rejections = counter(
             &mut registry,
             "live_origin_rejections",
@@ -283,6 +289,7 @@ impl Metrics {
             write_duration,
             database_errors,
             chat_messages,
+            qr_codes_drawn,
             live_origin_rejections,
             rate_limited,
             refused,
@@ -335,6 +342,11 @@ impl Metrics {
     /// A chat message was stored.
     pub fn chat_message_posted(&self) {
         self.chat_messages.inc();
+    }
+
+    /// The QR code of a link was drawn.
+    pub fn qr_code_drawn(&self) {
+        self.qr_codes_drawn.inc();
     }
 
     /// A live socket upgrade was refused for its Origin.

@@ -56,7 +56,7 @@ use crate::origin::Origins;
 use crate::retention::{Pruned, Retention};
 use crate::session::{CookieCheck, Keys, SessionId, Verdict};
 use crate::store::Store;
-use crate::views::PageCache;
+use crate::views::{PageCache, QrCache};
 use account::ExportLimiters;
 use chat::ChatLimiters;
 use forgotten::Forgotten;
@@ -106,6 +106,8 @@ struct Parts {
     export_limits: ExportLimiters,
     /// Rendered settings pages of recent visitors.
     pages: PageCache,
+    /// The QR codes of recent one-time links.
+    qr_codes: QrCache,
     /// The chat's newest messages, rendered once, and the channel to every chat page.
     room: Arc<Room>,
     /// Who has the chat open, here and on the other instances.
@@ -208,6 +210,7 @@ impl Site {
             forget_limit: RateLimiter::new(FORGET_LIMIT),
             export_limits: ExportLimiters::default(),
             pages: PageCache::default(),
+            qr_codes: QrCache::default(),
             room,
             presence: Arc::new(Presence::new(presence_grace)),
             linking: linking::Linking::new(link_ttl),
@@ -247,6 +250,11 @@ impl Site {
     /// When rows go stale, and how often reads may write.
     pub fn retention(&self) -> Retention {
         self.0.retention
+    }
+
+    /// The SVG of the QR code of the link `url`, drawn once per link.
+    pub fn qr_svg(&self, url: &str) -> std::sync::Arc<str> {
+        self.0.qr_codes.svg(url)
     }
 
     /// The cache of rendered settings pages (the page is `views`', the cache the site's state).

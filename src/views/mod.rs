@@ -10,7 +10,7 @@ mod link;
 mod sentences;
 mod settings;
 
-pub use cache::PageCache;
+pub use cache::{PageCache, QrCache};
 pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
 pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};
 pub use link::{FreshCode, LinkCard, LinkPage, link_page, minutes_left, qr_svg};

@@ -49,7 +49,7 @@ pub async fn show_settings(
             origin(&site, &headers, local.map(|Extension(local)| local)),
             code.as_str()
         );
-        let (shown, qr) = (code.to_string(), views::qr_svg(&url));
+        let (shown, qr) = (code.to_string(), site.qr_svg(&url));
         let fresh = FreshCode {
             shown: &shown,
             url: &url,
