@@ -19,6 +19,7 @@ mod devices;
 mod faults;
 mod files;
 mod hostile;
+mod ipv6;
 mod link_origin;
 mod live;
 mod logs;
