@@ -143,6 +143,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub message_burst_per_ip: u32,
 
+    /// How many new browsers (sessions) one client address (an IPv6 /64) may save settings for,
+    /// for the first time, per hour: a session costs a database row from its first save until it
+    /// goes stale, so this bounds how fast one machine can fill the disk. A school or an office
+    /// behind one address never meets the default.
+    #[arg(long, env = "LIVESESSION_NEW_SESSIONS_PER_IP", default_value_t = 300, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub new_sessions_per_ip: u32,
+
     /// How many chat messages the whole room takes per --message-window, from everyone together:
     /// under a flood from many addresses the last page of the chat still stays up for a while.
     #[arg(long, env = "LIVESESSION_ROOM_MESSAGE_BURST", default_value_t = 50, value_name = "COUNT",
@@ -319,6 +327,14 @@ impl Config {
             per_session: per_window(self.message_burst),
             per_address: per_window(self.message_burst_per_ip),
             room: per_window(self.room_message_burst),
+        }
+    }
+
+    /// How many new sessions one client address may save per hour (`--new-sessions-per-ip`).
+    pub fn new_sessions_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.new_sessions_per_ip,
+            window: Duration::from_secs(3600),
         }
     }
 

@@ -63,6 +63,8 @@ pub enum Limit {
     Export,
     /// One-time codes made or tried too often.
     Link,
+    /// One client address saving too many new sessions (`--new-sessions-per-ip`).
+    NewSessions,
 }
 
 /// Why a connection, a request or a live socket was refused or closed early (the `reason` label of
@@ -134,7 +136,7 @@ pub struct Metrics {
     chat_messages: Counter,
     qr_codes_drawn: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 7],
+    rate_limited: [Counter; 8],
     refused: [Counter; 12],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
@@ -147,7 +149,7 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<7> = (
+const LIMITS: Label<8> = (
     "limit",
     [
         "chat",
@@ -157,6 +159,7 @@ const LIMITS: Label<7> = (
         "chat_room",
         "export",
         "link",
+        "new_sessions",
     ],
 );
 const REFUSALS: Label<12> = (

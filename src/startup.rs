@@ -60,6 +60,7 @@ impl App {
             keys,
             retention: config.retention(),
             chat_limits: config.chat_limits(),
+            new_sessions: config.new_sessions_limit(),
             message_limit: config.message_limit as usize,
             presence_grace: config.presence_grace,
             link_ttl: config.link_ttl,

@@ -104,6 +104,7 @@ const SERVER_ONLY: &[&str] = &[
     "message_burst",
     "message_window",
     "message_burst_per_ip",
+    "new_sessions_per_ip",
     "room_message_burst",
     "allowed_origins",
     "live_idle_timeout",

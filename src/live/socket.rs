@@ -231,7 +231,11 @@ impl LiveView {
             seq,
             socket: self.socket_id,
         };
-        let (outcome, errors) = match live.site.save_settings(self.id, &input, via).await {
+        let (outcome, errors) = match live
+            .site
+            .save_settings(self.id, &input, self.from, via)
+            .await
+        {
             Ok(saved) => saved,
             // Not acknowledged: the client keeps the change and sends it again after it
             // reconnects.
@@ -242,7 +246,9 @@ impl LiveView {
                 self.saved = saved;
                 self.version = version;
             }
-            SaveOutcome::Nothing => {}
+            // Too many new sessions from this address: the page keeps what was typed and shows
+            // why next to the name.
+            SaveOutcome::Nothing | SaveOutcome::TooManyNew => {}
             // Committed before: acknowledge it again, change nothing.
             SaveOutcome::Replayed => {
                 return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;

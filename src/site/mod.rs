@@ -79,6 +79,8 @@ pub struct Setup {
     pub retention: Retention,
     /// How fast each browser, each client address and the room may send chat messages.
     pub chat_limits: ChatLimits,
+    /// How many new sessions one client address may save (`--new-sessions-per-ip`).
+    pub new_sessions: crate::limit::RateLimit,
     /// The chat messages the database keeps at most (`--message-limit`): the room's log never
     /// holds more.
     pub message_limit: usize,
@@ -103,6 +105,8 @@ struct Parts {
     forgotten: Forgotten,
     /// How often each client address may ask to be forgotten or sign out elsewhere.
     forget_limit: RateLimiter<std::net::IpAddr>,
+    /// First saves of a session, per client address.
+    new_sessions: RateLimiter<std::net::IpAddr>,
     export_limits: ExportLimiters,
     /// Rendered settings pages of recent visitors.
     pages: PageCache,
@@ -189,6 +193,7 @@ impl Site {
             keys,
             retention,
             chat_limits,
+            new_sessions,
             message_limit,
             presence_grace,
             link_ttl,
@@ -208,6 +213,7 @@ impl Site {
             chat_limits: ChatLimiters::new(chat_limits),
             forgotten,
             forget_limit: RateLimiter::new(FORGET_LIMIT),
+            new_sessions: RateLimiter::new(new_sessions),
             export_limits: ExportLimiters::default(),
             pages: PageCache::default(),
             qr_codes: QrCache::default(),

@@ -378,3 +378,64 @@ async fn signing_out_everywhere_else_moves_the_data_and_every_other_device_start
     assert_eq!(username_field(&desktop.page("/settings").await), "Ada");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn first_saves_from_one_address_are_limited_and_the_refused_form_is_kept() {
+    let app = TestApp::spawn(&["--new-sessions-per-ip", "5"]).await;
+    let mut keeper = app.browser();
+    assert_eq!(
+        keeper.save_settings("ada", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let mut saved = 1;
+    for n in 0..10 {
+        let mut fresh = app.browser();
+        let typed = format!("fresh {n}");
+        let response = fresh.save_settings(&typed, "light").await;
+        match response.status() {
+            StatusCode::SEE_OTHER => saved += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let page = response.text().await.unwrap();
+                assert!(
+                    page.contains("too many new browsers from your network saved settings"),
+                    "no sentence for save {n}"
+                );
+                assert!(
+                    page.contains("Please try again in 12 min"),
+                    "no wait for save {n}"
+                );
+                assert_eq!(
+                    username_field(&page),
+                    typed,
+                    "the form keeps what was typed"
+                );
+                assert_eq!(username_field(&fresh.page("/settings").await), "");
+            }
+            other => panic!("save {n}: {other}"),
+        }
+    }
+    assert_eq!(saved, 5, "five first saves from one address");
+    assert_eq!(app.settings_rows(), 5);
+    // A session that has saved before is not a new one: it saves as always.
+    assert_eq!(
+        keeper.save_settings("ada again", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // Another address has an allowance of its own.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut other = Browser {
+        addr: app.addr,
+        client,
+        cookie: None,
+    };
+    assert_eq!(
+        other.save_settings("neighbour", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(app.settings_rows(), 6);
+    app.stop().await;
+}

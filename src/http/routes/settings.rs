@@ -124,6 +124,7 @@ pub struct SettingsForm {
 pub async fn save_settings(
     State(site): State<Site>,
     session: Session,
+    ClientAddr(from): ClientAddr,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&site, session, &form.csrf)?;
@@ -131,9 +132,17 @@ pub async fn save_settings(
         username: form.username,
         theme: form.theme,
     };
-    let (outcome, errors) = site.save_settings(session.id, &input, Via::Form).await?;
+    let (outcome, errors) = site
+        .save_settings(session.id, &input, from, Via::Form)
+        .await?;
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
     let (saved, version) = match outcome {
         SaveOutcome::Written(saved, version) => (saved, version),
+        // The form comes back as it was typed, with the sentence next to the name.
+        SaveOutcome::TooManyNew => {
+            status = StatusCode::TOO_MANY_REQUESTS;
+            site.settings_for(session).await?
+        }
         SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for(session).await?,
         // Forgotten in another tab (or on another instance) meanwhile: the page starts over.
         SaveOutcome::Forgotten => return Ok(Redirect::to("/settings").into_response()),
@@ -146,7 +155,7 @@ pub async fn save_settings(
         errors: Some(&errors),
     };
     let page = settings_document(&site, session.id, &saved, version, form, None);
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    Ok((status, page).into_response())
 }
 
 /// `POST /settings/forget`: deletes this browser's row and moves it to a new, empty session. The
