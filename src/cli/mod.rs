@@ -105,6 +105,7 @@ const SERVER_ONLY: &[&str] = &[
     "message_window",
     "message_burst_per_ip",
     "new_sessions_per_ip",
+    "min_free_disk",
     "room_message_burst",
     "allowed_origins",
     "live_idle_timeout",

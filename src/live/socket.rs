@@ -248,7 +248,7 @@ impl LiveView {
             }
             // Too many new sessions from this address: the page keeps what was typed and shows
             // why next to the name.
-            SaveOutcome::Nothing | SaveOutcome::TooManyNew => {}
+            SaveOutcome::Nothing | SaveOutcome::TooManyNew | SaveOutcome::NoRoom => {}
             // Committed before: acknowledge it again, change nothing.
             SaveOutcome::Replayed => {
                 return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;

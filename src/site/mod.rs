@@ -23,6 +23,7 @@ mod account;
 mod chat;
 mod client;
 mod cluster;
+mod disk;
 mod forgotten;
 mod limits;
 mod linking;
@@ -81,6 +82,9 @@ pub struct Setup {
     pub chat_limits: ChatLimits,
     /// How many new sessions one client address may save (`--new-sessions-per-ip`).
     pub new_sessions: crate::limit::RateLimit,
+    /// The data dir, and the free space under which new sessions are not saved
+    /// (`--min-free-disk`; 0: never).
+    pub min_free_disk: (std::path::PathBuf, u64),
     /// The chat messages the database keeps at most (`--message-limit`): the room's log never
     /// holds more.
     pub message_limit: usize,
@@ -107,6 +111,8 @@ struct Parts {
     forget_limit: RateLimiter<std::net::IpAddr>,
     /// First saves of a session, per client address.
     new_sessions: RateLimiter<std::net::IpAddr>,
+    /// Holds new sessions back while the disk is short of space.
+    disk: disk::DiskGuard,
     export_limits: ExportLimiters,
     /// Rendered settings pages of recent visitors.
     pages: PageCache,
@@ -179,6 +185,8 @@ pub enum Health {
     Ok,
     /// It did not; the reason, for the operator.
     Unavailable(&'static str),
+    /// It answers, but free disk space is under `--min-free-disk`: new sessions are not saved.
+    LowDisk,
 }
 
 /// How long a health check waits for the database.
@@ -194,6 +202,7 @@ impl Site {
             retention,
             chat_limits,
             new_sessions,
+            min_free_disk,
             message_limit,
             presence_grace,
             link_ttl,
@@ -214,6 +223,7 @@ impl Site {
             forgotten,
             forget_limit: RateLimiter::new(FORGET_LIMIT),
             new_sessions: RateLimiter::new(new_sessions),
+            disk: disk::DiskGuard::new(min_free_disk.0, min_free_disk.1),
             export_limits: ExportLimiters::default(),
             pages: PageCache::default(),
             qr_codes: QrCache::default(),
@@ -367,6 +377,7 @@ impl Site {
     /// Whether the database answers and takes a write, within [`HEALTH_TIMEOUT`].
     pub async fn health(&self) -> Health {
         match tokio::time::timeout(HEALTH_TIMEOUT, self.0.store.ping()).await {
+            Ok(Ok(())) if self.0.disk.is_low() => Health::LowDisk,
             Ok(Ok(())) => Health::Ok,
             Ok(Err(e)) => {
                 metrics().database_error(&e);

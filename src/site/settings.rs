@@ -31,6 +31,9 @@ pub enum SaveOutcome {
     /// lately (`--new-sessions-per-ip`): nothing was written; the errors say so, next to the
     /// name, and how long to wait.
     TooManyNew,
+    /// The session has nothing saved yet and free disk space is under `--min-free-disk`:
+    /// nothing was written; the errors say so, next to the name.
+    NoRoom,
 }
 
 impl Site {
@@ -96,10 +99,18 @@ impl Site {
             via.record_ack(self, id);
             return Ok((SaveOutcome::Nothing, errors));
         }
-        // A first save makes a row that lives until it goes stale: limited per address.
-        if self.0.store.load(id).await?.is_none()
-            && let Err(wait) = self.0.new_sessions.try_acquire(from, Instant::now())
-        {
+        // A first save makes a row that lives until it goes stale: limited per address, and
+        // held back while the disk is short of space.
+        let first = self.0.store.load(id).await?.is_none();
+        if first && self.0.disk.is_low() {
+            errors.username = Some(FieldError::new(
+                "Nothing",
+                "was saved: the server is short of disk space, so it saves no new browsers for \
+                 now. Please try again later",
+            ));
+            return Ok((SaveOutcome::NoRoom, errors));
+        }
+        if first && let Err(wait) = self.0.new_sessions.try_acquire(from, Instant::now()) {
             metrics().rate_limited(Limit::NewSessions);
             let minutes = wait.as_secs().div_ceil(60).max(1);
             errors.username = Some(FieldError::new(

@@ -143,6 +143,10 @@ pub async fn save_settings(
             status = StatusCode::TOO_MANY_REQUESTS;
             site.settings_for(session).await?
         }
+        SaveOutcome::NoRoom => {
+            status = StatusCode::INSUFFICIENT_STORAGE;
+            site.settings_for(session).await?
+        }
         SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for(session).await?,
         // Forgotten in another tab (or on another instance) meanwhile: the page starts over.
         SaveOutcome::Forgotten => return Ok(Redirect::to("/settings").into_response()),
