@@ -169,6 +169,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub message_burst_per_ip: u32,
 
+    /// How many new browsers (sessions) one client address (an IPv6 /64) may save settings for,
+    /// for the first time, per hour: a session costs a database row from its first save until it
+    /// goes stale, so this bounds how fast one machine can fill the disk. A school or an office
+    /// behind one address never meets the default.
+    #[arg(long, env = "LIVESESSION_NEW_SESSIONS_PER_IP", default_value_t = 300, value_name = "COUNT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub new_sessions_per_ip: u32,
+
+    /// Free disk space (of the data dir's file system) under which settings of new browsers are
+    /// not saved, while browsers that saved before still save: `256MiB`, `1GiB`, or bytes; 0
+    /// turns the guard off.
+    #[arg(long, env = "LIVESESSION_MIN_FREE_DISK", default_value = "256MiB", value_name = "SIZE",
+          value_parser = parse_size)]
+    pub min_free_disk: u64,
+
     /// How many chat messages the whole room takes per --message-window, from everyone together:
     /// under a flood from many addresses the last page of the chat still stays up for a while.
     #[arg(long, env = "LIVESESSION_ROOM_MESSAGE_BURST", default_value_t = 50, value_name = "COUNT",
@@ -366,6 +381,14 @@ impl Config {
         }
     }
 
+    /// How many new sessions one client address may save per hour (`--new-sessions-per-ip`).
+    pub fn new_sessions_limit(&self) -> RateLimit {
+        RateLimit {
+            burst: self.new_sessions_per_ip,
+            window: Duration::from_secs(3600),
+        }
+    }
+
     /// How the database is used (`--durability`, `--busy-timeout`).
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
@@ -450,9 +473,44 @@ fn parse_positive_duration(input: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A size: bytes, or a number with `KiB`, `MiB`, `GiB` or `TiB` (or `K`, `M`, `G`, `T`).
+fn parse_size(input: &str) -> Result<u64, String> {
+    let input = input.trim();
+    let digits = input
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(input.len());
+    let (number, unit) = input.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{input:?} is not a size such as 256MiB, 1GiB or 1048576"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        _ => return Err(format!("{input:?}: the unit must be KiB, MiB, GiB or TiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{input:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_bytes_or_binary_units() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2t"), Ok(2 << 40));
+        assert!(parse_size("1.5GiB").is_err());
+        assert!(parse_size("10XB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::from_args(std::iter::once("livesession").chain(args.iter().copied()))

@@ -63,6 +63,8 @@ pub enum Limit {
     Export,
     /// One-time codes made or tried too often.
     Link,
+    /// One client address saving too many new sessions (`--new-sessions-per-ip`).
+    NewSessions,
 }
 
 /// Why a connection, a request or a live socket was refused or closed early (the `reason` label of
@@ -88,11 +90,19 @@ pub enum Refusal {
     /// A TLS handshake that failed (no common protocol, a certificate the client refused, not
     /// TLS at all).
     TlsHandshake,
+    /// A session cookie that did not verify, or named a forgotten session: a fresh session.
+    Cookie,
+    /// A chat post over a rate limit (its limit is counted in `livesession_rate_limited_total`).
+    ChatLimit,
+    /// A live socket closed for sending over `--live-message-rate`.
+    LiveRate,
+    /// A live socket dropped because its peer stopped reading (`--live-send-timeout`).
+    LiveTooSlow,
 }
 
 impl Refusal {
     /// Every refusal, in the order of its series.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::Origin,
         Refusal::ConnectionsPerIp,
         Refusal::Connections,
@@ -102,6 +112,10 @@ impl Refusal {
         Refusal::SocketsPerSession,
         Refusal::JoinTimeout,
         Refusal::TlsHandshake,
+        Refusal::Cookie,
+        Refusal::ChatLimit,
+        Refusal::LiveRate,
+        Refusal::LiveTooSlow,
     ];
 
     /// Its `reason` label.
@@ -124,9 +138,10 @@ pub struct Metrics {
     write_duration: LatencyHistogram,
     database_errors: [Counter; 4],
     chat_messages: Counter,
+    qr_codes_drawn: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 7],
-    refused: [Counter; 9],
+    rate_limited: [Counter; 8],
+    refused: [Counter; 13],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
     scrapes: Mutex<()>,
@@ -138,7 +153,7 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<7> = (
+const LIMITS: Label<8> = (
     "limit",
     [
         "chat",
@@ -148,9 +163,10 @@ const LIMITS: Label<7> = (
         "chat_room",
         "export",
         "link",
+        "new_sessions",
     ],
 );
-const REFUSALS: Label<9> = (
+const REFUSALS: Label<13> = (
     "reason",
     [
         "origin",
@@ -162,6 +178,10 @@ const REFUSALS: Label<9> = (
         "sockets_per_session",
         "join_timeout",
         "tls_handshake",
+        "invalid_cookie",
+        "chat_rate_limit",
+        "live_message_rate",
+        "live_send_timeout",
     ],
 );
 
@@ -237,6 +257,11 @@ impl Metrics {
             "chat_messages",
             "Chat messages posted (a resent one is not counted again)",
         );
+        let qr_codes_drawn = counter(
+            &mut registry,
+            "qr_codes_drawn",
+            "QR codes of one-time links drawn (each link's is drawn once, then kept)",
+        );
         let live_origin_rejections = counter(
             &mut registry,
             "live_origin_rejections",
@@ -272,6 +297,7 @@ impl Metrics {
             write_duration,
             database_errors,
             chat_messages,
+            qr_codes_drawn,
             live_origin_rejections,
             rate_limited,
             refused,
@@ -324,6 +350,11 @@ impl Metrics {
     /// A chat message was stored.
     pub fn chat_message_posted(&self) {
         self.chat_messages.inc();
+    }
+
+    /// The QR code of a link was drawn.
+    pub fn qr_code_drawn(&self) {
+        self.qr_codes_drawn.inc();
     }
 
     /// A live socket upgrade was refused for its Origin.

@@ -1,5 +1,6 @@
 //! The log lines of refusals: a foreign origin, a connection or a socket over a cap, a client too
-//! slow to send its headers or its join. Each one is counted in `livesession_refused_total`; the
+//! slow to send its headers or its join, a cookie that does not verify, a chat post or a live
+//! socket over a rate limit, a peer that stopped reading: every line a client can cause at will. Each one is counted in `livesession_refused_total`; the
 //! code that refuses logs the details at `debug`; and at `info` a flood costs two lines per
 //! reason and [`SUMMARY_EVERY`], not one per refusal: the first refusal after a quiet interval is
 //! logged at once, the rest are counted and summarised by [`summarise`] ("... (1234 more in the
@@ -105,6 +106,12 @@ fn what(refusal: Refusal) -> &'static str {
         }
         Refusal::JoinTimeout => "closed a live socket that did not join within --live-join-timeout",
         Refusal::TlsHandshake => "a TLS handshake failed",
+        Refusal::Cookie => {
+            "a session cookie failed verification or was forgotten; started a fresh session"
+        }
+        Refusal::ChatLimit => "refused a chat post over a rate limit",
+        Refusal::LiveRate => "closed a live socket over the message rate limit",
+        Refusal::LiveTooSlow => "dropped a live socket: the peer stopped reading",
     }
 }
 

@@ -70,6 +70,11 @@ impl Username {
         if !name.is_empty() && !text::has_letter_digit_symbol_or_emoji(name) {
             return refused(&"must contain at least one letter, digit, symbol or emoji");
         }
+        if let Some(label) = drawn_label(name) {
+            return refused(&format_args!(
+                "may not be or end in \u{201c}{label}\u{201d}: the page shows that itself beside names"
+            ));
+        }
         Ok(Username(name.to_owned()))
     }
 
@@ -96,6 +101,31 @@ impl Username {
             &self.0
         }
     }
+}
+
+/// What the pages themselves draw as or beside a name: the name of a browser without one, and the
+/// markers after a name. A name that is one of the first or ends in one of the second could pass
+/// for something the page says.
+const NAMES_THE_PAGE_DRAWS: [&str; 2] = ["anonymous", "no name"];
+const MARKERS_THE_PAGE_DRAWS: [&str; 2] = ["(you)", "(anonymous)"];
+
+/// The label of the page that `name` is or ends in, compared as a person reads it: ignoring case,
+/// spaces and compatibility forms (full-width brackets, ligatures).
+fn drawn_label(name: &str) -> Option<&'static str> {
+    let folded: String = text::nfkc(name)
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let squeeze = |label: &str| label.replace(' ', "");
+    NAMES_THE_PAGE_DRAWS
+        .into_iter()
+        .find(|label| folded == squeeze(label))
+        .or_else(|| {
+            MARKERS_THE_PAGE_DRAWS
+                .into_iter()
+                .find(|label| folded.ends_with(&squeeze(label)))
+        })
 }
 
 /// The colour scheme of every page. `System` follows the operating system's preference.
@@ -238,6 +268,38 @@ impl fmt::Display for FieldError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_the_page_draws_itself_is_refused() {
+        for bad in [
+            "anonymous",
+            "Anonymous",
+            " ANONYMOUS ",
+            "ano nymous",
+            "No name",
+            "Bob (you)",
+            "Bob(you)",
+            "Bob (YOU)",
+            "Bob \u{ff08}you\u{ff09}",
+            "(you)",
+            "Bob (anonymous)",
+        ] {
+            let message = refusal(bad);
+            assert!(
+                message.contains("the page shows that itself beside names"),
+                "{bad:?}: {message}"
+            );
+        }
+        for fine in [
+            "anonymous fan",
+            "Bob you",
+            "you",
+            "(you) Bob",
+            "Bob (yours)",
+        ] {
+            assert!(Username::parse(fine).is_ok(), "{fine:?} was refused");
+        }
+    }
 
     #[test]
     fn a_username_is_trimmed() {

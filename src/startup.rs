@@ -67,6 +67,8 @@ impl App {
             keys,
             retention: config.retention(),
             chat_limits: config.chat_limits(),
+            new_sessions: config.new_sessions_limit(),
+            min_free_disk: (config.data_dir.clone(), config.min_free_disk),
             message_limit: config.message_limit as usize,
             presence_grace: config.presence_grace,
             link_ttl: config.link_ttl,

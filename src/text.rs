@@ -35,6 +35,12 @@ pub fn nfc(text: &str) -> String {
     text.nfc().collect()
 }
 
+/// `text` in Unicode Normalization Form KC: compatibility forms (full-width letters, ligatures)
+/// folded into the plain ones, for comparing what a person would read as the same.
+pub fn nfkc(text: &str) -> String {
+    text.nfkc().collect()
+}
+
 /// How many characters a person sees in `text`: its extended grapheme clusters.
 pub fn graphemes(text: &str) -> usize {
     text.graphemes(true).count()

@@ -107,6 +107,8 @@ const SERVER_ONLY: &[&str] = &[
     "message_burst",
     "message_window",
     "message_burst_per_ip",
+    "new_sessions_per_ip",
+    "min_free_disk",
     "room_message_burst",
     "allowed_origins",
     "live_idle_timeout",

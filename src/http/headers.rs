@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::response::Response;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
@@ -31,13 +33,34 @@ pub fn secured<S: Clone + Send + Sync + 'static>(
     let router = router.layer(
         tower::ServiceBuilder::new()
             .layer(body_limit)
-            .map_response(with_security_headers),
+            .map_response(with_security_headers)
+            .layer(axum::middleware::from_fn(refuse_long_host)),
     );
     if logging {
         router.layer(request_log())
     } else {
         router
     }
+}
+
+/// The longest `Host` header accepted: the longest host name DNS allows (253 bytes) and a port
+/// (`:65535`). A longer one cannot name this server, so it is refused before any page is drawn.
+pub const MAX_HOST_BYTES: usize = 253 + 6;
+
+/// What a request with a longer `Host` than [`MAX_HOST_BYTES`] is answered.
+pub const HOST_TOO_LONG: &str =
+    "The Host header is longer than a host name may be, so this request was not served.";
+
+/// Answers `400` to a request whose `Host` is longer than [`MAX_HOST_BYTES`], before any route.
+async fn refuse_long_host(request: Request, next: Next) -> Response {
+    let too_long = request
+        .headers()
+        .get(header::HOST)
+        .is_some_and(|host| host.len() > MAX_HOST_BYTES);
+    if too_long {
+        return (StatusCode::BAD_REQUEST, HOST_TOO_LONG).into_response();
+    }
+    next.run(request).await
 }
 
 /// The headers every response gets, unless it set them itself (assets set their own

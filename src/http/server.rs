@@ -52,7 +52,9 @@ use super::tls::Certificates;
 use crate::metrics::Refusal;
 use crate::refusals::refused;
 
-/// The most a request's headers may take; more is refused with `431`.
+/// The most a request's headers (with the request line) may take; more is refused with `431`.
+/// It is also the read buffer's limit, so a connection holding partial headers holds under
+/// twice this much (the buffer grows by doubling), for at most the header timeout.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// How often failing `accept` calls are logged at most.
@@ -80,7 +82,11 @@ pub async fn serve(
 ) {
     // No timer for hyper: the connection's idle timer is ours (see `Activity`).
     let mut builder = http1::Builder::new();
-    builder.max_buf_size(MAX_HEADER_BYTES);
+    // `max_buf_size` alone bounds the read buffer, which lets up to twice as many bytes of
+    // headers through as it says; `max_header_size` is the limit on the headers themselves.
+    builder
+        .max_buf_size(MAX_HEADER_BYTES)
+        .max_header_size(MAX_HEADER_BYTES);
     let connections = Connections::new(limits);
     let tasks = TaskTracker::new();
     let mut failures = AcceptFailures::default();

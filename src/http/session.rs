@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::metrics::Refusal;
+use crate::refusals::refused;
 use crate::session::{Kind, Session, Verdict, Who};
 use crate::site::Site;
 
@@ -52,9 +54,10 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
         }
         Verdict::Missing => (Session::fresh(kind), true),
         Verdict::Invalid => {
-            tracing::info!(
+            tracing::debug!(
                 "session cookie failed verification, was forgotten or signed out; starting a fresh session"
             );
+            refused(Refusal::Cookie);
             (Session::fresh(kind), true)
         }
     };

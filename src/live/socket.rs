@@ -21,12 +21,13 @@ use super::{Live, SocketPermit, SocketSlot};
 use crate::clock::now_millis;
 use crate::device::{Device, Handle};
 use crate::limit::TokenBucket;
-use crate::metrics::{Limit, metrics};
+use crate::metrics::{Limit, Refusal, metrics};
+use crate::refusals::refused;
 use crate::session::{Session, SessionId};
 use crate::settings::{Settings, SettingsErrors, SettingsInput};
 use crate::site::presence::{Arrival, Roster};
 use crate::site::room::RenderedMessage;
-use crate::site::{ChangedBy, ChatPage, SaveOutcome, SessionEvent, StoreError, Subscription, Via};
+use crate::site::{ChangedBy, ChatPage, SessionEvent, StoreError, Subscription};
 use crate::views::{
     self, ChatScreen, DevicesCard, FormState, Joined, LinkCard, Screen, View, minutes_left,
 };
@@ -39,6 +40,7 @@ const COMPOSER_FORM: &str = "composer";
 
 mod chat;
 mod join;
+mod settings;
 use join::join;
 
 /// Serves one upgraded socket until it ends. `session` is the verified session of the upgrade
@@ -61,7 +63,10 @@ pub async fn run<S: Transport>(
     match end {
         End::Peer => tracing::debug!("live socket closed by the peer"),
         End::Closed(code, reason) => tracing::debug!(code, reason, "live socket closed"),
-        End::TooSlow => tracing::info!("live socket dropped: the peer stopped reading"),
+        End::TooSlow => {
+            tracing::debug!("live socket dropped: the peer stopped reading");
+            refused(Refusal::LiveTooSlow);
+        }
     }
 }
 
@@ -134,7 +139,8 @@ impl LiveView {
                     last_heard = Instant::now();
                     match frame {
                         Frame::Text(_) if allowance.take(burst, rate, std::time::Instant::now()).is_err() => {
-                            tracing::info!("live socket closed: over the message rate limit");
+                            tracing::debug!("live socket closed: over the message rate limit");
+                            refused(Refusal::LiveRate);
                             metrics().rate_limited(Limit::Live);
                             Err(peer.close(code::POLICY, "too many messages").await)
                         }
@@ -223,54 +229,6 @@ impl LiveView {
                     .await
             }
         }
-    }
-
-    async fn on_settings_change<S: Transport>(
-        &mut self,
-        peer: &mut Peer<S>,
-        live: &Live,
-        seq: u64,
-        input: SettingsInput,
-    ) -> Result<(), End> {
-        let via = Via::Page {
-            page: &self.page,
-            form: SETTINGS_FORM,
-            seq,
-            socket: self.socket_id,
-        };
-        let (outcome, errors) = match live.site.save_settings(self.session, &input, via).await {
-            Ok(saved) => saved,
-            // Not acknowledged: the client keeps the change and sends it again after it
-            // reconnects.
-            Err(e) => return Err(peer.store_failed("saving settings", &e).await),
-        };
-        match outcome {
-            SaveOutcome::Written(saved, version) => {
-                self.saved = saved;
-                self.version = version;
-            }
-            SaveOutcome::Nothing => {}
-            // Committed before: acknowledge it again, change nothing.
-            SaveOutcome::Replayed => {
-                return ack(peer, SETTINGS_FORM, seq, Some(refused_fields(&errors))).await;
-            }
-            // Forgotten in another tab (or on another instance): this page must start over
-            // with a new session.
-            SaveOutcome::Forgotten => return Err(reload_forgotten(peer).await),
-        }
-        self.typed_username = errors.username.as_ref().and(input.username);
-        self.errors = errors;
-        let refused = refused_fields(&self.errors);
-        // The ack and the render it brings go out in one write.
-        let errors = (!refused.is_empty()).then_some(refused);
-        peer.queue_json(&ServerMessage::Ack {
-            form: SETTINGS_FORM,
-            seq,
-            errors,
-        })
-        .await?;
-        self.render_if_changed(peer, live).await?;
-        peer.flush().await
     }
 
     async fn on_event<S: Transport>(
@@ -451,18 +409,6 @@ async fn next_roster(here: &mut Option<Here>) -> Utf8Bytes {
         return std::future::pending().await;
     }
     here.roster.borrow_and_update().frame().clone()
-}
-
-/// The refused fields of a settings change, as an ack names them.
-fn refused_fields(errors: &SettingsErrors) -> FieldErrors<'_> {
-    let mut refused = FieldErrors::new();
-    if let Some(e) = &errors.username {
-        refused.insert("username", e.message());
-    }
-    if let Some(e) = &errors.theme {
-        refused.insert("theme", e.message());
-    }
-    refused
 }
 
 /// Tells the page its session was forgotten (it reloads into a fresh one), then closes.

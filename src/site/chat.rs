@@ -12,7 +12,8 @@ use super::{Site, Via};
 use crate::chat::{Message, MessageBody, RECENT_MESSAGES, new_nonce};
 use crate::clock::now_millis;
 use crate::limit::RateLimit;
-use crate::metrics::{Limit, metrics};
+use crate::metrics::{Limit, Refusal, metrics};
+use crate::refusals::refused;
 use crate::session::{Session, SessionId};
 use crate::settings::FieldError;
 use crate::store::StoreError;
@@ -146,11 +147,12 @@ impl Site {
         let limits = &self.0.chat_limits;
         if let Err((error, limit)) = limits.try_acquire(author, from) {
             match limit {
-                Limit::ChatAddress => tracing::info!("chat rate limit reached by an address"),
-                Limit::ChatRoom => tracing::info!("chat rate limit reached by the whole room"),
-                _ => tracing::info!("chat rate limit reached by a session"),
+                Limit::ChatAddress => tracing::debug!("chat rate limit reached by an address"),
+                Limit::ChatRoom => tracing::debug!("chat rate limit reached by the whole room"),
+                _ => tracing::debug!("chat rate limit reached by a session"),
             }
             metrics().rate_limited(limit);
+            refused(Refusal::ChatLimit);
             return Err(PostError::TooFast(error));
         }
         let posted = match self

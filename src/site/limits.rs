@@ -1,64 +1,62 @@
 //! How fast one browser, one client address, or everyone together may do something: a token
 //! bucket per key (a session, an address), refilled evenly over a window.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::limit::{RateLimit, TokenBucket};
+use crate::address::limit_key;
+use crate::limit::{Buckets, RateLimit};
 use crate::lock::Mutex;
 use crate::session::SessionId;
 
-/// A token bucket per key (by default a session): `burst` tokens, refilled evenly over
-/// `window`.
-pub struct RateLimiter<K = SessionId> {
-    limit: RateLimit,
-    buckets: Mutex<HashMap<K, TokenBucket>>,
+/// What a limiter's key counts as: a client address as [`limit_key`] counts it (an IPv6
+/// client by its /64), every other key as itself. Every limit per address goes through this one
+/// rule, so none of them can count an IPv6 client address by address.
+pub trait LimitKey: Hash + Eq + Copy {
+    /// The key the bucket is kept under.
+    fn limit_key(self) -> Self {
+        self
+    }
 }
 
-/// Forget full buckets once the map is this big, so it stays small.
-const SWEEP_ABOVE: usize = 10_000;
+impl LimitKey for IpAddr {
+    fn limit_key(self) -> IpAddr {
+        limit_key(self)
+    }
+}
 
-impl<K: Hash + Eq + Copy> RateLimiter<K> {
+impl LimitKey for SessionId {}
+
+impl LimitKey for () {}
+
+/// A token bucket per key (by default a session): `burst` tokens, refilled evenly over
+/// `window`. Idle buckets are forgotten a few per call ([`Buckets`]), never by a scan.
+pub struct RateLimiter<K = SessionId> {
+    buckets: Mutex<Buckets<K>>,
+}
+
+impl<K: LimitKey> RateLimiter<K> {
     /// A limiter with every bucket full.
     pub fn new(limit: RateLimit) -> RateLimiter<K> {
         RateLimiter {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::new(limit)),
         }
     }
 
     /// The limit this limiter enforces.
     pub fn limit(&self) -> RateLimit {
-        self.limit
-    }
-
-    fn burst(&self) -> f64 {
-        f64::from(self.limit.burst)
+        self.buckets.lock().limit()
     }
 
     /// Takes one token for `id` at `now`, or says how long until one is available.
     pub fn try_acquire(&self, id: K, now: Instant) -> Result<(), Duration> {
-        let burst = self.burst();
-        let per_second = burst / self.limit.window.as_secs_f64();
-        let mut buckets = self.buckets.lock();
-        if buckets.len() > SWEEP_ABOVE {
-            // A bucket idle for a whole window is full again: forgetting it changes nothing.
-            let window = self.limit.window;
-            buckets.retain(|_, b| now.duration_since(b.last_used()) < window);
-        }
-        buckets
-            .entry(id)
-            .or_insert_with(|| TokenBucket::full(burst, now))
-            .take(burst, per_second, now)
+        self.buckets.lock().take(id.limit_key(), now)
     }
 
     /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
     pub fn refund(&self, id: K) {
-        let burst = self.burst();
-        if let Some(bucket) = self.buckets.lock().get_mut(&id) {
-            bucket.give_back(burst);
-        }
+        self.buckets.lock().give_back(id.limit_key());
     }
 }
 
@@ -71,8 +69,8 @@ pub fn acquire_both<A, B>(
     b: B,
 ) -> Result<(), Duration>
 where
-    A: Hash + Eq + Copy,
-    B: Hash + Eq + Copy,
+    A: LimitKey,
+    B: LimitKey,
 {
     let now = Instant::now();
     first.try_acquire(a, now)?;
@@ -111,6 +109,25 @@ mod tests {
                 .try_acquire(id, start + Duration::from_secs(2))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_64_share_one_allowance_and_ipv4_ones_do_not() {
+        let limiter: RateLimiter<IpAddr> = RateLimiter::new(RateLimit {
+            burst: 2,
+            window: Duration::from_secs(60),
+        });
+        let now = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        limiter.try_acquire(ip("2001:db8:1:2::1"), now).unwrap();
+        limiter
+            .try_acquire(ip("2001:db8:1:2:ffff::9"), now)
+            .unwrap();
+        assert!(limiter.try_acquire(ip("2001:db8:1:2::3"), now).is_err());
+        limiter.try_acquire(ip("2001:db8:1:3::1"), now).unwrap();
+        limiter.try_acquire(ip("192.0.2.1"), now).unwrap();
+        limiter.try_acquire(ip("192.0.2.1"), now).unwrap();
+        limiter.try_acquire(ip("192.0.2.2"), now).unwrap();
     }
 
     #[test]

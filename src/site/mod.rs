@@ -24,6 +24,7 @@ mod chat;
 mod client;
 mod cluster;
 mod devices;
+mod disk;
 mod forgotten;
 mod limits;
 mod linking;
@@ -60,7 +61,7 @@ use crate::origin::Origins;
 use crate::retention::{Pruned, Retention};
 use crate::session::{CookieCheck, Keys, Session, SessionId, Verdict};
 use crate::store::Store;
-use crate::views::PageCache;
+use crate::views::{PageCache, QrCache};
 use account::ExportLimiters;
 use chat::ChatLimiters;
 use forgotten::{Forgotten, SignedOut};
@@ -83,6 +84,11 @@ pub struct Setup {
     pub retention: Retention,
     /// How fast each browser, each client address and the room may send chat messages.
     pub chat_limits: ChatLimits,
+    /// How many new sessions one client address may save (`--new-sessions-per-ip`).
+    pub new_sessions: crate::limit::RateLimit,
+    /// The data dir, and the free space under which new sessions are not saved
+    /// (`--min-free-disk`; 0: never).
+    pub min_free_disk: (std::path::PathBuf, u64),
     /// The chat messages the database keeps at most (`--message-limit`): the room's log never
     /// holds more.
     pub message_limit: usize,
@@ -117,9 +123,15 @@ struct Parts {
     max_devices: usize,
     /// How often each client address may ask to be forgotten or sign out elsewhere.
     forget_limit: RateLimiter<std::net::IpAddr>,
+    /// First saves of a session, per client address.
+    new_sessions: RateLimiter<std::net::IpAddr>,
+    /// Holds new sessions back while the disk is short of space.
+    disk: disk::DiskGuard,
     export_limits: ExportLimiters,
     /// Rendered settings pages of recent visitors.
     pages: PageCache,
+    /// The QR codes of recent one-time links.
+    qr_codes: QrCache,
     /// The chat's newest messages, rendered once, and the channel to every chat page.
     room: Arc<Room>,
     /// Who has the chat open, here and on the other instances.
@@ -187,6 +199,8 @@ pub enum Health {
     Ok,
     /// It did not; the reason, for the operator.
     Unavailable(&'static str),
+    /// It answers, but free disk space is under `--min-free-disk`: new sessions are not saved.
+    LowDisk,
 }
 
 /// How long a health check waits for the database.
@@ -201,6 +215,8 @@ impl Site {
             keys,
             retention,
             chat_limits,
+            new_sessions,
+            min_free_disk,
             message_limit,
             presence_grace,
             link_ttl,
@@ -229,8 +245,11 @@ impl Site {
             sign_out_limit: RateLimiter::new(SIGN_OUT_LIMIT),
             max_devices,
             forget_limit: RateLimiter::new(FORGET_LIMIT),
+            new_sessions: RateLimiter::new(new_sessions),
+            disk: disk::DiskGuard::new(min_free_disk.0, min_free_disk.1),
             export_limits: ExportLimiters::default(),
             pages: PageCache::default(),
+            qr_codes: QrCache::default(),
             room,
             presence: Arc::new(Presence::new(presence_grace)),
             linking: linking::Linking::new(link_ttl),
@@ -270,6 +289,11 @@ impl Site {
     /// When rows go stale, and how often reads may write.
     pub fn retention(&self) -> Retention {
         self.0.retention
+    }
+
+    /// The SVG of the QR code of the link `url`, drawn once per link.
+    pub fn qr_svg(&self, url: &str) -> std::sync::Arc<str> {
+        self.0.qr_codes.svg(url)
     }
 
     /// The cache of rendered settings pages (the page is `views`', the cache the site's state).
@@ -383,6 +407,7 @@ impl Site {
     /// Whether the database answers and takes a write, within [`HEALTH_TIMEOUT`].
     pub async fn health(&self) -> Health {
         match tokio::time::timeout(HEALTH_TIMEOUT, self.0.store.ping()).await {
+            Ok(Ok(())) if self.0.disk.is_low() => Health::LowDisk,
             Ok(Ok(())) => Health::Ok,
             Ok(Err(e)) => {
                 metrics().database_error(&e);

@@ -2,13 +2,16 @@
 //! write only when the touch window says so), and one save, whether a form post or a live page
 //! sends the change.
 
+use std::net::IpAddr;
+use std::time::Instant;
+
 use super::account::Ending;
 use super::{Site, Via};
 use crate::clock::now_millis;
 use crate::hub::{ChangedBy, SessionEvent};
-use crate::metrics::{WritePath, metrics};
+use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::{Session, SessionId};
-use crate::settings::{Settings, SettingsChange, SettingsErrors, SettingsInput};
+use crate::settings::{FieldError, Settings, SettingsChange, SettingsErrors, SettingsInput};
 use crate::store::{PageChange, Saved, StoreError};
 
 /// What [`Site::save_settings`] did with the valid fields of a change; the refused ones come
@@ -24,6 +27,13 @@ pub enum SaveOutcome {
     /// The session was forgotten meanwhile (in another tab, or on another instance): nothing
     /// was written under the dead id, its cookie is refused from now on, and its pages reload.
     Forgotten,
+    /// The session has nothing saved yet and its client address saved too many new sessions
+    /// lately (`--new-sessions-per-ip`): nothing was written; the errors say so, next to the
+    /// name, and how long to wait.
+    TooManyNew,
+    /// The session has nothing saved yet and free disk space is under `--min-free-disk`:
+    /// nothing was written; the errors say so, next to the name.
+    NoRoom,
 }
 
 impl Site {
@@ -77,6 +87,7 @@ impl Site {
         &self,
         session: Session,
         input: &SettingsInput,
+        from: IpAddr,
         via: Via<'_>,
     ) -> Result<(SaveOutcome, SettingsErrors), StoreError> {
         let id = session.id;
@@ -84,7 +95,7 @@ impl Site {
             // Signed out from another device while this request was on its way.
             return Ok((SaveOutcome::Forgotten, SettingsErrors::default()));
         }
-        let (change, errors) = SettingsChange::parse(input);
+        let (change, mut errors) = SettingsChange::parse(input);
         if via.acked_before(self, id) {
             // Already committed: a resend after a reconnect. The fields it refused the first
             // time are refused again (checking is pure).
@@ -93,6 +104,29 @@ impl Site {
         if change.is_empty() {
             via.record_ack(self, id);
             return Ok((SaveOutcome::Nothing, errors));
+        }
+        // A first save makes a row that lives until it goes stale: limited per address, and
+        // held back while the disk is short of space.
+        let first = self.0.store.load(id).await?.is_none();
+        if first && self.0.disk.is_low() {
+            errors.username = Some(FieldError::new(
+                "Nothing",
+                "was saved: the server is short of disk space, so it saves no new browsers for \
+                 now. Please try again later",
+            ));
+            return Ok((SaveOutcome::NoRoom, errors));
+        }
+        if first && let Err(wait) = self.0.new_sessions.try_acquire(from, Instant::now()) {
+            metrics().rate_limited(Limit::NewSessions);
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            errors.username = Some(FieldError::new(
+                "Nothing",
+                format_args!(
+                    "was saved: too many new browsers from your network saved settings in the \
+                     last hour. Please try again in {minutes} min"
+                ),
+            ));
+            return Ok((SaveOutcome::TooManyNew, errors));
         }
         let now = now_millis();
         let (saved, path, by) = match via {

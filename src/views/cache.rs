@@ -4,9 +4,11 @@
 
 use crate::lock::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 
+use crate::metrics::metrics;
 use crate::session::SessionId;
 use crate::settings::Settings;
 
@@ -48,6 +50,35 @@ impl PageCache {
             });
         }
         pages.insert(id, (settings, version, stamp, html));
+    }
+}
+
+/// QR codes kept at most (about 7 KB each for a link of this server).
+const QR_CAPACITY: usize = 256;
+
+/// The QR codes of recent one-time links, keyed by the whole link (its origin and its code), so
+/// each is drawn once, however often its page is viewed, and a page that links another origin
+/// never gets another origin's picture.
+#[derive(Default)]
+pub struct QrCache {
+    codes: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl QrCache {
+    /// The SVG of `url`'s QR code: drawn the first time, then kept.
+    pub fn svg(&self, url: &str) -> Arc<str> {
+        if let Some(svg) = self.codes.lock().get(url) {
+            return Arc::clone(svg);
+        }
+        let svg: Arc<str> = super::qr_svg(url).into();
+        metrics().qr_code_drawn();
+        let mut codes = self.codes.lock();
+        if codes.len() >= QR_CAPACITY {
+            // Codes live minutes: the oldest are long dead, and any is one drawing away.
+            codes.clear();
+        }
+        codes.insert(url.to_owned(), Arc::clone(&svg));
+        svg
     }
 }
 

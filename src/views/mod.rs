@@ -11,7 +11,7 @@ mod link;
 mod sentences;
 mod settings;
 
-pub use cache::PageCache;
+pub use cache::{PageCache, QrCache};
 pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
 pub use devices::{DevicesCard, Joined};
 pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};

@@ -108,6 +108,9 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     let app = TestApp::spawn_in(
         fs.path(),
         &[
+            // The database's own refusal is under test, not the guard that would come first.
+            "--min-free-disk",
+            "0",
             "--message-burst",
             "100000",
             "--message-burst-per-ip",
@@ -235,7 +238,8 @@ async fn storage_turning_read_only_refuses_writes_reports_unhealthy_and_recovers
     let Some(fs) = Ext4::mount("storage_turning_read_only") else {
         return;
     };
-    let app = TestApp::spawn_in(fs.path(), &[]).await;
+    // A file system of a few MiB: the free-space guard is off, the database's refusal is tested.
+    let app = TestApp::spawn_in(fs.path(), &["--min-free-disk", "0"]).await;
     let mut browser = app.browser();
     browser.save_settings("kept", "dark").await;
 

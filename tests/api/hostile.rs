@@ -493,3 +493,88 @@ async fn writes_racing_a_forget_are_refused_clearly_and_leave_nothing_under_the_
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_form_that_is_not_utf8_is_refused_with_a_sentence_not_rewritten() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "system").await;
+    let token = browser.csrf_token().await;
+    let cookie = browser.cookie.clone().unwrap();
+    let client = browser.client.clone();
+    let post = |path: &'static str, body: Vec<u8>| {
+        client
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(COOKIE, cookie.clone())
+            .body(body)
+            .send()
+    };
+    let escaped = format!("_csrf={token}&username=b%FFob&theme=dark").into_bytes();
+    let mut raw = format!("_csrf={token}&username=b").into_bytes();
+    raw.extend_from_slice(b"\xfe\xffob&theme=dark");
+    for body in [escaped, raw] {
+        let response = post("/settings", body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("not sent as UTF-8 text"), "{text}");
+    }
+    let page = browser.page("/settings").await;
+    assert_eq!(username_field(&page), "ada", "the name was not rewritten");
+    assert_eq!(
+        crate::common::selected_theme(&page),
+        "system",
+        "nor the theme"
+    );
+
+    let chat = browser.page("/").await;
+    let nonce = crate::common::attribute_after(&chat, r#"name="nonce" value=""#).to_owned();
+    let body = format!("_csrf={token}&nonce={nonce}&body=hi%C3%28").into_bytes();
+    let response = post("/messages", body).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(!browser.page("/").await.contains("hi\u{fffd}"));
+    app.stop().await;
+}
+
+/// Sends `GET /healthz` with `bytes` of headers in all over a raw socket: the status answered.
+async fn status_with_headers_of(addr: std::net::SocketAddr, bytes: usize) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    let mut request = head.to_owned();
+    // Headers of 1 KiB each (the header count stays under hyper's 100), then the end.
+    while request.len() + 1024 + 2 < bytes {
+        let n = request.len();
+        request.push_str(&format!("x-pad-{n}: {}\r\n", "p".repeat(1000)));
+    }
+    let fill = bytes - request.len() - 2;
+    if fill > 12 {
+        request.push_str(&format!("x-last: {}\r\n", "q".repeat(fill - 10)));
+    }
+    request.push_str("\r\n");
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    std::str::from_utf8(&answer[..n])
+        .ok()?
+        .get(9..12)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn headers_over_the_documented_64_kib_get_431_and_those_under_it_are_served() {
+    let app = TestApp::spawn(&[]).await;
+    assert_eq!(status_with_headers_of(app.addr, 60 * 1024).await, Some(200));
+    for bytes in [65 * 1024, 100 * 1024, 127 * 1024] {
+        assert_eq!(
+            status_with_headers_of(app.addr, bytes).await,
+            Some(431),
+            "{bytes} bytes of headers"
+        );
+    }
+    app.stop().await;
+}

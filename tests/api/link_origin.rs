@@ -80,13 +80,14 @@ async fn a_forged_host_reaches_neither_the_link_nor_its_qr_code() {
     let mut desktop = app.browser();
     let (page, code) = make_code(&mut desktop).await;
     let port = app.addr.port();
-    let huge = format!("{}.example", "a".repeat(2048));
+    // The longest host name DNS allows, and a port: still a name, and still not this server.
+    let long = format!("{}.example:{port}", "a".repeat(245));
     let forged = [
         "evil.example".to_owned(),
         format!("evil.example:{port}"),
         format!("user:pw@127.0.0.1:{port}"),
         format!("user@evil.example:{port}"),
-        huge,
+        long,
         format!("192.0.2.1:{port}"),
     ];
     for host in &forged {
@@ -188,4 +189,74 @@ async fn startup_says_each_url_the_server_is_reached_at() {
     server.stop();
     let text = log.finished();
     assert!(!text.contains("Network: "), "{text}");
+}
+
+/// `GET path` over a connection of its own with this `Host`: the status and the answer's body.
+async fn status_with_host(to: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(to).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
+}
+
+#[tokio::test]
+async fn a_host_longer_than_a_host_name_may_be_is_refused_with_400() {
+    let app = TestApp::spawn(&[]).await;
+    let name = format!("{}.example", "a".repeat(245));
+    assert_eq!(name.len(), 253);
+    for path in ["/settings", "/", "/link/ABCD-EFGH", "/healthz"] {
+        let (status, _) = status_with_host(app.addr, path, &format!("{name}:65535")).await;
+        assert_ne!(status, 400, "{path} with the longest host name and a port");
+        for host in [
+            format!("a{name}:65535"),
+            format!("{}.example", "a".repeat(2048)),
+        ] {
+            let (status, body) = status_with_host(app.addr, path, &host).await;
+            assert_eq!(status, 400, "{path} with a {}-byte Host", host.len());
+            assert!(body.contains("longer than a host name may be"), "{body}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_qr_code_of_a_link_is_drawn_once_however_often_its_page_is_viewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--metrics"]);
+    let mut desktop = Browser::new(server.addr);
+    let (page, code) = make_code(&mut desktop).await;
+    let drawn = || async {
+        let text = reqwest::get(format!("http://{}/metrics", server.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("livesession_qr_codes_drawn_total "))
+            .unwrap_or_else(|| panic!("no QR counter in\n{text}"))
+            .parse::<f64>()
+            .unwrap()
+    };
+    for _ in 0..20 {
+        let answer = desktop.page(&page).await;
+        assert_links_to(
+            &answer,
+            &format!("http://{}", server.addr),
+            &code,
+            "its own",
+        );
+    }
+    assert_eq!(drawn().await, 1.0, "twenty views of one code");
+    // Another name of this server is another link, with a QR code of its own.
+    let named = format!("localhost:{}", server.addr.port());
+    let answer = get_with_host(&desktop, server.addr, &page, &named).await;
+    assert_links_to(&answer, &format!("http://{named}"), &code, &named);
+    assert_eq!(drawn().await, 2.0);
+    server.stop();
 }

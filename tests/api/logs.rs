@@ -57,7 +57,7 @@ async fn requests_are_logged_at_debug_without_ids_cookies_or_bodies() {
     for event in [
         "starting livesession",
         "listening on http://",
-        "chat rate limit reached",
+        "refused a chat post over a rate limit",
         "refused a live socket from a foreign origin",
     ] {
         assert!(

@@ -20,6 +20,7 @@ mod faults;
 mod files;
 mod hostile;
 mod https;
+mod ipv6;
 mod link_origin;
 mod live;
 mod logs;

@@ -493,6 +493,66 @@ fn log_bytes(log: &Log) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_invalid_cookies_and_refused_posts_grows_the_log_by_kilobytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log) = Server::start_logged(command(dir.path(), &["--metrics"]));
+    let before = log_bytes(&log);
+    let (tasks, each) = (4, 300);
+    let mut flood = Vec::new();
+    for task in 0..tasks {
+        let addr = server.addr;
+        flood.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..each {
+                let response = client
+                    .get(format!("http://{addr}/settings"))
+                    .header("cookie", format!("livesession=forged-{task}-{n}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }));
+    }
+    for task in flood {
+        task.await.unwrap();
+    }
+    // One browser posting far over its allowance: every post past the burst is refused.
+    let mut browser = Browser::new(server.addr);
+    let mut refused = 0;
+    for n in 0..200 {
+        if browser.post_message(&format!("flood {n}")).await.status() == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 150, "{refused}");
+    let metrics = scrape(server.addr).await;
+    assert_eq!(
+        metrics[r#"livesession_refused_total{reason="invalid_cookie"}"#],
+        (tasks * each) as f64
+    );
+    assert_eq!(
+        metrics[r#"livesession_refused_total{reason="chat_rate_limit"}"#],
+        f64::from(refused)
+    );
+    server.stop();
+    let text = log.finished();
+    let grown = log_bytes(&log) - before;
+    assert!(
+        grown < 8 * 1024,
+        "{} invalid cookies and {refused} refused posts grew the log by {grown} bytes:\n{text}",
+        tasks * each
+    );
+    assert!(text.contains("failed verification"), "{text}");
+    assert!(text.contains("refused a chat post"), "{text}");
+    assert!(text.contains("more in the last"), "{text}");
+    eprintln!(
+        "{} invalid cookies and {refused} refused posts grew the log by {grown} bytes",
+        tasks * each
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_refused_upgrades_with_huge_origins_grows_the_log_by_kilobytes() {
     let dir = tempfile::tempdir().unwrap();
     let (server, log) = Server::start_logged(command(dir.path(), &["--metrics"]));

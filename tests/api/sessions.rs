@@ -453,3 +453,119 @@ async fn signing_out_everywhere_else_moves_the_data_and_every_other_device_start
     assert_eq!(username_field(&desktop.page("/settings").await), "Ada");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn first_saves_from_one_address_are_limited_and_the_refused_form_is_kept() {
+    let app = TestApp::spawn(&["--new-sessions-per-ip", "5"]).await;
+    let mut keeper = app.browser();
+    assert_eq!(
+        keeper.save_settings("ada", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let mut saved = 1;
+    for n in 0..10 {
+        let mut fresh = app.browser();
+        let typed = format!("fresh {n}");
+        let response = fresh.save_settings(&typed, "light").await;
+        match response.status() {
+            StatusCode::SEE_OTHER => saved += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let page = response.text().await.unwrap();
+                assert!(
+                    page.contains("too many new browsers from your network saved settings"),
+                    "no sentence for save {n}"
+                );
+                assert!(
+                    page.contains("Please try again in 12 min"),
+                    "no wait for save {n}"
+                );
+                assert_eq!(
+                    username_field(&page),
+                    typed,
+                    "the form keeps what was typed"
+                );
+                assert_eq!(username_field(&fresh.page("/settings").await), "");
+            }
+            other => panic!("save {n}: {other}"),
+        }
+    }
+    assert_eq!(saved, 5, "five first saves from one address");
+    assert_eq!(app.settings_rows(), 5);
+    // A session that has saved before is not a new one: it saves as always.
+    assert_eq!(
+        keeper.save_settings("ada again", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // Another address has an allowance of its own.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let mut other = Browser {
+        addr: app.addr,
+        client,
+        cookie: None,
+    };
+    assert_eq!(
+        other.save_settings("neighbour", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(app.settings_rows(), 6);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_min_free_disk_new_sessions_are_not_saved_and_old_ones_are() {
+    use crate::common::binary::{Server, command, same_browser_on};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut keeper = Browser::new(server.addr);
+    assert_eq!(
+        keeper.save_settings("ada", "dark").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    server.stop();
+
+    // More free space asked for than any disk has: the guard holds.
+    let (server, log) =
+        Server::start_logged(command(dir.path(), &["--min-free-disk", "1000000TiB"]));
+    let mut keeper = same_browser_on(&keeper, &server);
+    assert_eq!(
+        keeper.save_settings("ada again", "light").await.status(),
+        StatusCode::SEE_OTHER,
+        "a browser that saved before still saves"
+    );
+    assert_eq!(username_field(&keeper.page("/settings").await), "ada again");
+    for n in 0..5 {
+        let mut fresh = Browser::new(server.addr);
+        let typed = format!("fresh {n}");
+        let response = fresh.save_settings(&typed, "dark").await;
+        assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let page = response.text().await.unwrap();
+        assert!(page.contains("short of disk space"), "no sentence");
+        assert_eq!(
+            username_field(&page),
+            typed,
+            "the form keeps what was typed"
+        );
+    }
+    let health = reqwest::get(format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let health = health.text().await.unwrap();
+    assert!(health.contains(r#""disk":"low""#), "{health}");
+    server.stop();
+    let text = log.finished();
+    let lines = text
+        .lines()
+        .filter(|line| line.contains("under --min-free-disk"))
+        .count();
+    assert_eq!(lines, 1, "one line a minute:\n{text}");
+    let rows: i64 = rusqlite::Connection::open(dir.path().join("livesession.db"))
+        .unwrap()
+        .query_row("select count(*) from settings", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+}

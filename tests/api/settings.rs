@@ -494,3 +494,28 @@ async fn download_my_data_is_rate_limited_per_browser_and_per_address() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_name_the_page_draws_itself_beside_names_is_refused_next_to_the_field() {
+    let app = TestApp::spawn(&[]).await;
+    let mut browser = app.browser();
+    browser.save_settings("ada", "system").await;
+    for typed in ["anonymous", "Anonymous", "Bob (you)", "Bob(YOU)", "no name"] {
+        let response = browser.save_settings(typed, "system").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{typed:?}"
+        );
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("the page shows that itself beside names"),
+            "{typed:?} refused without its reason"
+        );
+        assert_eq!(username_field(&browser.page("/settings").await), "ada");
+    }
+    // A name that only contains one of the words is a name like any other.
+    let response = browser.save_settings("anonymous fan", "system").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    app.stop().await;
+}

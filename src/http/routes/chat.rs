@@ -1,13 +1,12 @@
 //! The chat page: `GET /` (and its older pages) and `POST /messages`.
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::{check_csrf, ended};
+use super::{Form, check_csrf, ended};
 use crate::chat::new_nonce;
 use crate::http::client::ClientAddr;
 use crate::http::error::AppError;

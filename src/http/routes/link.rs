@@ -2,14 +2,14 @@
 //! using one: `GET /link` (type it), `GET /link/{code}` (what it will do), `POST /link/{code}`
 //! (do it).
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{HOST, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use serde::Deserialize;
 
-use super::{TokenForm, check_csrf};
+use super::{Form, TokenForm, check_csrf};
 use crate::http::client::{ClientAddr, LocalAddr};
 use crate::http::error::AppError;
 use crate::http::session::ReplaceSession;

@@ -14,9 +14,13 @@ pub mod link;
 pub mod settings;
 
 use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::error::AppError;
 use super::session::ReplaceSession;
@@ -65,4 +69,68 @@ pub struct TokenForm {
 /// Any other path.
 pub async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "There is no page here.")
+}
+
+/// What a form whose text is not UTF-8 is answered.
+pub const NOT_UTF8: &str = "This form was not sent as UTF-8 text, so nothing was changed. \
+                            Reload the page and try again.";
+
+/// A posted form, as axum's `Form` reads it, except that a body whose text (once its `%XX`
+/// escapes are decoded) is not UTF-8 is refused with `400` and [`NOT_UTF8`] instead of having
+/// the bad bytes silently replaced with U+FFFD.
+pub struct Form<T>(pub T);
+
+impl<T, S> FromRequest<S> for Form<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let is_form = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if is_form && !is_utf8_form(&bytes) {
+            return Err((StatusCode::BAD_REQUEST, NOT_UTF8).into_response());
+        }
+        let request = Request::from_parts(parts, Body::from(bytes));
+        axum::Form::<T>::from_request(request, state)
+            .await
+            .map(|axum::Form(value)| Form(value))
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// True when the text of a form body, its `%XX` escapes decoded, is UTF-8. (`&`, `=` and `+`
+/// are ASCII, so the whole body is valid exactly when every name and value is.)
+fn is_utf8_form(body: &[u8]) -> bool {
+    percent_encoding::percent_decode(body).decode_utf8().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_utf8_form;
+
+    #[test]
+    fn a_form_is_utf8_only_when_its_decoded_text_is() {
+        assert!(is_utf8_form(b"_csrf=x&username=Ren%C3%A9e+B&theme=dark"));
+        assert!(is_utf8_form("username=Renée".as_bytes()));
+        assert!(is_utf8_form(b"username=100%25&x=%"));
+        assert!(!is_utf8_form(b"username=%FF"));
+        assert!(!is_utf8_form(b"username=a\xffb"));
+        assert!(!is_utf8_form(b"username=%C3&theme=%A9"));
+        assert!(!is_utf8_form(b"user%C3=x"));
+    }
 }

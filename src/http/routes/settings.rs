@@ -1,17 +1,17 @@
 //! The settings page: `GET /settings`, its form (`POST /settings`), and its buttons: "forget
 //! me", "sign out everywhere else", "Download my data", and each device's rename and sign out.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
 use maud::Markup;
 use serde::Deserialize;
 
 use super::link::origin;
-use super::{TokenForm, check_csrf, ended};
+use super::{Form, TokenForm, check_csrf, ended};
 use crate::clock::Millis;
 use crate::clock::now_millis;
 use crate::device::{self, Handle};
@@ -53,7 +53,7 @@ pub async fn show_settings(
             origin(&site, &headers, local.map(|Extension(local)| local)),
             code.as_str()
         );
-        let (shown, qr) = (code.to_string(), views::qr_svg(&url));
+        let (shown, qr) = (code.to_string(), site.qr_svg(&url));
         let fresh = FreshCode {
             shown: &shown,
             url: &url,
@@ -171,6 +171,7 @@ pub struct SettingsForm {
 pub async fn save_settings(
     State(site): State<Site>,
     session: Session,
+    ClientAddr(from): ClientAddr,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&site, session, &form.csrf)?;
@@ -178,9 +179,19 @@ pub async fn save_settings(
         username: form.username,
         theme: form.theme,
     };
-    let (outcome, errors) = site.save_settings(session, &input, Via::Form).await?;
+    let (outcome, errors) = site.save_settings(session, &input, from, Via::Form).await?;
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
     let (saved, version) = match outcome {
         SaveOutcome::Written(saved, version) => (saved, version),
+        // The form comes back as it was typed, with the sentence next to the name.
+        SaveOutcome::TooManyNew => {
+            status = StatusCode::TOO_MANY_REQUESTS;
+            site.settings_for(session).await?
+        }
+        SaveOutcome::NoRoom => {
+            status = StatusCode::INSUFFICIENT_STORAGE;
+            site.settings_for(session).await?
+        }
         SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for(session).await?,
         // Forgotten or signed out in another tab (or on another instance) meanwhile: nothing
         // was saved, and the browser starts over with a new, empty session. Never a redirect
@@ -200,11 +211,7 @@ pub async fn save_settings(
         errors: Some(&errors),
     };
     let page = SettingsPage::of(&site, session, saved, version).await?;
-    Ok((
-        StatusCode::UNPROCESSABLE_ENTITY,
-        page.render(form, None, None),
-    )
-        .into_response())
+    Ok((status, page.render(form, None, None)).into_response())
 }
 
 /// `POST /settings/forget`: deletes this browser's row and moves it to a new, empty session. The
