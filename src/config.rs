@@ -118,6 +118,16 @@ pub struct Config {
           value_parser = parse_duration)]
     pub hsts_max_age: Duration,
 
+    /// With --tls-cert: also listen for plain HTTP here (for example 0.0.0.0:80) and answer every
+    /// request with a 308 to the same path over HTTPS; nothing else is served on it.
+    #[arg(
+        long,
+        env = "LIVESESSION_REDIRECT_HTTP",
+        value_name = "ADDR",
+        requires = "tls_cert"
+    )]
+    pub redirect_http: Option<String>,
+
     /// The origin that links and QR codes for another device name (`https://demo.example.com`):
     /// behind a proxy, or for a fixed name. Without it a link names the host the page was opened
     /// at when this server answers for it; a loopback one (on a server listening on every

@@ -33,6 +33,8 @@ pub struct App {
     config: Config,
     shutdown: CancellationToken,
     metrics_listener: Option<TcpListener>,
+    /// `--redirect-http`: plain HTTP, answered with redirects to HTTPS.
+    redirect_listener: Option<TcpListener>,
     connections: Capacity,
     /// The store the site was opened on: the prune task and the shutdown use it.
     store: Store,
@@ -86,6 +88,14 @@ impl App {
             ),
             None => None,
         };
+        let redirect_listener = match &config.redirect_http {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for --redirect-http on {addr}"))?,
+            ),
+            None => None,
+        };
         let connections = Capacity::of(&config);
         Ok(App {
             listener,
@@ -93,6 +103,7 @@ impl App {
             config,
             shutdown,
             metrics_listener,
+            redirect_listener,
             connections,
             store,
             https,
@@ -133,6 +144,7 @@ impl App {
             config,
             shutdown,
             metrics_listener,
+            redirect_listener,
             connections,
             store,
             https,
@@ -156,6 +168,24 @@ impl App {
             if https.is_some() { "https" } else { "http" },
             listener.local_addr().context("reading the bound address")?
         );
+        let bound = listener.local_addr().context("reading the bound address")?;
+        let redirect_server = match redirect_listener {
+            Some(redirect) => {
+                let addr = redirect
+                    .local_addr()
+                    .context("reading the redirect address")?;
+                tracing::info!("redirecting http://{addr} to https");
+                Some(tokio::spawn(server::serve(
+                    redirect,
+                    crate::http::redirect::router(bound.port()),
+                    config.header_timeout,
+                    connections.redirect.clone(),
+                    None,
+                    shutdown.clone(),
+                )))
+            }
+            None => None,
+        };
         for (reached_from, url) in state.site.origins().reachable_at() {
             tracing::info!("{reached_from}: {url}");
         }
@@ -173,6 +203,9 @@ impl App {
             server.await;
             if let Some(metrics_server) = metrics_server {
                 let _ = metrics_server.await;
+            }
+            if let Some(redirect_server) = redirect_server {
+                let _ = redirect_server.await;
             }
             live.tracker.close();
             live.tracker.wait().await;
@@ -393,11 +426,17 @@ const RESERVED_FOR_POSTGRES: u64 = 20;
 /// listener's, so a full server still answers its scraper).
 const METRICS_CONNECTIONS: usize = 16;
 
+/// Connections the `--redirect-http` listener holds at most, and per client address: it only
+/// ever answers with a redirect.
+const REDIRECT_CONNECTIONS: usize = 256;
+const REDIRECT_CONNECTIONS_PER_IP: usize = 8;
+
 /// How many connections the listeners may hold: the public one gets what the open-file limit
 /// leaves once the database, the listeners, the logs and the metrics listener have theirs.
 struct Capacity {
     public: ConnectionLimits,
     metrics: ConnectionLimits,
+    redirect: ConnectionLimits,
     open_file_limit: Option<u64>,
     reserved: u64,
 }
@@ -416,7 +455,11 @@ impl Capacity {
             Some(_) => 1 + METRICS_CONNECTIONS as u64,
             None => 0,
         };
-        let reserved = RESERVED_FOR_PROCESS + database + 1 + metrics_listener;
+        let redirect_listener = match config.redirect_http {
+            Some(_) => 1 + REDIRECT_CONNECTIONS as u64,
+            None => 0,
+        };
+        let reserved = RESERVED_FOR_PROCESS + database + 1 + metrics_listener + redirect_listener;
         // Without a readable limit, assume the usual default soft limit.
         let max_connections = connection_budget(open_file_limit.unwrap_or(1024), reserved);
         let trusted_proxies = Arc::new(config.trusted_proxies());
@@ -429,6 +472,11 @@ impl Capacity {
             metrics: ConnectionLimits {
                 max_connections: METRICS_CONNECTIONS,
                 max_per_ip: METRICS_CONNECTIONS,
+                trusted_proxies: Arc::default(),
+            },
+            redirect: ConnectionLimits {
+                max_connections: REDIRECT_CONNECTIONS,
+                max_per_ip: REDIRECT_CONNECTIONS_PER_IP,
                 trusted_proxies: Arc::default(),
             },
             open_file_limit,

@@ -102,6 +102,7 @@ const SERVER_ONLY: &[&str] = &[
     "tls_cert",
     "tls_key",
     "hsts_max_age",
+    "redirect_http",
     "secret_key",
     "previous_keys",
     "message_burst",

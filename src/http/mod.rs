@@ -11,6 +11,7 @@
 //! - [`metrics`]: `GET /metrics`.
 //! - [`limits`]: how many connections are held, in all and per client address.
 //! - [`server`]: the accept loop.
+//! - [`redirect`]: `--redirect-http`, every plain request sent to HTTPS.
 //! - [`tls`]: HTTPS from certificate files, reloaded on `SIGHUP`.
 
 pub mod client;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+pub mod redirect;
 pub mod routes;
 pub mod server;
 pub mod session;

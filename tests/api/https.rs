@@ -422,3 +422,64 @@ async fn sighup_without_certificate_files_does_not_stop_the_server() {
     assert_eq!(health.status(), StatusCode::OK);
     server.stop();
 }
+
+#[tokio::test]
+async fn redirect_http_answers_every_plain_request_with_a_308_to_https_and_serves_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new("livesession test CA");
+    let (cert, key) = ca.issue(dir.path(), "server");
+    let server = start(
+        &dir.path().join("data"),
+        &cert,
+        &key,
+        &["--redirect-http", "127.0.0.1:0"],
+    );
+    let line = server.log.wait_for("redirecting http://");
+    let at = line.find("http://").unwrap() + "http://".len();
+    let addr: SocketAddr = line[at..].split(' ').next().unwrap().parse().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/settings?link=X"),
+        ("POST", "/messages"),
+        ("GET", "/"),
+    ] {
+        let response = client
+            .request(method.parse().unwrap(), format!("http://{addr}{path}"))
+            .header("host", "chat.example:80")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::PERMANENT_REDIRECT,
+            "{method} {path}"
+        );
+        assert_eq!(
+            response.headers()["location"],
+            format!("https://chat.example:{}{path}", server.addr.port()).as_str()
+        );
+        assert!(
+            !response.headers().contains_key("set-cookie"),
+            "no session here"
+        );
+    }
+    let forged = client
+        .get(format!("http://{addr}/"))
+        .header("host", "evil.example/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    // The redirect, followed, reaches the site over HTTPS.
+    let page = ca
+        .client(server.addr)
+        .get(url(&server, "/settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    server.stop();
+}
