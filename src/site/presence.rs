@@ -25,11 +25,17 @@ use crate::lock::Mutex;
 use crate::session::SessionId;
 use crate::settings::Username;
 use crate::store::Present;
-use crate::views::{self, PRESENCE_NAMES, PresenceList};
+use crate::views::{
+    self, PRESENCE_ITEM_OVERHEAD, PRESENCE_LIST_BYTES, PRESENCE_NAMES, PresenceList, listed_name,
+};
 
 /// How long changes are gathered before the list is rendered again: a burst of arrivals (a
 /// room filling up, an instance restarting) costs one render and one frame per page.
 pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// The shortest time between two lists sent to the pages: however fast browsers come and go, a
+/// chat page gets at most four presence frames a second (of at most about 8 KB each).
+pub const MIN_GAP: Duration = Duration::from_millis(250);
 
 /// The chat's presence of this instance and, on PostgreSQL, of the others.
 pub struct Presence {
@@ -94,7 +100,17 @@ impl Roster {
 
     /// The list to show.
     pub fn list(&self) -> PresenceList<'_> {
-        let shown = self.names.len().min(PRESENCE_NAMES);
+        // At most PRESENCE_NAMES names, and only as many as fit in PRESENCE_LIST_BYTES.
+        let mut bytes = 0;
+        let shown = self
+            .names
+            .iter()
+            .take(PRESENCE_NAMES)
+            .take_while(|name| {
+                bytes += listed_name(name).len() + PRESENCE_ITEM_OVERHEAD;
+                bytes <= PRESENCE_LIST_BYTES
+            })
+            .count();
         PresenceList {
             version: self.version,
             names: self.names[..shown].iter().map(String::as_str).collect(),
@@ -298,6 +314,7 @@ impl Presence {
         let presence = Arc::clone(self);
         tokio::spawn(async move {
             let mut next_expiry: Option<Instant> = None;
+            let mut last_published: Option<Instant> = None;
             loop {
                 let expiry = async {
                     match next_expiry {
@@ -307,8 +324,10 @@ impl Presence {
                 };
                 tokio::select! {
                     () = presence.changed.notified() => {
+                        let settled = Instant::now() + SETTLE;
+                        let at = last_published.map_or(settled, |last| settled.max(last + MIN_GAP));
                         tokio::select! {
-                            () = tokio::time::sleep(SETTLE) => {}
+                            () = tokio::time::sleep_until(at) => {}
                             () = shutdown.cancelled() => return,
                         }
                     }
@@ -321,6 +340,7 @@ impl Presence {
                     presence.local_changed.notify_one();
                 }
                 presence.publish();
+                last_published = Some(Instant::now());
             }
         })
     }

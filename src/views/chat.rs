@@ -44,6 +44,34 @@ pub struct PresenceList<'a> {
 /// Names listed at most; the rest are counted ("and 12 more").
 pub const PRESENCE_NAMES: usize = 100;
 
+/// What one name may take in the list: at most this many characters (graphemes) and bytes; a
+/// longer one is cut there and ends in "…", so a name of forty 12-code-point emoji costs the
+/// list what its first characters cost, not 1.9 KB.
+pub const PRESENCE_NAME_CHARS: usize = 24;
+pub const PRESENCE_NAME_BYTES: usize = 96;
+
+/// The most bytes of names one list holds; names past it are counted ("and 12 more"), so a
+/// list frame stays under about 8 KB however the names are made.
+pub const PRESENCE_LIST_BYTES: usize = 6 * 1024;
+
+/// The markup one listed name adds besides itself (`<li><bdi>…</bdi></li>`).
+pub const PRESENCE_ITEM_OVERHEAD: usize = 20;
+
+/// `name` as the presence list shows it: cut at a character boundary to
+/// [`PRESENCE_NAME_CHARS`] and [`PRESENCE_NAME_BYTES`], with "…" when cut.
+pub fn listed_name(name: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_segmentation::UnicodeSegmentation;
+    let room = PRESENCE_NAME_BYTES - '…'.len_utf8();
+    let mut end = 0;
+    for (n, (at, grapheme)) in name.grapheme_indices(true).enumerate() {
+        if n >= PRESENCE_NAME_CHARS || at + grapheme.len() > room {
+            return format!("{}…", &name[..end]).into();
+        }
+        end = at + grapheme.len();
+    }
+    name.into()
+}
+
 /// `/`: the chat log and the composer.
 pub(super) fn main(screen: &Screen<'_>, chat: &ChatScreen<'_>) -> Markup {
     let username = &screen.saved.username;
@@ -113,7 +141,7 @@ pub fn presence_items(list: &PresenceList<'_>) -> Markup {
         } @else {
             @if !shown.is_empty() {
                 ul.people {
-                    @for name in shown { li { bdi { (name) } } }
+                    @for name in shown { li { bdi { (listed_name(name)) } } }
                 }
             }
             @let rest = match (more, list.anonymous) {
@@ -143,5 +171,21 @@ pub fn message_item(message: &Message, viewer: SessionId) -> Markup {
             time datetime=(stamp) { (stamp.get(11..16).unwrap_or_default()) " UTC" }
             p.body { (message.body) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_name_is_cut_in_the_list_at_a_character_with_an_ellipsis() {
+        assert_eq!(listed_name("Ada"), "Ada");
+        let long = "a".repeat(40);
+        assert_eq!(listed_name(&long), format!("{}…", "a".repeat(24)));
+        let family = "👨\u{200D}👩\u{200D}👧\u{200D}👦";
+        let cut = listed_name(&family.repeat(40)).into_owned();
+        assert!(cut.len() <= PRESENCE_NAME_BYTES, "{}", cut.len());
+        assert_eq!(cut, format!("{}…", family.repeat(3)));
     }
 }

@@ -12,7 +12,10 @@ mod sentences;
 mod settings;
 
 pub use cache::{PageCache, QrCache};
-pub use chat::{ChatScreen, PRESENCE_NAMES, PresenceList, message_item, presence_items};
+pub use chat::{
+    ChatScreen, PRESENCE_ITEM_OVERHEAD, PRESENCE_LIST_BYTES, PRESENCE_NAMES, PresenceList,
+    listed_name, message_item, presence_items,
+};
 pub use devices::{DevicesCard, Joined};
 pub use export::{EXPORT_FILE_NAME, EXPORT_VERSION, export_json};
 pub use link::{FreshCode, LinkCard, LinkPage, ended_page, link_page, minutes_left, qr_svg};

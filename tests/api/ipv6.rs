@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 
-use crate::common::binary::{BIN, Server};
+use crate::common::binary::{BIN, Server, as_a_user_would};
 use crate::common::{Browser, skip};
 use reqwest::StatusCode;
 
@@ -74,17 +74,8 @@ impl Neighbours {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.namespace, BIN, "--listen"])
-            .arg(format!("[{}::ffff]:0", self.prefix))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(args)
-            .env("RUST_LOG", "livesession=info")
-            .stdin(Stdio::null());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("LIVESESSION_") {
-                command.env_remove(key);
-            }
-        }
+            .arg(format!("[{}::ffff]:0", self.prefix));
+        as_a_user_would(&mut command, data_dir, args);
         Server::start_logged(command).0
     }
 }

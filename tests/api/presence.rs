@@ -177,3 +177,60 @@ async fn a_page_that_joins_with_an_old_list_gets_the_current_one_and_a_current_p
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn churn_of_long_names_costs_a_viewer_small_frames_a_few_times_a_second() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = app().await;
+    let mut viewer = named(&app, "viewer").await;
+    let mut watching = join_chat(&mut viewer, "viewer-1", None).await;
+    presence(&mut watching).await;
+
+    // 120 fresh browsers, each named with 37 family emoji (7 code points each) and a number: the
+    // longest names there are, about 0.9 KB each. One joins every 100 ms.
+    let family = "👨\u{200D}👩\u{200D}👧\u{200D}👦";
+    let mut churners = Vec::new();
+    for n in 0..120 {
+        churners.push(named(&app, &format!("{}{n:03}", family.repeat(37))).await);
+    }
+    let churn = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        for (n, browser) in churners.iter_mut().enumerate() {
+            sockets.push(join_chat(browser, &format!("churn-{n}"), None).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sockets
+    });
+
+    let started = std::time::Instant::now();
+    let (mut frames, mut bytes, mut largest, mut cut) = (0usize, 0usize, 0usize, false);
+    while !churn.is_finished() || started.elapsed() < Duration::from_secs(1) {
+        let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_millis(500), watching.next()).await
+        else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["t"] != "presence" {
+            continue;
+        }
+        frames += 1;
+        bytes += text.len();
+        largest = largest.max(text.len());
+        cut |= html(&frame).contains('…');
+    }
+    let took = started.elapsed();
+    let sockets = churn.await.unwrap();
+    assert_eq!(sockets.len(), 120);
+    assert!(cut, "long names are cut with an ellipsis in the list");
+    assert!(largest <= 8 * 1024, "a presence frame of {largest} bytes");
+    // At most four lists a second (and the one in flight at either end).
+    let most = (took.as_millis() / 250 + 2) as usize;
+    assert!(frames <= most, "{frames} frames in {took:?}");
+    let per_second = bytes as f64 / took.as_secs_f64();
+    eprintln!(
+        "presence churn: {frames} frames, {bytes} bytes in {took:?} ({per_second:.0} B/s), largest {largest} bytes"
+    );
+    app.stop().await;
+}

@@ -19,6 +19,13 @@ pub fn command(data_dir: &Path, args: &[&str]) -> Command {
     if !args.contains(&"--listen") {
         command.args(["--listen", "127.0.0.1:0"]);
     }
+    as_a_user_would(&mut command, data_dir, args);
+    command
+}
+
+/// Adds `--data-dir DATA_DIR ARGS` to `command` (the binary, or a program that runs it), with
+/// `info` logs and none of the test runner's `LIVESESSION_*` variables.
+pub fn as_a_user_would(command: &mut Command, data_dir: &Path, args: &[&str]) {
     command
         .arg("--data-dir")
         .arg(data_dir)
@@ -30,7 +37,6 @@ pub fn command(data_dir: &Path, args: &[&str]) -> Command {
             command.env_remove(key);
         }
     }
-    command
 }
 
 /// What a process wrote to standard error, line by line as it came, and the thread reading
