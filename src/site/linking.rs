@@ -206,22 +206,28 @@ impl Site {
     }
 
     /// What `code` (typed `from` an address) stands for, changing nothing: the settings of the
-    /// session it carries, for the page that asks whether to join it.
+    /// session it carries and when the code was made, for the page that asks whether to join it.
     pub async fn look_up_link(
         &self,
         code: Option<&Code>,
         from: IpAddr,
-    ) -> Result<Found<Settings>, Limited> {
+    ) -> Result<Found<(Settings, Millis)>, Limited> {
         self.0.linking.attempt(from)?;
         let Some(code) = code else {
             return Ok(Found::Not(Unusable::Unknown));
         };
-        match found(self.0.store.link_state(code.hash(), now_millis()).await?) {
-            Found::Live(theirs) => {
+        let state = self.0.store.link_state(code.hash(), now_millis()).await?;
+        let ttl = Millis::try_from(self.0.linking.ttl.as_millis()).unwrap_or(Millis::MAX / 2);
+        match (found(state), state) {
+            (Found::Live(theirs), CodeState::Active { expires_at, .. }) => {
                 let stored = self.0.store.load(theirs).await?.unwrap_or_default();
-                Ok(Found::Live(stored.settings))
+                Ok(Found::Live((
+                    stored.settings,
+                    expires_at.saturating_sub(ttl),
+                )))
             }
-            Found::Not(why) => Ok(Found::Not(why)),
+            (Found::Not(why), _) => Ok(Found::Not(why)),
+            (Found::Live(_), _) => Ok(Found::Not(Unusable::Unknown)),
         }
     }
 

@@ -79,6 +79,8 @@ pub enum LinkPage<'a> {
         code: &'a str,
         /// What the other device has saved.
         theirs: &'a Settings,
+        /// When the code was made.
+        made_at: crate::clock::Millis,
         /// What this browser has saved now, if anything.
         mine: Option<&'a Settings>,
         csrf_token: &'a str,
@@ -109,7 +111,17 @@ pub fn link_page(page: LinkPage<'_>, theme: Theme) -> Markup {
                                     div.actions { button type="submit" { "Continue" } }
                                 }
                             }
-                            LinkPage::Confirm { shown, code, theirs, mine, csrf_token } => {
+                            LinkPage::Confirm { shown, code, theirs, made_at, mine, csrf_token } => {
+                                // Whose session it is, first: an attacker's code, once confirmed,
+                                // would hand them what this browser does next.
+                                p.warning #link-whose role="note" {
+                                    "This browser will become part of the session "
+                                    @if theirs.username.is_anonymous() { "with no name" }
+                                    @else { "named " bdi { strong { (theirs.username.as_str()) } } }
+                                    ", made on another device "
+                                    (crate::device::added_label(made_at, crate::clock::now_millis()))
+                                    ". Only continue if that device is yours."
+                                }
                                 p #link-summary {
                                     "This browser will use "
                                     @if theirs.username.is_anonymous() { "no name (anonymous)" }

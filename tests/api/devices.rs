@@ -80,6 +80,14 @@ async fn a_code_carries_the_session_to_another_browser_only_once_it_is_confirmed
         "{shown}"
     );
     assert!(shown.contains("the dark theme"));
+    // It says plainly whose session this is, before anything else.
+    assert!(
+        shown.contains(
+            "This browser will become part of the session named <bdi><strong>Ada</strong></bdi>, \
+             made on another device just now. Only continue if that device is yours."
+        ),
+        "{shown}"
+    );
     assert!(shown.contains("<bdi><strong>Bob</strong></bdi>, will be replaced"));
     assert_eq!(username_field(&phone.page("/settings").await), "Bob");
 

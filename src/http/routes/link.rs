@@ -97,8 +97,9 @@ pub async fn show_link(
     let (mine, mine_version) = site.settings_for(session).await?;
     let theirs = match site.look_up_link(code.as_ref(), from).await? {
         Found::Not(why) => return Ok(refused_link(why, mine.theme)),
-        Found::Live(theirs) => theirs,
+        Found::Live(found) => found,
     };
+    let (theirs, made_at) = theirs;
     let Some(code) = code else {
         return Ok(refused_link(Unusable::Unknown, mine.theme));
     };
@@ -108,6 +109,7 @@ pub async fn show_link(
         shown: &shown,
         code: code.as_str(),
         theirs: &theirs,
+        made_at,
         mine: (mine_version > 0).then_some(&mine),
         csrf_token: &csrf_token,
     };
