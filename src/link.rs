@@ -101,6 +101,8 @@ pub enum Unusable {
     Cancelled,
     /// Its session has its most devices (`--max-devices`) already.
     TooManyDevices,
+    /// It was looked at more often than a code needs to be, so it was cancelled.
+    LookedAtTooOften,
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ pub enum Limit {
     Live,
     /// One address asking to be forgotten too often.
     Forget,
+    /// One browser signing out its other devices too often.
+    SignOut,
     /// One client address sending chat messages too fast, over its browsers together.
     ChatAddress,
     /// The whole room taking more chat messages than `--room-message-burst`.
@@ -140,7 +142,7 @@ pub struct Metrics {
     chat_messages: Counter,
     qr_codes_drawn: Counter,
     live_origin_rejections: Counter,
-    rate_limited: [Counter; 8],
+    rate_limited: [Counter; 9],
     refused: [Counter; 13],
     connections: Gauge,
     /// Taken by a scrape while it sets the figures read from their owners and encodes them.
@@ -153,12 +155,13 @@ type Label<const N: usize> = (&'static str, [&'static str; N]);
 const PAGES: Label<2> = ("page", ["chat", "settings"]);
 const WRITE_PATHS: Label<2> = ("path", ["form", "live"]);
 const PRUNED_KINDS: Label<3> = ("kind", ["sessions", "messages", "forgotten"]);
-const LIMITS: Label<8> = (
+const LIMITS: Label<9> = (
     "limit",
     [
         "chat",
         "live",
         "forget",
+        "sign_out",
         "chat_address",
         "chat_room",
         "export",

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::clock::whole_seconds;
 use crate::metrics::metrics;
-use crate::site::{Limited, StoreError, Unavailable};
+use crate::site::{Limited, StoreError, Unavailable, Whose};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -19,15 +19,16 @@ pub enum AppError {
     /// The form's CSRF token is missing or is not this session's.
     #[error("missing or invalid CSRF token")]
     BadCsrfToken,
-    /// Over a rate limit of the client's browser or address; it may try again after this long.
+    /// Over a rate limit of the client's browser or address (whose); it may try again after
+    /// this long.
     #[error("too many requests")]
-    TooFast(std::time::Duration),
+    TooFast(std::time::Duration, Whose),
 }
 
 impl From<Limited> for AppError {
     fn from(limited: Limited) -> AppError {
         match limited {
-            Limited::TooFast(wait) => AppError::TooFast(wait),
+            Limited::TooFast(wait, whose) => AppError::TooFast(wait, whose),
             Limited::Store(e) => AppError::Store(e),
         }
     }
@@ -46,14 +47,21 @@ impl IntoResponse for AppError {
                 };
                 (status, unavailable.message()).into_response()
             }
-            AppError::TooFast(wait) => {
+            AppError::TooFast(wait, whose) => {
                 let seconds = whole_seconds(wait);
+                let from = match whose {
+                    Whose::Browser => "this browser",
+                    Whose::Network => {
+                        "your network address (every browser behind it shares one allowance)"
+                    }
+                    Whose::Everyone => "everyone together",
+                };
                 (
                     StatusCode::TOO_MANY_REQUESTS,
                     [(axum::http::header::RETRY_AFTER, seconds.to_string())],
                     format!(
-                        "Too many requests like this one came from your browser or your \
-                         network, so nothing was done. Please try again in {seconds} s."
+                        "Too many requests like this one came from {from}, so nothing was \
+                         done. Please try again in {seconds} s."
                     ),
                 )
                     .into_response()

@@ -3,10 +3,10 @@
 //! code used on another device, or another instance) ends it.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Site;
-use super::limits::{RateLimiter, acquire_both};
+use super::limits::{RateLimiter, Whose, acquire_both};
 use crate::clock::{Millis, now_millis};
 use crate::hub::SessionEvent;
 use crate::limit::RateLimit;
@@ -57,9 +57,10 @@ impl Default for ExportLimiters {
 /// Why a rate-limited request ("forget me", "Download my data", a one-time code) did nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum Limited {
-    /// Asked too often (by this address, or this browser); it may again after this long.
+    /// Asked too often (by this address, or this browser: whose allowance ran out); it may
+    /// again after this long.
     #[error("too many requests like this one")]
-    TooFast(Duration),
+    TooFast(Duration, Whose),
     /// The database failed; nothing was done.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -98,13 +99,10 @@ impl Site {
 
     /// Takes one of the address's [`FORGET_LIMIT`] allowance.
     fn may_forget(&self, from: IpAddr) -> Result<(), Limited> {
-        self.0
-            .forget_limit
-            .try_acquire(from, Instant::now())
-            .map_err(|wait| {
-                metrics().rate_limited(Limit::Forget);
-                Limited::TooFast(wait)
-            })
+        self.0.forget_limit.take(from).map_err(|(wait, whose)| {
+            metrics().rate_limited(Limit::Forget);
+            Limited::TooFast(wait, whose)
+        })
     }
 
     /// "Forget me": deletes session `id`'s settings, refuses its cookie from now on, and tells
@@ -126,9 +124,9 @@ impl Site {
         }
         let limits = &self.0.export_limits;
         acquire_both(&limits.per_session, session.id, &limits.per_address, from).map_err(
-            |wait| {
+            |(wait, whose)| {
                 metrics().rate_limited(Limit::Export);
-                Limited::TooFast(wait)
+                Limited::TooFast(wait, whose)
             },
         )?;
         Ok(self.0.store.session_data(session.id).await?)

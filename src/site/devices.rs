@@ -187,10 +187,10 @@ impl Site {
     pub async fn sign_out_elsewhere(&self, session: Session) -> Result<Who, Limited> {
         self.0
             .sign_out_limit
-            .try_acquire(session.id, std::time::Instant::now())
-            .map_err(|wait| {
-                crate::metrics::metrics().rate_limited(crate::metrics::Limit::Forget);
-                Limited::TooFast(wait)
+            .take(session.id)
+            .map_err(|(wait, whose)| {
+                crate::metrics::metrics().rate_limited(crate::metrics::Limit::SignOut);
+                Limited::TooFast(wait, whose)
             })?;
         let mine = session.device;
         let new = DeviceId::generate();

@@ -10,10 +10,25 @@ use crate::limit::{Buckets, RateLimit};
 use crate::lock::Mutex;
 use crate::session::SessionId;
 
+/// Whose allowance ran out, for the sentence a refusal says it in: a person behind a shared
+/// network learns it was the network, not their browser, that was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// One browser's (its session's) own allowance.
+    Browser,
+    /// One client address's (an IPv6 client's /64), shared by every browser behind it.
+    Network,
+    /// One for everyone together (the chat room's).
+    Everyone,
+}
+
 /// What a limiter's key counts as: a client address as [`limit_key`] counts it (an IPv6
 /// client by its /64), every other key as itself. Every limit per address goes through this one
 /// rule, so none of them can count an IPv6 client address by address.
 pub trait LimitKey: Hash + Eq + Copy {
+    /// Whose allowance a bucket of this key is.
+    const WHOSE: Whose;
+
     /// The key the bucket is kept under.
     fn limit_key(self) -> Self {
         self
@@ -21,14 +36,20 @@ pub trait LimitKey: Hash + Eq + Copy {
 }
 
 impl LimitKey for IpAddr {
+    const WHOSE: Whose = Whose::Network;
+
     fn limit_key(self) -> IpAddr {
         limit_key(self)
     }
 }
 
-impl LimitKey for SessionId {}
+impl LimitKey for SessionId {
+    const WHOSE: Whose = Whose::Browser;
+}
 
-impl LimitKey for () {}
+impl LimitKey for () {
+    const WHOSE: Whose = Whose::Everyone;
+}
 
 /// A token bucket per key (by default a session): `burst` tokens, refilled evenly over
 /// `window`. Idle buckets are forgotten a few per call ([`Buckets`]), never by a scan.
@@ -54,6 +75,13 @@ impl<K: LimitKey> RateLimiter<K> {
         self.buckets.lock().take(id.limit_key(), now)
     }
 
+    /// Takes one token for `id` now, or says how long until one is available and whose
+    /// allowance it is.
+    pub fn take(&self, id: K) -> Result<(), (Duration, Whose)> {
+        self.try_acquire(id, Instant::now())
+            .map_err(|wait| (wait, K::WHOSE))
+    }
+
     /// Gives back what `try_acquire` took, for a message that turned out to be a resend.
     pub fn refund(&self, id: K) {
         self.buckets.lock().give_back(id.limit_key());
@@ -61,20 +89,23 @@ impl<K: LimitKey> RateLimiter<K> {
 }
 
 /// Takes a token from `first` for `a` and from `second` for `b`, or none: when the second is
-/// refused the first is given back. How long to wait when refused.
+/// refused the first is given back. When refused, how long to wait and whose allowance ran out.
 pub fn acquire_both<A, B>(
     first: &RateLimiter<A>,
     a: A,
     second: &RateLimiter<B>,
     b: B,
-) -> Result<(), Duration>
+) -> Result<(), (Duration, Whose)>
 where
     A: LimitKey,
     B: LimitKey,
 {
     let now = Instant::now();
-    first.try_acquire(a, now)?;
-    second.try_acquire(b, now).inspect_err(|_| first.refund(a))
+    first.try_acquire(a, now).map_err(|wait| (wait, A::WHOSE))?;
+    second
+        .try_acquire(b, now)
+        .map_err(|wait| (wait, B::WHOSE))
+        .inspect_err(|_| first.refund(a))
 }
 
 #[cfg(test)]

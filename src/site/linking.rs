@@ -7,20 +7,26 @@
 //! nothing); the confirm spends the code atomically, and that browser's own session is forgotten
 //! as "forget me" forgets one. A session has at most `--max-devices`.
 //!
-//! Guessing is hopeless by the numbers: a code has 59 random bits (see `crate::link`), lives
-//! `--link-ttl` (10 minutes), and lookups are limited to [`ATTEMPTS_PER_ADDRESS`] per address and
-//! [`ATTEMPTS_IN_ALL`] for the whole server per 10 minutes. With as many as 10,000 codes alive
-//! at once, one guess finds one with a chance of 10,000 / 2^59.45 = 1.4e-14; the global limit
-//! allows 144,000 guesses a day, so a whole year of guessing at the limit finds one with a
-//! chance below 1 in 1,000,000 (7.2e-7).
-
+//! Guessing is hopeless by the numbers, and no stranger can spend anyone else's allowance. A
+//! code has 59 random bits (see `crate::link`) and lives `--link-ttl` (10 minutes). Each client
+//! address (an IPv6 client by its /64) may look up [`ATTEMPTS_PER_ADDRESS`] codes per 10
+//! minutes, right or wrong; there is no budget for the whole server, so a flood of wrong guesses
+//! from many addresses refuses nobody else's correct code. A wrong guess names no code (59 bits
+//! leave nothing to be near), so the limit per code counts what can be counted: a live code may
+//! be looked at or used [`LOOKS_PER_CODE`] times, then it dies, so a code that was seen by
+//! others (over a shoulder, in a screenshot) cannot be tried at leisure.
+//!
+//! With as many as 10,000 codes alive at once, one guess finds one with a chance of
+//! 10,000 / 2^59.45 = 1.4e-14. Each address gets 2,880 guesses a day; an attacker with 100,000
+//! addresses (or /64s) guessing at the limit all year makes 1.05e11 guesses and finds one code
+//! with a chance of 1 in 680 (1.5e-3), and one with 1,000 addresses a chance of 1.5e-5.
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::account::Ending;
-use super::limits::{RateLimiter, acquire_both};
+use super::limits::{RateLimiter, Whose, acquire_both};
 use super::{Limited, Site};
 use crate::clock::{Millis, now_millis};
 use crate::hub::SessionEvent;
@@ -50,11 +56,8 @@ pub const ATTEMPTS_PER_ADDRESS: RateLimit = RateLimit {
     window: Duration::from_secs(600),
 };
 
-/// Codes the whole server may look up or use per 10 minutes.
-pub const ATTEMPTS_IN_ALL: RateLimit = RateLimit {
-    burst: 1_000,
-    window: Duration::from_secs(600),
-};
+/// Times one live code may be looked at or used (on one instance) before it is cancelled.
+pub const LOOKS_PER_CODE: u32 = 10;
 
 /// The buckets of the limits above, and the live codes this instance made (for the settings
 /// page, which shows a live code without a query).
@@ -64,7 +67,7 @@ pub(super) struct Linking {
     made_per_session: RateLimiter<SessionId>,
     made_per_address: RateLimiter<IpAddr>,
     tried_per_address: RateLimiter<IpAddr>,
-    tried_in_all: RateLimiter<()>,
+    looks: Mutex<Looks>,
     live: Mutex<HashMap<SessionId, Millis>>,
     /// How many entries `live` has: the read path (every settings page view) skips the lock
     /// when there are none.
@@ -79,7 +82,7 @@ impl Linking {
             made_per_session: RateLimiter::new(CODES_PER_SESSION),
             made_per_address: RateLimiter::new(CODES_PER_ADDRESS),
             tried_per_address: RateLimiter::new(ATTEMPTS_PER_ADDRESS),
-            tried_in_all: RateLimiter::new(ATTEMPTS_IN_ALL),
+            looks: Mutex::default(),
             live: Mutex::default(),
             live_count: AtomicUsize::new(0),
         }
@@ -121,16 +124,43 @@ impl Linking {
         self.live_count.store(live.len(), Ordering::Relaxed);
     }
 
-    /// Takes a lookup from the address's and the server's allowance.
+    /// Takes a lookup from the address's allowance.
     fn attempt(&self, from: IpAddr) -> Result<(), Limited> {
-        acquire_both(&self.tried_per_address, from, &self.tried_in_all, ()).map_err(too_fast)
+        self.tried_per_address.take(from).map_err(too_fast)
+    }
+}
+
+/// How many times each live code was looked at here: [`LOOKS_PER_CODE`] at most. Entries of
+/// expired codes are swept when the map has doubled since the last sweep, so the cost per look
+/// stays constant however many codes there are.
+#[derive(Default)]
+struct Looks {
+    counts: HashMap<String, (u32, Millis)>,
+    swept_at_len: usize,
+}
+
+impl Looks {
+    /// Counts one look at the live code `hash` (expiring at `expires_at`); whether it may
+    /// still be used.
+    fn look(&mut self, hash: &str, expires_at: Millis) -> bool {
+        if self.counts.len() > (2 * self.swept_at_len).max(64) {
+            let now = now_millis();
+            self.counts.retain(|_, (_, at)| *at > now);
+            self.swept_at_len = self.counts.len();
+        }
+        let (count, _) = self
+            .counts
+            .entry(hash.to_owned())
+            .or_insert((0, expires_at));
+        *count += 1;
+        *count <= LOOKS_PER_CODE
     }
 }
 
 /// A refusal by one of the limits above, counted.
-fn too_fast(wait: Duration) -> Limited {
+fn too_fast((wait, whose): (Duration, Whose)) -> Limited {
     metrics().rate_limited(Limit::Link);
-    Limited::TooFast(wait)
+    Limited::TooFast(wait, whose)
 }
 
 /// What a code turned out to be, for the browser that typed it.
@@ -217,6 +247,9 @@ impl Site {
             return Ok(Found::Not(Unusable::Unknown));
         };
         let state = self.0.store.link_state(code.hash(), now_millis()).await?;
+        if let Some(why) = self.looked_too_often(code, state).await? {
+            return Ok(Found::Not(why));
+        }
         let ttl = Millis::try_from(self.0.linking.ttl.as_millis()).unwrap_or(Millis::MAX / 2);
         match (found(state), state) {
             (Found::Live(theirs), CodeState::Active { expires_at, .. }) => {
@@ -229,6 +262,28 @@ impl Site {
             (Found::Not(why), _) => Ok(Found::Not(why)),
             (Found::Live(_), _) => Ok(Found::Not(Unusable::Unknown)),
         }
+    }
+
+    /// Counts a look at `code`, in `state`: past [`LOOKS_PER_CODE`] a live code is cancelled
+    /// (its maker's pages show it is gone) and this says why it no longer works.
+    async fn looked_too_often(
+        &self,
+        code: &Code,
+        state: CodeState,
+    ) -> Result<Option<Unusable>, StoreError> {
+        let CodeState::Active {
+            session,
+            expires_at,
+        } = state
+        else {
+            return Ok(None);
+        };
+        if self.0.linking.looks.lock().look(&code.hash(), expires_at) {
+            return Ok(None);
+        }
+        self.cancel_link(session).await?;
+        tracing::info!("a one-time code was looked at too many times and was cancelled");
+        Ok(Some(Unusable::LookedAtTooOften))
     }
 
     /// Spends `code` for the browser of session `mine` (asking `from` an address): on success
@@ -247,7 +302,11 @@ impl Site {
             return Ok(Found::Not(Unusable::Unknown));
         };
         let now = now_millis();
-        if let CodeState::Active { session, .. } = self.0.store.link_state(code.hash(), now).await?
+        let state = self.0.store.link_state(code.hash(), now).await?;
+        if let Some(why) = self.looked_too_often(code, state).await? {
+            return Ok(Found::Not(why));
+        }
+        if let CodeState::Active { session, .. } = state
             && self.0.store.devices(session).await?.len() >= self.0.max_devices
         {
             return Ok(Found::Not(Unusable::TooManyDevices));

@@ -46,15 +46,16 @@ pub use account::{
 pub use chat::{ChatLimits, ChatPage, Missed, PostError};
 pub use client::ClientAddr;
 pub use devices::{DeviceChange, DeviceList};
+pub use limits::Whose;
 pub use linking::Found;
-pub use linking::{ATTEMPTS_IN_ALL, ATTEMPTS_PER_ADDRESS, CODES_PER_ADDRESS, CODES_PER_SESSION};
+pub use linking::{ATTEMPTS_PER_ADDRESS, CODES_PER_ADDRESS, CODES_PER_SESSION, LOOKS_PER_CODE};
 pub use settings::SaveOutcome;
 
 /// Types the use cases answer with, from the layers below, so the transports name them here.
 pub use crate::hub::{ChangedBy, SessionEvent, Subscription};
 pub use crate::store::{SessionData, StoreError, Unavailable};
 
-use crate::clock::now_millis;
+use crate::clock::{Millis, now_millis};
 use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::origin::Origins;
@@ -398,10 +399,34 @@ impl Site {
         self.0.presence.watch()
     }
 
-    /// Counts a chat page of session `id` (shown as `name`) in the presence list until the
-    /// arrival is dropped.
-    pub fn arrive(&self, id: SessionId, name: &crate::settings::Username) -> Arrival {
-        self.0.presence.arrive(id, name)
+    /// Counts a chat page of `session` (shown as `name`, opened `from` an address) in the
+    /// presence list until the arrival is dropped. A session younger than
+    /// [`presence::FRESH_FOR`] is one of its address's crowd: past the first few of them it is
+    /// counted, not named (also once it takes a name later, by a rename).
+    pub async fn arrive(
+        &self,
+        session: Session,
+        name: &crate::settings::Username,
+        from: std::net::IpAddr,
+    ) -> Arrival {
+        let fresh = self.is_fresh(session.id).await;
+        let fresh_from = fresh.then(|| crate::address::limit_key(from));
+        self.0.presence.arrive(session.id, name, fresh_from)
+    }
+
+    /// Whether `id`'s first device was added within [`presence::FRESH_FOR`] (a session whose
+    /// devices cannot be read now counts as not fresh: it is named, as always).
+    async fn is_fresh(&self, id: SessionId) -> bool {
+        let fresh_for = Millis::try_from(presence::FRESH_FOR.as_millis()).unwrap_or(Millis::MAX);
+        let since = now_millis().saturating_sub(fresh_for);
+        match self.0.store.devices(id).await {
+            Ok(devices) => devices
+                .iter()
+                .map(|d| d.added_at)
+                .min()
+                .is_some_and(|at| at > since),
+            Err(_) => false,
+        }
     }
 
     /// Whether the database answers and takes a write, within [`HEALTH_TIMEOUT`].

@@ -7,12 +7,19 @@
 //! does not make it blink out of everyone's list. On PostgreSQL every instance shares what it
 //! has (`cluster` writes it, with a heartbeat) and lists the others' too ([`Presence::set_others`]).
 //!
+//! A crowd of fresh sessions from one address (new browsers minted to fill the list) costs a
+//! number, not names: of the browsers whose session is younger than [`FRESH_FOR`], each address
+//! (an IPv6 client by its /64) has its first [`FRESH_NAMED_PER_ADDRESS`] named and the rest
+//! counted as "and N more". People who have used the chat before are named however many share
+//! an address.
+//!
 //! The list is rendered once per change, not once per page: a publisher task coalesces changes
 //! for [`SETTLE`], renders the [`Roster`] into shared bytes and hands it to every chat page
 //! through a `watch` channel, which holds only the newest: a slow page skips to it, nothing
 //! queues up behind it.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +44,12 @@ pub const SETTLE: Duration = Duration::from_millis(100);
 /// chat page gets at most four presence frames a second (of at most about 8 KB each).
 pub const MIN_GAP: Duration = Duration::from_millis(250);
 
+/// How young a session is fresh: younger ones count under [`FRESH_NAMED_PER_ADDRESS`].
+pub const FRESH_FOR: Duration = Duration::from_secs(3600);
+
+/// Fresh sessions from one address named in the list; more are counted, not named.
+pub const FRESH_NAMED_PER_ADDRESS: usize = 3;
+
 /// The chat's presence of this instance and, on PostgreSQL, of the others.
 pub struct Presence {
     state: Mutex<State>,
@@ -52,7 +65,9 @@ pub struct Presence {
 #[derive(Default)]
 struct State {
     here: HashMap<SessionId, Here>,
-    others: HashMap<SessionId, String>,
+    others: HashMap<SessionId, Present>,
+    /// Numbers arrivals, so the first of a crowd are the ones named.
+    arrivals: u64,
 }
 
 /// A browser with (or, for the grace, recently with) a chat socket on this instance.
@@ -61,6 +76,39 @@ struct Here {
     name: String,
     /// When its last socket closed.
     left: Option<Instant>,
+    /// Its address (as limits count it) while its session is fresh; `None` once it is not.
+    fresh_from: Option<IpAddr>,
+    /// Its place in the order of arrivals.
+    arrival: u64,
+}
+
+impl State {
+    /// Every browser listed here, the crowds of fresh sessions marked.
+    fn here(&self) -> Vec<Present> {
+        let mut fresh: HashMap<IpAddr, Vec<(u64, SessionId)>> = HashMap::new();
+        for (id, here) in &self.here {
+            if let Some(from) = here.fresh_from
+                && !here.name.is_empty()
+            {
+                fresh.entry(from).or_default().push((here.arrival, *id));
+            }
+        }
+        let mut crowded = HashSet::new();
+        for mut of_one in fresh.into_values() {
+            if of_one.len() > FRESH_NAMED_PER_ADDRESS {
+                of_one.sort_unstable_by_key(|(arrival, _)| *arrival);
+                crowded.extend(of_one[FRESH_NAMED_PER_ADDRESS..].iter().map(|(_, id)| *id));
+            }
+        }
+        self.here
+            .iter()
+            .map(|(id, here)| Present {
+                id: *id,
+                name: here.name.clone(),
+                crowded: crowded.contains(id),
+            })
+            .collect()
+    }
 }
 
 /// The list as every chat page shows it at one moment, rendered once.
@@ -71,19 +119,27 @@ pub struct Roster {
     ids: HashSet<SessionId>,
     /// Names, sorted as shown.
     names: Vec<String>,
+    /// Named browsers of a crowd of fresh sessions: counted, not named.
+    crowded: usize,
     anonymous: usize,
     frame: Utf8Bytes,
 }
 
 impl Roster {
-    /// The list of `people` (names by session; empty for the unnamed), not rendered yet.
-    fn of(people: &HashMap<SessionId, String>) -> Roster {
-        let mut names: Vec<String> = people.values().filter(|n| !n.is_empty()).cloned().collect();
+    /// The list of `people` (by session; an empty name for the unnamed), not rendered yet.
+    fn of(people: &HashMap<SessionId, Present>) -> Roster {
+        let mut names: Vec<String> = people
+            .values()
+            .filter(|p| !p.name.is_empty() && !p.crowded)
+            .map(|p| p.name.clone())
+            .collect();
         names.sort_by_cached_key(|name| (name.to_lowercase(), name.clone()));
+        let anonymous = people.values().filter(|p| p.name.is_empty()).count();
         Roster {
             version: 0,
             ids: people.keys().copied().collect(),
-            anonymous: people.len() - names.len(),
+            crowded: people.len() - names.len() - anonymous,
+            anonymous,
             names,
             frame: Utf8Bytes::default(),
         }
@@ -114,7 +170,7 @@ impl Roster {
         PresenceList {
             version: self.version,
             names: self.names[..shown].iter().map(String::as_str).collect(),
-            more: self.names.len() - shown,
+            more: self.names.len() - shown + self.crowded,
             anonymous: self.anonymous,
         }
     }
@@ -189,15 +245,28 @@ impl Presence {
         self.roster.subscribe()
     }
 
-    /// Counts in a chat socket of `id`, which is named `name`.
-    pub fn arrive(self: &Arc<Self>, id: SessionId, name: &Username) -> Arrival {
+    /// Counts in a chat socket of `id`, which is named `name`; `fresh_from` is its address
+    /// (as limits count it) when its session is younger than [`FRESH_FOR`].
+    pub fn arrive(
+        self: &Arc<Self>,
+        id: SessionId,
+        name: &Username,
+        fresh_from: Option<IpAddr>,
+    ) -> Arrival {
         let mut state = self.state.lock();
+        state.arrivals += 1;
+        let arrival = state.arrivals;
         let here = state.here.entry(id).or_insert_with(|| Here {
             sockets: 0,
             name: name.as_str().to_owned(),
             left: None,
+            fresh_from,
+            arrival,
         });
         here.sockets += 1;
+        if fresh_from.is_none() {
+            here.fresh_from = None;
+        }
         let back = here.left.take().is_some();
         let new = here.sockets == 1 && !back;
         let renamed = here.name != name.as_str();
@@ -247,15 +316,7 @@ impl Presence {
 
     /// What this instance counts, for the other instances: every browser listed here.
     pub fn here(&self) -> Vec<Present> {
-        let state = self.state.lock();
-        state
-            .here
-            .iter()
-            .map(|(id, here)| Present {
-                id: *id,
-                name: here.name.clone(),
-            })
-            .collect()
+        self.state.lock().here()
     }
 
     /// Resolves when what [`Presence::here`] returns may have changed.
@@ -265,8 +326,7 @@ impl Presence {
 
     /// The browsers the other instances count, replacing what they counted before.
     pub fn set_others(&self, others: Vec<Present>) {
-        let others: HashMap<SessionId, String> =
-            others.into_iter().map(|p| (p.id, p.name)).collect();
+        let others: HashMap<SessionId, Present> = others.into_iter().map(|p| (p.id, p)).collect();
         let mut state = self.state.lock();
         if state.others == others {
             return;
@@ -294,15 +354,18 @@ impl Presence {
 
     /// Renders the list as it is now, and hands it to every page when it differs from the last.
     fn publish(&self) {
-        let people: HashMap<SessionId, String> = {
+        let people: HashMap<SessionId, Present> = {
             let state = self.state.lock();
             let mut people = state.others.clone();
-            people.extend(state.here.iter().map(|(id, here)| (*id, here.name.clone())));
+            people.extend(state.here().into_iter().map(|p| (p.id, p)));
             people
         };
         let roster = Roster::of(&people);
         let current = self.roster();
-        if roster.ids == current.ids && roster.names == current.names {
+        if roster.ids == current.ids
+            && roster.names == current.names
+            && roster.crowded == current.crowded
+        {
             return;
         }
         self.roster
@@ -361,6 +424,14 @@ mod tests {
         presence.roster()
     }
 
+    fn person(id: SessionId, name: &str) -> Present {
+        Present {
+            id,
+            name: name.to_owned(),
+            crowded: false,
+        }
+    }
+
     fn names(roster: &Roster) -> (Vec<&str>, usize) {
         let list = roster.list();
         (list.names, list.anonymous)
@@ -371,11 +442,11 @@ mod tests {
         let presence = Arc::new(Presence::new(GRACE));
         let _task = presence.spawn(CancellationToken::new());
         let ada = SessionId::generate();
-        let _tab1 = presence.arrive(ada, &name("Ada"));
-        let _tab2 = presence.arrive(ada, &name("Ada"));
-        let _bob = presence.arrive(SessionId::generate(), &name("bob"));
-        let _x = presence.arrive(SessionId::generate(), &Username::default());
-        let _y = presence.arrive(SessionId::generate(), &Username::default());
+        let _tab1 = presence.arrive(ada, &name("Ada"), None);
+        let _tab2 = presence.arrive(ada, &name("Ada"), None);
+        let _bob = presence.arrive(SessionId::generate(), &name("bob"), None);
+        let _x = presence.arrive(SessionId::generate(), &Username::default(), None);
+        let _y = presence.arrive(SessionId::generate(), &Username::default(), None);
         let roster = settled(&presence).await;
         assert_eq!(names(&roster), (vec!["Ada", "bob"], 2));
         assert_eq!(roster.len(), 4);
@@ -387,11 +458,11 @@ mod tests {
         let presence = Arc::new(Presence::new(GRACE));
         let _task = presence.spawn(CancellationToken::new());
         let ada = SessionId::generate();
-        let tab = presence.arrive(ada, &name("Ada"));
+        let tab = presence.arrive(ada, &name("Ada"), None);
         let version = settled(&presence).await.version;
         drop(tab);
         tokio::time::sleep(GRACE / 2).await;
-        let again = presence.arrive(ada, &name("Ada"));
+        let again = presence.arrive(ada, &name("Ada"), None);
         let roster = settled(&presence).await;
         assert_eq!(roster.version, version, "a reload is not a change");
         drop(again);
@@ -407,17 +478,19 @@ mod tests {
         let presence = Arc::new(Presence::new(GRACE));
         let _task = presence.spawn(CancellationToken::new());
         let ada = SessionId::generate();
-        let _tab = presence.arrive(ada, &name("Ada"));
+        let _tab = presence.arrive(ada, &name("Ada"), None);
         presence.rename(ada, &name("Ada L."));
         let elsewhere = SessionId::generate();
         presence.set_others(vec![
             Present {
                 id: ada,
                 name: "Ada L.".into(),
+                crowded: false,
             },
             Present {
                 id: elsewhere,
                 name: "Carol".into(),
+                crowded: false,
             },
         ]);
         let roster = settled(&presence).await;
@@ -430,7 +503,7 @@ mod tests {
     fn the_first_render_lists_its_viewer_once() {
         let ada = SessionId::generate();
         let mut people = HashMap::new();
-        people.insert(ada, "Ada".to_owned());
+        people.insert(ada, person(ada, "Ada"));
         let roster = Roster::of(&people).rendered(1);
         let (same, zed, abe, nobody) = (name("Ada"), name("Zed"), name("abe"), Username::default());
         let list = roster.list_with(ada, &same);
@@ -445,8 +518,11 @@ mod tests {
 
     #[test]
     fn a_full_room_lists_the_first_hundred_names_and_counts_the_rest() {
-        let people: HashMap<SessionId, String> = (0..150)
-            .map(|n| (SessionId::generate(), format!("p{n:03}")))
+        let people: HashMap<SessionId, Present> = (0..150)
+            .map(|n| {
+                let id = SessionId::generate();
+                (id, person(id, &format!("p{n:03}")))
+            })
             .collect();
         let roster = Roster::of(&people).rendered(1);
         let list = roster.list();
@@ -461,5 +537,49 @@ mod tests {
         let html = views::presence_items(&roster.list()).into_string();
         assert!(html.contains("and 50 more"), "{html}");
         assert_eq!(html.matches("<li>").count(), PRESENCE_NAMES);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crowd_of_fresh_sessions_from_one_address_is_counted_and_old_ones_are_named() {
+        let presence = Arc::new(Presence::new(GRACE));
+        let _task = presence.spawn(CancellationToken::new());
+        let crowd: IpAddr = "192.0.2.7".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut tabs = Vec::new();
+        for n in 0..8 {
+            let id = SessionId::generate();
+            tabs.push(presence.arrive(id, &name(&format!("fresh{n}")), Some(crowd)));
+        }
+        // Old hands on the same address, a fresh one elsewhere, and an unnamed fresh one.
+        for n in 0..5 {
+            let id = SessionId::generate();
+            tabs.push(presence.arrive(id, &name(&format!("old{n}")), None));
+        }
+        tabs.push(presence.arrive(SessionId::generate(), &name("other"), Some(neighbour)));
+        tabs.push(presence.arrive(SessionId::generate(), &Username::default(), Some(crowd)));
+        let roster = settled(&presence).await;
+        let list = roster.list();
+        assert_eq!(
+            list.names,
+            vec![
+                "fresh0", "fresh1", "fresh2", "old0", "old1", "old2", "old3", "old4", "other"
+            ]
+        );
+        assert_eq!((list.more, list.anonymous), (5, 1));
+        let shared = presence.here();
+        assert_eq!(shared.iter().filter(|p| p.crowded).count(), 5);
+        // Another instance counts the crowd the same way from what this one shares.
+        let elsewhere = Arc::new(Presence::new(GRACE));
+        let _other_task = elsewhere.spawn(CancellationToken::new());
+        elsewhere.set_others(shared);
+        assert_eq!(settled(&elsewhere).await.list().more, 5);
+        // When the first of the crowd leaves, the next in line is named.
+        tabs.remove(0);
+        tokio::time::sleep(GRACE).await;
+        let list = settled(&presence).await.list().names.join(" ");
+        assert!(
+            list.contains("fresh3") && !list.contains("fresh0"),
+            "{list}"
+        );
     }
 }

@@ -149,6 +149,8 @@ pub struct Present {
     pub id: SessionId,
     /// Its name; empty when it has none.
     pub name: String,
+    /// One of the crowd of fresh sessions from one address: counted ("and 4 more"), not named.
+    pub crowded: bool,
 }
 
 /// Everything the database holds of one session, read in one snapshot: what "Download my data"

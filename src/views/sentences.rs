@@ -52,6 +52,9 @@ pub fn unusable_code(why: Unusable) -> &'static str {
         Unusable::TooManyDevices => {
             "That session has as many devices as it may have: sign one out on your other device's settings page, then make a new code."
         }
+        Unusable::LookedAtTooOften => {
+            "That code was tried too many times, so it no longer works: make a new one on your other device."
+        }
     }
 }
 

@@ -189,6 +189,84 @@ async fn two_browsers_racing_for_one_code_get_one_winner_and_guessing_is_limited
 }
 
 #[tokio::test]
+async fn wrong_guesses_from_many_addresses_never_refuse_a_correct_code_and_say_who_was_limited() {
+    let app = TestApp::spawn(&[]).await;
+    let mut desktop = app.browser();
+    desktop.save_settings("Ada", "system").await;
+    let (code, _) = make_code(&mut desktop).await;
+    let from = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+    let letter = |n: usize| char::from(b"23456789ABCDEFGHJKMNPQRSTUVWXYZ"[n % 31]);
+
+    // 51 addresses guess 20 wrong codes each: 1,020 guesses, more than any budget for the
+    // whole server would allow; each address then finds its own allowance spent, and is told
+    // that it was its network, not the server, that was stopped.
+    for n in 10..61u8 {
+        let mut guesser = Browser::from_address(app.addr, from(n));
+        for guess in 0..20 {
+            let (n, guess) = (usize::from(n), guess as usize);
+            let path = format!(
+                "/link/ABCDEFGH{}{}{}{}",
+                letter(n / 31),
+                letter(n),
+                letter(guess / 31),
+                letter(guess)
+            );
+            let status = guesser.get(&path).await.status();
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+        let refused = guesser.get("/link/ABCDEFGHJKMN").await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let sentence = refused.text().await.unwrap();
+        assert!(
+            sentence.contains("came from your network address"),
+            "{sentence}"
+        );
+    }
+
+    // Then a person from another address uses the right code: it works.
+    let mut phone = Browser::from_address(app.addr, from(200));
+    let (status, page) = confirm(&mut phone, &code).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(username_field(&phone.page("/settings").await), "Ada");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_looked_at_more_than_ten_times_dies_and_its_maker_sees_it_go() {
+    let app = TestApp::spawn(&[]).await;
+    let mut desktop = app.browser();
+    desktop.save_settings("Ada", "system").await;
+    let (code, _) = make_code(&mut desktop).await;
+    let path = format!("/link/{}", url_code(&code));
+    // Ten looks, from ten addresses so that no address's own allowance is what stops them.
+    for n in 0..10u8 {
+        let mut viewer = Browser::from_address(app.addr, std::net::IpAddr::from([127, 0, 1, n]));
+        let page = viewer.get(&path).await;
+        assert_eq!(page.status(), StatusCode::OK, "look {n}");
+    }
+    let mut eleventh = Browser::from_address(app.addr, std::net::IpAddr::from([127, 0, 1, 99]));
+    let refused = eleventh.get(&path).await;
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("That code was tried too many times, so it no longer works")
+    );
+    // It is cancelled for good: its maker's page offers a new one, and confirming it fails.
+    let settings = desktop.page("/settings").await;
+    assert!(
+        settings.contains(r#"action="/settings/link""#),
+        "{settings}"
+    );
+    assert!(!settings.contains(&code));
+    let (status, _) = confirm(&mut app.browser(), &code).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_live_settings_page_shows_the_code_go_when_it_is_used_or_expires() {
     let app = TestApp::spawn(&["--link-ttl", "600ms"]).await;
     let mut desktop = app.browser();

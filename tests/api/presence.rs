@@ -232,5 +232,38 @@ async fn churn_of_long_names_costs_a_viewer_small_frames_a_few_times_a_second() 
     eprintln!(
         "presence churn: {frames} frames, {bytes} bytes in {took:?} ({per_second:.0} B/s), largest {largest} bytes"
     );
+    assert!(per_second <= 64.0 * 1024.0, "{per_second:.0} B/s");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crowd_of_fresh_browsers_from_one_address_is_counted_not_named() {
+    let app = app().await;
+    let mut viewer = named(&app, "Viewer").await;
+    let mut watching = join_chat(&mut viewer, "viewer", None).await;
+    presence_until(&mut watching, |h| h.contains("Viewer")).await;
+
+    // Ten more browsers, minted a moment ago on the viewer's own address, join with names: the
+    // address's first three fresh sessions are named (the viewer is one), the rest counted.
+    let mut sockets = Vec::new();
+    for n in 0..10 {
+        let mut browser = named(&app, &format!("Crowd{n:02}")).await;
+        sockets.push(join_chat(&mut browser, &format!("crowd-{n}"), None).await);
+    }
+    let frame = presence_until(&mut watching, |h| h.contains("and 8 more")).await;
+    let named_in_list = frame.matches("<bdi>").count();
+    assert_eq!(named_in_list, 3, "{frame}");
+    assert!(
+        frame.contains("Crowd00") && frame.contains("Crowd01"),
+        "{frame}"
+    );
+    assert!(!frame.contains("Crowd02"), "{frame}");
+
+    // A page rendered without JavaScript says the same.
+    let page = viewer.page("/").await;
+    let list = listed(&page);
+    assert!(list.contains("and 8 more"), "{list}");
+    assert_eq!(list.matches("<bdi>").count(), 3, "{list}");
+    drop(sockets);
     app.stop().await;
 }

@@ -434,3 +434,58 @@ fn old_cookie(id: livesession::session::SessionId) -> String {
     let value = jar.get("livesession").unwrap().value().to_owned();
     format!("livesession={value}")
 }
+
+#[tokio::test]
+async fn sign_out_elsewhere_has_its_own_allowance_and_works_on_a_session_with_nothing_saved() {
+    let app = TestApp::spawn(&[]).await;
+    // A neighbour on the same address spends the address's "forget me" allowance.
+    let mut refused = 0;
+    for _ in 0..12 {
+        let mut neighbour = app.browser();
+        let token = neighbour.csrf_token().await;
+        let status = neighbour
+            .post("/settings/forget", &[("_csrf", token.as_str())])
+            .await
+            .status();
+        refused += usize::from(status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(refused, 2, "the address's forget allowance is spent");
+
+    // A browser that saved nothing, and a copy of its cookie elsewhere: signing out everywhere
+    // else still works, and cuts the copy off.
+    let mut mine = app.browser();
+    mine.page("/settings").await;
+    let mut copy = app.browser();
+    copy.cookie = mine.cookie.clone();
+    let old = who(&mine);
+    let token = mine.csrf_token().await;
+    let signed_out = mine
+        .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    assert_ne!(who(&mine).1, old.1, "this browser's device has a new id");
+    copy.page("/settings").await;
+    assert_ne!(who(&copy), old, "the copy of the old cookie was refused");
+
+    // Its own allowance is per browser: ten, then a sentence that names this browser.
+    for _ in 1..10 {
+        let token = mine.csrf_token().await;
+        let status = mine
+            .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+            .await
+            .status();
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let token = mine.csrf_token().await;
+    let over = mine
+        .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+        .await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        over.text()
+            .await
+            .unwrap()
+            .contains("came from this browser")
+    );
+    app.stop().await;
+}

@@ -170,16 +170,18 @@ async fn count_in<S: Transport>(
         Err(e) => return Err(peer.store_failed("joining", &e).await),
     };
     // Counted in the presence list; the page gets the list now if it shows an older one.
-    let here = on_chat.then(|| {
+    let here = if on_chat {
         let mut roster = live.site.watch_roster();
         if roster.borrow().version != joining.presence {
             roster.mark_changed();
         }
-        Here {
-            _arrival: live.site.arrive(id, &saved.username),
+        Some(Here {
+            _arrival: live.site.arrive(session, &saved.username, from).await,
             roster,
-        }
-    });
+        })
+    } else {
+        None
+    };
     Ok(LiveView {
         id,
         session,

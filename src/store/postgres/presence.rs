@@ -1,5 +1,6 @@
 //! Who has the chat open on each instance: one row per instance in `presence`, its list as a
-//! JSON array of `[session id, name]`, rewritten at every change (announced to the others) and at
+//! JSON array of `[session id, name, crowded]` (a list of pairs, from an older instance, reads
+//! as nobody crowded), rewritten at every change (announced to the others) and at
 //! every heartbeat (not announced: the others read at their own heartbeat). A row whose heartbeat
 //! stopped is ignored, and later deleted, by whoever reads.
 
@@ -95,23 +96,25 @@ impl PostgresStore {
 }
 
 fn encode(here: &[Present]) -> String {
-    let pairs: Vec<(String, &str)> = here
+    let entries: Vec<(String, &str, bool)> = here
         .iter()
-        .map(|p| (p.id.to_string(), p.name.as_str()))
+        .map(|p| (p.id.to_string(), p.name.as_str(), p.crowded))
         .collect();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+    serde_json::to_string(&entries).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// A row's list; what does not read as one (another program's row) counts as nobody.
 fn decode(roster: &str) -> Vec<Present> {
-    let pairs: Vec<(String, String)> = serde_json::from_str(roster).unwrap_or_default();
-    pairs
+    let entries: Vec<Vec<serde_json::Value>> = serde_json::from_str(roster).unwrap_or_default();
+    entries
         .into_iter()
-        .filter_map(|(id, name)| {
-            Some(Present {
-                id: id.parse::<SessionId>().ok()?,
-                name,
-            })
+        .filter_map(|entry| match entry.as_slice() {
+            [id, name, rest @ ..] if rest.len() <= 1 => Some(Present {
+                id: id.as_str()?.parse::<SessionId>().ok()?,
+                name: name.as_str()?.to_owned(),
+                crowded: rest.first().is_some_and(|c| c.as_bool() == Some(true)),
+            }),
+            _ => None,
         })
         .collect()
 }
@@ -126,13 +129,30 @@ mod tests {
             Present {
                 id: SessionId::generate(),
                 name: "Ada \"the\" first".into(),
+                crowded: false,
             },
             Present {
                 id: SessionId::generate(),
                 name: String::new(),
+                crowded: false,
+            },
+            Present {
+                id: SessionId::generate(),
+                name: "many".into(),
+                crowded: true,
             },
         ];
         assert_eq!(decode(&encode(&here)), here);
+        let id = SessionId::generate();
+        let older = format!(r#"[["{id}", "Ada"]]"#);
+        assert_eq!(
+            decode(&older),
+            vec![Present {
+                id,
+                name: "Ada".into(),
+                crowded: false
+            }]
+        );
         assert!(decode("not json").is_empty());
         assert_eq!(decode(r#"[["nope", "x"]]"#), Vec::new());
     }

@@ -18,24 +18,26 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(addr: SocketAddr) -> Browser {
-        let client = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .build()
-            .unwrap();
-        Browser {
-            addr,
-            client,
-            cookie: None,
-        }
+        Browser::built(addr, reqwest::Client::builder())
+    }
+
+    /// A browser whose every connection comes from the local address `from` (another loopback
+    /// address, 127.0.0.2 and up, is another client address).
+    pub fn from_address(addr: SocketAddr, from: std::net::IpAddr) -> Browser {
+        Browser::built(addr, reqwest::Client::builder().local_address(from))
     }
 
     /// A browser that says it is `user_agent`.
     pub fn with_user_agent(addr: SocketAddr, user_agent: &str) -> Browser {
-        let client = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .user_agent(user_agent.to_owned())
-            .build()
-            .unwrap();
+        Browser::built(
+            addr,
+            reqwest::Client::builder().user_agent(user_agent.to_owned()),
+        )
+    }
+
+    /// A browser of `builder`'s client, which follows no redirect (the tests look at each).
+    fn built(addr: SocketAddr, builder: reqwest::ClientBuilder) -> Browser {
+        let client = builder.redirect(redirect::Policy::none()).build().unwrap();
         Browser {
             addr,
             client,

@@ -185,6 +185,7 @@ async fn postgres_upgrades_a_version_1_schema_keeping_every_row() {
     let here = vec![Present {
         id,
         name: "ada".into(),
+        crowded: false,
     }];
     store.share_presence(&here, true).await.unwrap();
     let other = open_postgres(&database.url).await.unwrap();
