@@ -5,80 +5,16 @@
 //! that never sends a ClientHello is closed within the header timeout.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
 use tokio_rustls::rustls;
 
 use crate::common::binary::{Server, assert_refused, run_to_exit};
-
-/// A CA that signs certificates for `localhost`.
-struct Authority {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let pem = ca.pem();
-        Authority { ca, pem }
-    }
-
-    /// A certificate for `localhost` and its key, written to `<stem>.crt` and `<stem>.key`.
-    fn issue(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &*self.ca).unwrap();
-        let (cert_file, key_file) = (
-            dir.join(format!("{stem}.crt")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file, key_file)
-    }
-
-    /// A client that trusts this CA only, for `https://localhost:<port>`.
-    fn client(&self, server: SocketAddr) -> reqwest::Client {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap())
-            .tls_built_in_root_certs(false)
-            .resolve("localhost", server)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
-    }
-
-    /// A TLS client configuration that trusts this CA only.
-    fn tls(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    }
-}
+use crate::common::tls::Authority;
 
 fn start(data: &Path, cert: &Path, key: &Path, more: &[&str]) -> Server {
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());

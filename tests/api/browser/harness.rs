@@ -28,6 +28,11 @@ fn tool(env: &str, default: &str) -> Option<PathBuf> {
 impl Chrome {
     /// Starts a headless browser, or returns `None` (after saying why) when there is none here.
     pub async fn start(test: &str) -> Option<Chrome> {
+        Chrome::start_with(test, &[]).await
+    }
+
+    /// [`Chrome::start`] with `extra` command-line arguments for Chromium, after the usual ones.
+    pub async fn start_with(test: &str, extra: &[String]) -> Option<Chrome> {
         let (Some(chromium), Some(driver)) = (
             tool("LIVESESSION_CHROMIUM", "/usr/bin/chromium"),
             tool("LIVESESSION_CHROMEDRIVER", "/usr/bin/chromedriver"),
@@ -54,7 +59,7 @@ impl Chrome {
             .spawn()
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().unwrap();
-        let capabilities = json!({
+        let mut capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
@@ -69,6 +74,10 @@ impl Chrome {
             },
             "goog:loggingPrefs": { "browser": "ALL" }
         });
+        capabilities["goog:chromeOptions"]["args"]
+            .as_array_mut()
+            .unwrap()
+            .extend(extra.iter().cloned().map(Value::String));
         let capabilities = capabilities.as_object().unwrap().clone();
         let url = format!("http://127.0.0.1:{port}");
         let mut last_error = None;

@@ -1,6 +1,7 @@
 //! The live layer in a real browser: headless Chromium, driven over WebDriver.
 
 mod harness;
+mod https;
 
 use std::time::Duration;
 

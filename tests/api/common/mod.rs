@@ -7,6 +7,7 @@ mod browser;
 pub mod live;
 pub mod postgres;
 mod skip;
+pub mod tls;
 
 pub use app::{SECRET_A, SECRET_B, TestApp};
 pub use browser::{
