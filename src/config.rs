@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::http::client::{Network, TrustedProxies};
 use crate::limit::RateLimit;
@@ -19,8 +19,8 @@ use crate::store::{Durability, StoreOptions};
 mod parse;
 pub use parse::MAX_DURATION;
 use parse::{
-    parse_ca_file, parse_database_url, parse_duration, parse_network, parse_positive_duration,
-    parse_public_url, parse_size,
+    parse_ca_file, parse_database_url, parse_domain, parse_duration, parse_network,
+    parse_positive_duration, parse_public_url, parse_size,
 };
 
 /// The longest a touch window may be: a page view writes `read_at` at most this often.
@@ -31,6 +31,7 @@ const TOUCH_WINDOW_CAP: Duration = Duration::from_secs(60 * 60);
 /// by a signed cookie session id.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "livesession", version, about, long_about = None)]
+#[command(group(ArgGroup::new("https").args(["tls_cert", "tls_domain"]).multiple(true)))]
 pub struct Config {
     /// Address to listen on, as host:port. Port 0 picks a free port.
     #[arg(
@@ -119,6 +120,39 @@ pub struct Config {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve HTTPS on --listen for this public name with a certificate got and renewed
+    /// automatically over ACME (Let's Encrypt by default), answering its TLS-ALPN-01 challenge
+    /// on --listen itself (which must be reachable on port 443 under this name). Repeat it for
+    /// more names (one certificate holds them all). Not with --tls-cert.
+    #[arg(
+        long,
+        env = "LIVESESSION_TLS_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert",
+        value_parser = parse_domain
+    )]
+    pub tls_domain: Vec<String>,
+
+    /// The ACME server's directory for --tls-domain. Let's Encrypt's staging server, for trying
+    /// a setup without its rate limits, is https://acme-staging-v02.api.letsencrypt.org/directory
+    #[arg(
+        long,
+        env = "LIVESESSION_ACME_DIRECTORY",
+        value_name = "URL",
+        default_value = "https://acme-v02.api.letsencrypt.org/directory"
+    )]
+    pub acme_directory: String,
+
+    /// A contact address for the ACME account of --tls-domain (where Let's Encrypt writes about
+    /// expiring certificates or problems).
+    #[arg(long, env = "LIVESESSION_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// Trust this CA (PEM) for the ACME server too: for a private ACME server, or a test one.
+    #[arg(long, env = "LIVESESSION_ACME_CA", value_name = "FILE", value_parser = parse_ca_file)]
+    pub acme_ca: Option<PathBuf>,
+
     /// With HTTPS: how long browsers remember to use only HTTPS for this host
     /// (Strict-Transport-Security max-age); 0 sends no such header.
     #[arg(long, env = "LIVESESSION_HSTS_MAX_AGE", default_value = "365d", value_name = "DURATION",
@@ -131,7 +165,7 @@ pub struct Config {
         long,
         env = "LIVESESSION_REDIRECT_HTTP",
         value_name = "ADDR",
-        requires = "tls_cert"
+        requires = "https"
     )]
     pub redirect_http: Option<String>,
 
@@ -354,7 +388,7 @@ impl Config {
     /// Whether the site is served over HTTPS, by this server (`--tls-cert`) or by a proxy in
     /// front of it (`--secure-cookies`): the cookie is `Secure`, links and origins are `https://`.
     pub fn is_https(&self) -> bool {
-        self.secure_cookies || self.tls_cert.is_some()
+        self.secure_cookies || self.tls_cert.is_some() || !self.tls_domain.is_empty()
     }
 
     /// The `Strict-Transport-Security` value HTTPS responses carry; `None` for max-age 0.

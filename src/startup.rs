@@ -22,6 +22,7 @@ use crate::site::{Setup, Site};
 use crate::store::{PostgresTarget, Store};
 use crate::{cluster, prune, refusals};
 
+mod acme;
 mod capacity;
 mod https;
 use capacity::Capacity;
@@ -39,7 +40,7 @@ pub struct App {
     connections: Capacity,
     /// The store the site was opened on: the prune task and the shutdown use it.
     store: Store,
-    /// HTTPS from certificate files, when `--tls-cert` is given.
+    /// HTTPS from certificate files (`--tls-cert`) or ACME (`--tls-domain`).
     https: Option<server::Https>,
 }
 
@@ -49,7 +50,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let shutdown = CancellationToken::new();
         // A bad certificate pair is refused before anything listens.
-        let https = https(&config)?;
+        let https = https(&config, &shutdown)?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -41,6 +41,31 @@ pub(super) fn parse_database_url(input: &str) -> Result<String, String> {
     Ok(input.to_owned())
 }
 
+/// Accepts a public DNS name for a certificate: letters, digits, hyphens and dots, labels of 1
+/// to 63 characters, 253 in all; not an address (ACME certificates name hosts).
+pub(super) fn parse_domain(input: &str) -> Result<String, String> {
+    let name = input.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) || !name.contains('.') {
+        return Err(format!(
+            "{input:?} is not a host name (like demo.example.com) a certificate can be issued for"
+        ));
+    }
+    if name.parse::<std::net::IpAddr>().is_ok()
+        || name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        return Err(format!(
+            "{input:?} is an address; --tls-domain takes a host name"
+        ));
+    }
+    Ok(name)
+}
+
 /// Accepts a PEM file of one or more CA certificates.
 pub(super) fn parse_ca_file(input: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(input);

@@ -137,6 +137,10 @@ pub async fn serve(
                         () = shutdown.cancelled() => return,
                     };
                     let stream = match tls {
+                        Ok(stream) if super::tls::is_acme_validation(stream.get_ref().1) => {
+                            tracing::debug!(client = %peer, "answered an ACME validation");
+                            return;
+                        }
                         Ok(stream) => stream,
                         Err(e) => {
                             tracing::debug!(client = %peer, error = %e, "TLS handshake failed");

@@ -3,6 +3,11 @@
 //! sentence naming the file), and [`Certificates::reload`] swaps in a new pair for the next
 //! connection (on `SIGHUP`) while the old one keeps serving when the new one is bad. Open
 //! connections are never touched: each keeps the configuration it was accepted with.
+//!
+//! Or from ACME (`--tls-domain`, see `crate::startup`): [`Certificates::acme`] serves what an
+//! ACME client's resolver holds, and offers the `acme-tls/1` protocol, so the ACME server's
+//! TLS-ALPN-01 validation is answered on this listener ([`is_acme_validation`]: such a
+//! connection ends after its handshake).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use rustls::ServerConfig;
 use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 
 use crate::lock::RwLock;
@@ -20,10 +26,16 @@ use crate::lock::RwLock;
 #[error("{0}")]
 pub struct BadPair(String);
 
-/// The served certificate pair and the TLS configuration made of it.
+/// The protocol name of ACME's TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The protocols offered by ALPN to browsers: HTTP/1.1.
+const ALPN: [&[u8]; 1] = [b"http/1.1"];
+
+/// The served certificates and the TLS configuration made of them.
 pub struct Certificates {
-    cert: PathBuf,
-    key: PathBuf,
+    /// The pair's files, read again on `SIGHUP`; `None` for ACME's.
+    files: Option<(PathBuf, PathBuf)>,
     current: RwLock<Arc<ServerConfig>>,
 }
 
@@ -33,10 +45,30 @@ impl Certificates {
     pub fn load(cert: &Path, key: &Path) -> Result<Certificates, BadPair> {
         let config = server_config(cert, key)?;
         Ok(Certificates {
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+            files: Some((cert.to_owned(), key.to_owned())),
             current: RwLock::new(config),
         })
+    }
+
+    /// The certificates `resolver` holds (an ACME client's: it gets and renews them, and
+    /// answers the `acme-tls/1` validation handshakes).
+    pub fn acme(resolver: Arc<dyn ResolvesServerCert>) -> Result<Certificates, BadPair> {
+        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BadPair(format!("TLS cannot be set up: {e}")))?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        Ok(Certificates {
+            files: None,
+            current: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// Whether the certificates come from files that `SIGHUP` reads again.
+    pub fn from_files(&self) -> bool {
+        self.files.is_some()
     }
 
     /// The configuration a new connection is accepted with.
@@ -44,12 +76,22 @@ impl Certificates {
         Arc::clone(&self.current.read())
     }
 
-    /// Reads both files again; a bad pair is refused (the current one keeps serving).
+    /// Reads both files again; a bad pair is refused (the current one keeps serving). Nothing
+    /// to read for ACME's.
     pub fn reload(&self) -> Result<(), BadPair> {
-        let config = server_config(&self.cert, &self.key)?;
+        let Some((cert, key)) = &self.files else {
+            return Ok(());
+        };
+        let config = server_config(cert, key)?;
         *self.current.write() = config;
         Ok(())
     }
+}
+
+/// Whether a connection is an ACME server's TLS-ALPN-01 validation: it ends after the
+/// handshake, which was all it came for.
+pub fn is_acme_validation(connection: &rustls::ServerConnection) -> bool {
+    connection.alpn_protocol() == Some(ACME_TLS_ALPN)
 }
 
 /// The TLS configuration of the pair in `cert` and `key`: TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
@@ -84,7 +126,7 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, BadPair> 
         .map_err(|e| BadPair(format!("TLS cannot be set up: {e}")))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 
@@ -92,7 +134,7 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, BadPair> 
 #[derive(Debug)]
 struct Fixed(Arc<CertifiedKey>);
 
-impl rustls::server::ResolvesServerCert for Fixed {
+impl ResolvesServerCert for Fixed {
     fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(&self.0))
     }

@@ -1,5 +1,5 @@
 //! HTTPS at startup: the certificate files checked before anything listens, and read again on
-//! every `SIGHUP`.
+//! every `SIGHUP`; or the certificate of `--tls-domain` got over ACME (`acme`).
 
 use std::sync::Arc;
 
@@ -10,13 +10,17 @@ use crate::config::Config;
 use crate::http::server;
 use crate::http::tls::Certificates;
 
-/// The certificate pair of `--tls-cert` and `--tls-key`, checked, with the HSTS header; `None`
-/// for plain HTTP.
-pub(super) fn https(config: &Config) -> anyhow::Result<Option<server::Https>> {
-    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
-        return Ok(None);
+/// The certificate pair of `--tls-cert` and `--tls-key`, checked, or ACME's for `--tls-domain`
+/// (got in a task until `shutdown`), with the HSTS header; `None` for plain HTTP.
+pub(super) fn https(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<server::Https>> {
+    let certificates = match (&config.tls_cert, &config.tls_key) {
+        _ if !config.tls_domain.is_empty() => super::acme::certificates(config, shutdown.clone())?,
+        (Some(cert), Some(key)) => Certificates::load(cert, key)?,
+        _ => return Ok(None),
     };
-    let certificates = Certificates::load(cert, key)?;
     let hsts = config
         .hsts()
         .map(|value| http::HeaderValue::try_from(value).context("the HSTS header"))
@@ -44,7 +48,11 @@ pub(super) fn reload_on_sighup(
                 got = hangups.recv() => if got.is_none() { return },
                 () = shutdown.cancelled() => return,
             }
-            match certificates.as_ref().map(|c| c.reload()) {
+            match certificates
+                .as_ref()
+                .filter(|c| c.from_files())
+                .map(|c| c.reload())
+            {
                 Some(Ok(())) => tracing::info!("SIGHUP: the certificate and key were read again"),
                 Some(Err(e)) => tracing::error!("SIGHUP: {e}; the old certificate keeps serving"),
                 None => tracing::info!("SIGHUP: nothing to read again (no --tls-cert)"),

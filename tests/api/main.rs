@@ -9,6 +9,7 @@
 //! `tests/layers.rs`, which reads the source rather than running anything, is a binary of its
 //! own.
 
+mod acme;
 mod browser;
 mod chat;
 mod cluster;

@@ -48,6 +48,11 @@ impl Authority {
         (cert_file, key_file)
     }
 
+    /// Writes this CA's certificate (PEM) to `path`, for a server that is to trust it.
+    pub(crate) fn write_pem(&self, path: &Path) {
+        std::fs::write(path, &self.pem).unwrap();
+    }
+
     /// A client that trusts this CA only, for `https://localhost:<port>`.
     pub(crate) fn client(&self, server: SocketAddr) -> reqwest::Client {
         reqwest::Client::builder()
