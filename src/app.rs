@@ -8,7 +8,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, get, on, post};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::http::{MAX_BODY_BYTES, REQUEST_TIMEOUT, headers, metrics, routes, session};
@@ -81,7 +81,11 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
     let app = Router::new()
         .merge(pages)
         .merge(metrics::public_routes(public_metrics))
-        .route("/live", get(live::endpoint))
+        // GET for HTTP/1.1's upgrade, CONNECT for HTTP/2's (RFC 8441).
+        .route(
+            "/live",
+            on(MethodFilter::GET.or(MethodFilter::CONNECT), live::endpoint),
+        )
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
         .route("/favicon.ico", get(crate::assets::favicon))

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 
 use crate::http::client::{Network, TrustedProxies};
 use crate::limit::RateLimit;
@@ -31,7 +31,6 @@ const TOUCH_WINDOW_CAP: Duration = Duration::from_secs(60 * 60);
 /// by a signed cookie session id.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "livesession", version, about, long_about = None)]
-#[command(group(ArgGroup::new("https").args(["tls_cert", "tls_domain"]).multiple(true)))]
 pub struct Config {
     /// Address to listen on, as host:port. Port 0 picks a free port.
     #[arg(
@@ -159,14 +158,10 @@ pub struct Config {
           value_parser = parse_duration)]
     pub hsts_max_age: Duration,
 
-    /// With --tls-cert: also listen for plain HTTP here (for example 0.0.0.0:80) and answer every
-    /// request with a 308 to the same path over HTTPS; nothing else is served on it.
-    #[arg(
-        long,
-        env = "LIVESESSION_REDIRECT_HTTP",
-        value_name = "ADDR",
-        requires = "https"
-    )]
+    /// With --tls-cert or --tls-domain: also listen for plain HTTP here (for example
+    /// 0.0.0.0:80) and answer every request with a 308 to the same path over HTTPS; nothing
+    /// else is served on it.
+    #[arg(long, env = "LIVESESSION_REDIRECT_HTTP", value_name = "ADDR")]
     pub redirect_http: Option<String>,
 
     /// The origin that links and QR codes for another device name (`https://demo.example.com`):

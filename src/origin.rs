@@ -223,20 +223,22 @@ impl Origins {
     }
 
     /// The URLs this server is reached at, for the startup log: `Local` (from this machine)
-    /// and `Network` (from others, one per interface address), and `Public` when set.
-    pub fn reachable_at(&self) -> Vec<(&'static str, String)> {
+    /// and `Network` (from others, one per interface address), `https://` when it serves TLS
+    /// itself (`tls`), and `Public` when set.
+    pub fn reachable_at(&self, tls: bool) -> Vec<(&'static str, String)> {
+        let scheme = if tls { "https" } else { "http" };
         let mut urls = Vec::new();
         let ip = self.listen.ip();
         if ip.is_loopback() || self.every_interface() {
             let local = SocketAddr::new(self.local_ip(), self.listen.port());
-            urls.push(("Local", format!("http://{local}")));
+            urls.push(("Local", format!("{scheme}://{local}")));
         }
         if self.every_interface() {
             for addr in self.network_addresses() {
-                urls.push(("Network", format!("http://{addr}")));
+                urls.push(("Network", format!("{scheme}://{addr}")));
             }
         } else if !ip.is_loopback() {
-            urls.push(("Network", format!("http://{}", self.listen)));
+            urls.push(("Network", format!("{scheme}://{}", self.listen)));
         }
         if let Some(public) = &self.public {
             urls.push(("Public", public.as_str().to_owned()));
@@ -394,11 +396,15 @@ mod tests {
         let o = Origins::new(addr("0.0.0.0:8080"), only.to_vec(), None, false);
         assert_eq!(o.lan_address(), Some(addr("10.0.0.5:8080")));
         assert_eq!(
-            o.reachable_at(),
+            o.reachable_at(false),
             vec![
                 ("Local", "http://127.0.0.1:8080".to_owned()),
                 ("Network", "http://10.0.0.5:8080".to_owned()),
             ]
+        );
+        assert_eq!(
+            o.reachable_at(true)[1],
+            ("Network", "https://10.0.0.5:8080".to_owned())
         );
         // Nothing but loopback and link-local: the link stays on loopback.
         let none = Origins::new(addr("0.0.0.0:8080"), only[..3].to_vec(), None, false);
@@ -430,17 +436,17 @@ mod tests {
         let dual = origins("[::]:4000", None);
         assert_eq!(dual.lan_address(), Some(addr("192.168.1.20:4000")));
         assert!(
-            dual.reachable_at()
+            dual.reachable_at(false)
                 .contains(&("Network", "http://[2001:db8::20]:4000".to_owned()))
         );
         assert!(
-            dual.reachable_at()
+            dual.reachable_at(false)
                 .contains(&("Local", "http://[::1]:4000".to_owned()))
         );
         // `0.0.0.0` takes no IPv6: no IPv6 address for it.
         assert!(
             !origins("0.0.0.0:4000", None)
-                .reachable_at()
+                .reachable_at(false)
                 .iter()
                 .any(|(_, u)| u.contains('['))
         );
@@ -477,7 +483,7 @@ mod tests {
         );
         assert_eq!(o.lan_address(), None);
         assert_eq!(
-            o.reachable_at(),
+            o.reachable_at(false),
             vec![("Local", "http://127.0.0.1:4000".to_owned())]
         );
         // An interface address it does not listen on is not one it answers for.
@@ -499,7 +505,7 @@ mod tests {
             "http://192.168.1.20:4000"
         );
         assert_eq!(
-            o.reachable_at(),
+            o.reachable_at(false),
             vec![("Network", "http://192.168.1.20:4000".to_owned())]
         );
     }

@@ -188,7 +188,7 @@ impl App {
             }
             None => None,
         };
-        for (reached_from, url) in state.site.origins().reachable_at() {
+        for (reached_from, url) in state.site.origins().reachable_at(https.is_some()) {
             tracing::info!("{reached_from}: {url}");
         }
         let background = Background::spawn(&state.site, &store, &config, &shutdown);

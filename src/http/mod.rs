@@ -11,10 +11,12 @@
 //! - [`metrics`]: `GET /metrics`.
 //! - [`limits`]: how many connections are held, in all and per client address.
 //! - [`server`]: the accept loop.
+//! - [`connection`]: one accepted connection served under its idle timer.
 //! - [`redirect`]: `--redirect-http`, every plain request sent to HTTPS.
-//! - [`tls`]: HTTPS from certificate files, reloaded on `SIGHUP`.
+//! - [`tls`]: HTTPS from certificate files (reloaded on `SIGHUP`) or ACME, HTTP/2 by ALPN.
 
 pub mod client;
+mod connection;
 pub mod error;
 pub mod headers;
 pub mod limits;

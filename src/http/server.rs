@@ -1,4 +1,5 @@
-//! The accept loop: HTTP/1.1 with upgrades, and the limits a public server needs.
+//! The accept loop: HTTP/1.1 with upgrades (and, over TLS, HTTP/2 with the live socket on an
+//! extended CONNECT stream), and the limits a public server needs.
 //!
 //! `axum::serve` sets no header read timeout, so a client trickling a request's headers one byte
 //! at a time would hold its connection forever. This loop is the same idea with the limits set:
@@ -21,6 +22,12 @@
 //!   closes, or after a pause (10 ms, doubling to 1 s), and is logged at most once per
 //!   [`ACCEPT_LOG_EVERY`], with the count of failures.
 //!
+//! Over TLS a connection that chose `h2` by ALPN is served by hyper's HTTP/2 connection, with
+//! RFC 8441's extended CONNECT on (the live socket's stream), at most [`H2_STREAMS`] streams at
+//! once and the same header limit. The idle timer is the same; a connection that carries a live
+//! socket is never idle while it lives (the peer closes it, or the shutdown does), and pings
+//! every [`H2_PING`] find a peer that went away.
+//!
 //! On shutdown it stops accepting, asks every connection to finish its current request, and
 //! waits for them.
 
@@ -28,14 +35,13 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -47,6 +53,7 @@ use http::HeaderValue;
 use tokio_rustls::TlsAcceptor;
 
 use super::client::{ClientAddr, LocalAddr};
+use super::connection::{Activity, drive};
 use super::limits::{ConnectionLimits, Connections};
 use super::tls::Certificates;
 use crate::metrics::Refusal;
@@ -56,6 +63,12 @@ use crate::refusals::refused;
 /// It is also the read buffer's limit, so a connection holding partial headers holds under
 /// twice this much (the buffer grows by doubling), for at most the header timeout.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The most streams one HTTP/2 connection may have open at once.
+pub const H2_STREAMS: u32 = 128;
+
+/// How often an HTTP/2 connection pings its peer, and how long the answer may take.
+pub const H2_PING: Duration = Duration::from_secs(30);
 
 /// How often failing `accept` calls are logged at most.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -87,6 +100,13 @@ pub async fn serve(
     builder
         .max_buf_size(MAX_HEADER_BYTES)
         .max_header_size(MAX_HEADER_BYTES);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(H2_STREAMS)
+        .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX))
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(H2_PING);
     let connections = Connections::new(limits);
     let tasks = TaskTracker::new();
     let mut failures = AcceptFailures::default();
@@ -114,6 +134,7 @@ pub async fn serve(
         let service = service_for(&router, &activity, peer, local, &connections, hsts);
         let shutdown = shutdown.clone();
         let builder = builder.clone();
+        let h2 = h2.clone();
         match &https {
             None => {
                 let connection = builder
@@ -139,6 +160,11 @@ pub async fn serve(
                     let stream = match tls {
                         Ok(stream) if super::tls::is_acme_validation(stream.get_ref().1) => {
                             tracing::debug!(client = %peer, "answered an ACME validation");
+                            return;
+                        }
+                        Ok(stream) if super::tls::is_h2(stream.get_ref().1) => {
+                            let connection = h2.serve_connection(TokioIo::new(stream), service);
+                            drive(connection, activity, peer, header_timeout, shutdown).await;
                             return;
                         }
                         Ok(stream) => stream,
@@ -233,12 +259,26 @@ fn service_for(
         .clone()
         .map_request(move |request: Request<Incoming>| {
             started.request_started();
+            if request.method() == http::Method::CONNECT {
+                // A live socket over HTTP/2: its stream lives on after the answer.
+                started.pin();
+            }
             let client = if via_proxy {
                 trusted.client(peer, request.headers())
             } else {
                 peer
             };
             let mut request = request.map(axum::body::Body::new);
+            // HTTP/2 names the host in the `:authority` pseudo-header; everything that reads
+            // `Host` (the origin checks, the links) reads it the same way for both.
+            if !request.headers().contains_key(http::header::HOST)
+                && let Some(host) = request
+                    .uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
             request.extensions_mut().insert(ClientAddr(client));
             if let Some(local) = local {
                 request.extensions_mut().insert(LocalAddr(local));
@@ -255,118 +295,6 @@ fn service_for(
             response
         });
     TowerToHyperService::new(service.map_err(|never: Infallible| match never {}))
-}
-
-/// Serves one connection until it ends, `shutdown` (it finishes its current request), or its
-/// idle timer fires: no complete request headers within `header_timeout` of the start, or no
-/// request in flight for that long.
-async fn drive<C, E>(
-    connection: C,
-    activity: Arc<Activity>,
-    peer: IpAddr,
-    header_timeout: Duration,
-    shutdown: CancellationToken,
-) where
-    C: Future<Output = Result<(), E>> + GracefulShutdown,
-    E: std::fmt::Display,
-{
-    tokio::pin!(connection);
-    let mut deadline = activity.start + header_timeout;
-    let result = loop {
-        tokio::select! {
-            result = connection.as_mut() => break Some(result),
-            () = shutdown.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                break Some(connection.await);
-            }
-            () = tokio::time::sleep_until(deadline.into()) => {
-                match activity.quiet_until(header_timeout) {
-                    Some(later) => deadline = later,
-                    // Dropping the connection closes it.
-                    None => break None,
-                }
-            }
-        }
-    };
-    match result {
-        None if !activity.served() => {
-            tracing::debug!(client = %peer, "no complete request headers in time; closed");
-            refused(Refusal::HeaderTimeout);
-        }
-        None => tracing::debug!("closed a connection idle for the header timeout"),
-        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
-        Some(Ok(())) => {}
-    }
-}
-
-/// A connection that can be asked to finish its current request and stop.
-trait GracefulShutdown {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I, S> GracefulShutdown for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
-        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
-    }
-}
-
-/// What a connection's idle timer needs to know: whether a request is in flight, and since when
-/// none has been. Two atomic updates per request; the timer itself is armed once per connection
-/// and moved only when it fires.
-struct Activity {
-    start: Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds after `start` when the last request was answered (or 0).
-    quiet_since: AtomicU64,
-    served: AtomicBool,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            quiet_since: AtomicU64::new(0),
-            served: AtomicBool::new(false),
-        }
-    }
-
-    /// A request's headers are in.
-    fn request_started(&self) {
-        self.served.store(true, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// A request's response is ready: the connection waits for the next request from now.
-    fn request_answered(&self) {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.quiet_since.store(now, Ordering::Release);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Whether any request's headers were ever complete.
-    fn served(&self) -> bool {
-        self.served.load(Ordering::Relaxed)
-    }
-
-    /// When the timer is due next, or `None` when the connection has been without a request in
-    /// flight for `timeout` (or never had a complete one): it is closed.
-    fn quiet_until(&self, timeout: Duration) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Some(Instant::now() + timeout);
-        }
-        let quiet_since =
-            self.start + Duration::from_millis(self.quiet_since.load(Ordering::Acquire));
-        let due = quiet_since + timeout;
-        (due > Instant::now()).then_some(due)
-    }
 }
 
 /// An error of the one connection being accepted (it was reset before we took it), not of the

@@ -29,8 +29,11 @@ pub struct BadPair(String);
 /// The protocol name of ACME's TLS-ALPN-01 validation (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-/// The protocols offered by ALPN to browsers: HTTP/1.1.
-const ALPN: [&[u8]; 1] = [b"http/1.1"];
+/// The protocols offered by ALPN to browsers: HTTP/2 first, then HTTP/1.1.
+const ALPN: [&[u8]; 2] = [H2_ALPN, b"http/1.1"];
+
+/// HTTP/2's protocol name: a connection that chose it is served by HTTP/2.
+pub const H2_ALPN: &[u8] = b"h2";
 
 /// The served certificates and the TLS configuration made of them.
 pub struct Certificates {
@@ -88,13 +91,19 @@ impl Certificates {
     }
 }
 
+/// Whether a connection chose HTTP/2.
+pub fn is_h2(connection: &rustls::ServerConnection) -> bool {
+    connection.alpn_protocol() == Some(H2_ALPN)
+}
+
 /// Whether a connection is an ACME server's TLS-ALPN-01 validation: it ends after the
 /// handshake, which was all it came for.
 pub fn is_acme_validation(connection: &rustls::ServerConnection) -> bool {
     connection.alpn_protocol() == Some(ACME_TLS_ALPN)
 }
 
-/// The TLS configuration of the pair in `cert` and `key`: TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+/// The TLS configuration of the pair in `cert` and `key`: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1
+/// by ALPN.
 fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, BadPair> {
     let chain = read_chain(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {

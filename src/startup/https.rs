@@ -19,6 +19,9 @@ pub(super) fn https(
     let certificates = match (&config.tls_cert, &config.tls_key) {
         _ if !config.tls_domain.is_empty() => super::acme::certificates(config, shutdown.clone())?,
         (Some(cert), Some(key)) => Certificates::load(cert, key)?,
+        _ if config.redirect_http.is_some() => {
+            anyhow::bail!("--redirect-http needs HTTPS to redirect to: --tls-cert or --tls-domain")
+        }
         _ => return Ok(None),
     };
     let hsts = config

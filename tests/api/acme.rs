@@ -232,7 +232,7 @@ async fn a_certificate_is_issued_over_tls_alpn_served_kept_and_served_again_afte
 }
 
 #[test]
-fn a_tls_domain_that_cannot_have_a_certificate_is_refused_before_anything_listens() {
+fn https_flags_that_cannot_work_are_refused_before_anything_listens() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for (name, expected) in [
@@ -256,5 +256,10 @@ fn a_tls_domain_that_cannot_have_a_certificate_is_refused_before_anything_listen
         ],
     );
     crate::common::binary::assert_refused(&output, "cannot be used with");
+    let output = crate::common::binary::run_to_exit(&data, &["--redirect-http", "127.0.0.1:0"]);
+    crate::common::binary::assert_refused(
+        &output,
+        "--redirect-http needs HTTPS to redirect to: --tls-cert or --tls-domain",
+    );
     assert!(!data.join("acme").exists());
 }
