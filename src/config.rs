@@ -353,6 +353,19 @@ pub struct Config {
           value_parser = parse_positive_duration)]
     pub link_ttl: Duration,
 
+    /// When the server stops (a restart, an upgrade), each live page reconnects after a random
+    /// delay of up to this, so thousands of pages do not come back in the same moment.
+    #[arg(long, env = "LIVESESSION_RECONNECT_SPREAD", default_value = "5s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub reconnect_spread: Duration,
+
+    /// Bind --listen with SO_REUSEPORT, so a new process can bind the same address while the
+    /// old one still drains (start the new one, then stop the old one). Not needed under
+    /// systemd's socket activation, which hands the same socket to each.
+    #[arg(long, env = "LIVESESSION_REUSE_PORT",
+          value_parser = clap::builder::FalseyValueParser::new(), default_value_t = false)]
+    pub reuse_port: bool,
+
     /// The most browsers one session may have ("Your devices" on the settings page): one more
     /// code used is refused, saying so.
     #[arg(long, env = "LIVESESSION_MAX_DEVICES", default_value_t = 10, value_name = "N",
@@ -411,6 +424,7 @@ impl Config {
             https_only: self.is_https(),
             join_timeout: self.live_join_timeout,
             max_sockets_per_ip: self.max_sockets_per_ip as usize,
+            reconnect_spread: self.reconnect_spread,
         }
     }
 

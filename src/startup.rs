@@ -25,6 +25,7 @@ use crate::{cluster, prune, refusals};
 mod acme;
 mod capacity;
 mod https;
+mod systemd;
 use capacity::Capacity;
 use https::{https, reload_on_sighup};
 
@@ -51,9 +52,7 @@ impl App {
         let shutdown = CancellationToken::new();
         // A bad certificate pair is refused before anything listens.
         let https = https(&config, &shutdown)?;
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = systemd::listener(&config).await?;
         prepare_data_dir(&config.data_dir, &config.database_path())?;
         let keys = Keys::load(
             config.secret_key.as_deref(),
@@ -136,7 +135,7 @@ impl App {
     }
 
     /// Serves until the shutdown token is cancelled, then stops accepting, closes live sockets
-    /// with 1001, lets in-flight requests finish, stops the prune task and the notification
+    /// with 1012 (service restart: pages come back within `--reconnect-spread`), lets in-flight requests finish, stops the prune task and the notification
     /// listener, and lets the database writer commit what was queued: all of it within one
     /// `--shutdown-grace` from the moment the token is cancelled.
     pub async fn run(self) -> anyhow::Result<()> {
@@ -191,6 +190,8 @@ impl App {
         for (reached_from, url) in state.site.origins().reachable_at(https.is_some()) {
             tracing::info!("{reached_from}: {url}");
         }
+        systemd::ready();
+        systemd::spawn_watchdog(&state.site, &shutdown);
         let background = Background::spawn(&state.site, &store, &config, &shutdown);
         let live = Arc::clone(&state.live);
         let server = server::serve(
@@ -271,6 +272,9 @@ async fn drain(
         () = &mut serving => true,
         () = shutdown.cancelled() => false,
     };
+    if shutdown.is_cancelled() {
+        systemd::stopping();
+    }
     let deadline = Instant::now() + grace;
     if !finished && tokio::time::timeout_at(deadline, serving).await.is_err() {
         tracing::warn!(

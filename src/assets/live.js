@@ -23,6 +23,7 @@
   var refusals = 0; // policy closes in a row
   var serverSaid = ""; // the server's last error message, until the next join
   var reconnectTimer = null;
+  var restartSpread = 5000; // ms, as the server's joined message says
   var seq = 0;
   var pending = {}; // form id -> the newest change of that form not yet acknowledged
   var posts = []; // chat messages sent and not yet acknowledged, oldest first
@@ -88,6 +89,12 @@
       // Keep what the server said last (a full disk, say) in view while retrying.
       setState("disconnected", serverSaid && serverSaid + " Retrying…");
       if (event.code === 1008 && refused()) return;
+      if (event.code === 1012) {
+        // The server restarts: come back at a random moment of its spread, not all at once.
+        clearTimeout(reconnectTimer);
+        reconnectTimer = setTimeout(connect, Math.random() * restartSpread);
+        return;
+      }
       scheduleReconnect();
     };
   }
@@ -125,6 +132,7 @@
   function receive(message) {
     switch (message.t) {
       case "joined":
+        if (typeof message.restart_spread_ms === "number") restartSpread = message.restart_spread_ms;
         attempt = 0;
         refusals = 0;
         serverSaid = "";

@@ -102,6 +102,8 @@ const SERVER_ONLY: &[&str] = &[
     "tls_cert",
     "tls_key",
     "tls_domain",
+    "reconnect_spread",
+    "reuse_port",
     "acme_directory",
     "acme_email",
     "acme_ca",

@@ -33,6 +33,15 @@ pub(super) async fn drive<C, E>(
         tokio::select! {
             result = connection.as_mut() => break Some(result),
             () = shutdown.cancelled() => {
+                // A connection accepted a moment ago may hold a request not read yet: it gets
+                // a moment to start it, so the client gets its answer, not a closed connection.
+                let waited = Instant::now();
+                while !activity.served() && waited.elapsed() < FIRST_REQUEST_ON_SHUTDOWN {
+                    tokio::select! {
+                        result = connection.as_mut() => return finished(Some(result), &activity, peer),
+                        () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    }
+                }
                 connection.as_mut().graceful_shutdown();
                 break Some(connection.await);
             }
@@ -45,6 +54,19 @@ pub(super) async fn drive<C, E>(
             }
         }
     };
+    finished(result, &activity, peer);
+}
+
+/// How long a connection that has not sent its first request yet gets to send it when the
+/// server starts draining.
+const FIRST_REQUEST_ON_SHUTDOWN: Duration = Duration::from_millis(500);
+
+/// Logs how a connection ended: `None` when its idle timer closed it.
+fn finished<E: std::fmt::Display>(
+    result: Option<Result<(), E>>,
+    activity: &Activity,
+    peer: IpAddr,
+) {
     match result {
         None if !activity.served() => {
             tracing::debug!(client = %peer, "no complete request headers in time; closed");

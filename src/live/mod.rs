@@ -66,6 +66,8 @@ pub struct LiveConfig {
     pub join_timeout: Duration,
     /// Sockets one client address (an IPv6 /64) may hold at most, joined or not.
     pub max_sockets_per_ip: usize,
+    /// On a restart (close code 1012) pages reconnect after a random delay up to this.
+    pub reconnect_spread: Duration,
 }
 
 /// What the live layer shares between sockets.
@@ -76,7 +78,7 @@ pub struct Live {
     pub site: Site,
     /// Every socket task, so shutdown can wait for them to close.
     pub tracker: TaskTracker,
-    /// Cancelled on shutdown: sockets close with 1001.
+    /// Cancelled on shutdown: sockets close with 1012 (service restart).
     pub shutdown: CancellationToken,
     next_socket_id: AtomicU64,
     open_sockets: AtomicUsize,

@@ -55,8 +55,10 @@ pub type FieldErrors<'a> = BTreeMap<&'static str, &'a str>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum ServerMessage<'a> {
-    /// The join was accepted; changes may follow.
-    Joined,
+    /// The join was accepted; changes may follow. When the server restarts it closes the
+    /// socket with 1012, and the page reconnects after a random delay of up to
+    /// `restart_spread_ms`, so the pages of a server do not all come back at once.
+    Joined { restart_spread_ms: u64 },
     /// Change `seq` of `form` (and every earlier one) is committed. `errors` lists the fields
     /// that were refused and kept their saved value.
     Ack {

@@ -174,7 +174,7 @@ impl LiveView {
                     Box::pin(live.site.touch(self.session)).await;
                     Ok(())
                 }
-                () = shutdown.cancelled() => Err(peer.close(code::GOING_AWAY, "server restarting").await),
+                () = shutdown.cancelled() => Err(peer.close(code::SERVICE_RESTART, "server restarting").await),
             };
             if let Err(end) = step {
                 return end;

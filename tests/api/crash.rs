@@ -251,7 +251,7 @@ async fn a_kill_at_any_moment_loses_no_acknowledged_write() {
 }
 
 #[tokio::test]
-async fn sigterm_under_load_closes_sockets_with_1001_acks_only_what_was_committed_and_exits() {
+async fn sigterm_under_load_closes_sockets_with_1012_acks_only_what_was_committed_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), ARGS);
     let acked: Shared = Arc::default();
@@ -263,7 +263,7 @@ async fn sigterm_under_load_closes_sockets_with_1001_acks_only_what_was_committe
     let stopping = Instant::now();
     server.signal("-TERM");
     let frame = live::closed(&mut watcher).await.expect("a close frame");
-    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(u16::from(frame.code), 1012);
     assert!(
         server.wait(Duration::from_secs(12)),
         "exit status after SIGTERM was not 0"

@@ -457,13 +457,13 @@ async fn a_peer_that_stops_reading_is_cut_off_and_others_are_unaffected() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_live_sockets_with_going_away() {
+async fn shutdown_closes_live_sockets_with_service_restart() {
     let app = TestApp::spawn(&[]).await;
     let mut browser = app.browser();
     let mut socket = join_settings(&mut browser, "p").await;
     let stopping = tokio::spawn(app.stop());
     let frame = closed(&mut socket).await.expect("a close frame");
-    assert_eq!(frame.code, CloseCode::Away);
+    assert_eq!(frame.code, CloseCode::Restart);
     stopping.await.unwrap();
 }
 

@@ -31,6 +31,7 @@ mod postgres_tls;
 mod presence;
 mod prune;
 mod public_address;
+mod restart;
 mod sessions;
 mod settings;
 mod shutdown;

@@ -1,10 +1,10 @@
-//! The systemd unit in `contrib/`: the hardening it promises, and an `ExecStart` the binary
-//! accepts.
+//! The systemd units in `contrib/`: the hardening the service promises, an `ExecStart` the
+//! binary accepts, `Type=notify` with the watchdog and the socket unit it takes its socket from,
+//! and both units as `systemd-analyze verify` reads them (with `ExecStart` pointing at the test's
+//! binary; without systemd-analyze the test says so and passes, except under `CI=true`).
 //!
-//! `systemd-analyze verify` would check the unit against systemd itself, but it needs systemd
-//! running as the init system, which build machines and containers do not have. This test reads
-//! the file the way systemd does (sections, `Key=value` lines, comments, repeated keys) and asks
-//! the real binary about the flags.
+//! The other tests read the file the way systemd does (sections, `Key=value` lines, comments,
+//! repeated keys) and ask the real binary about the flags.
 
 use std::process::Command;
 use std::time::Duration;
@@ -84,6 +84,8 @@ fn the_unit_runs_the_service_as_a_confined_user_of_its_own() {
         ("CapabilityBoundingSet", ""),
         ("KillSignal", "SIGTERM"),
         ("Restart", "on-failure"),
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
     ] {
         assert_eq!(service_value(key), expected, "{key}");
     }
@@ -160,4 +162,57 @@ fn every_flag_of_exec_start_is_one_the_binary_accepts() {
     let config = Config::from_args(std::iter::once("livesession".to_owned()).chain(args)).unwrap();
     assert_eq!(config.data_dir, state.path());
     assert!(config.secure_cookies, "the unit runs behind a TLS proxy");
+}
+
+#[test]
+fn the_service_answers_a_watchdog_and_takes_its_socket_from_the_socket_unit() {
+    let watchdog: u64 = service_value("WatchdogSec").parse().unwrap();
+    assert!(watchdog >= 10, "a watchdog of {watchdog} s");
+    let unit = section("Unit");
+    assert!(
+        unit.contains(&("Requires", "livesession.socket")),
+        "{unit:?}"
+    );
+    let socket = include_str!("../../contrib/livesession.socket");
+    assert!(socket.contains("ListenStream=127.0.0.1:4000"), "{socket}");
+    // The address the service would bind without the socket unit is the socket's.
+    assert!(service_value("ExecStart").contains("--listen 127.0.0.1:4000"));
+}
+
+#[test]
+fn systemd_analyze_verify_passes_on_both_units() {
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        crate::common::skip::<()>(
+            "systemd-analyze verify",
+            "systemd-analyze not found (install the systemd package)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The same units, with the binary where this build put it.
+    std::fs::write(
+        dir.path().join("livesession.service"),
+        UNIT.replace("/usr/local/bin/livesession", BIN),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("livesession.socket"),
+        include_str!("../../contrib/livesession.socket"),
+    )
+    .unwrap();
+    let output = Command::new(analyze)
+        .arg("verify")
+        .arg(dir.path().join("livesession.socket"))
+        .arg(dir.path().join("livesession.service"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        !said.contains("livesession"),
+        "systemd-analyze has something to say about the units: {said}"
+    );
 }

@@ -64,7 +64,10 @@ pub(super) async fn join<S: Transport>(
         Ok(view) => view,
         Err(end) => return Err(end),
     };
-    peer.send_json(&ServerMessage::Joined).await?;
+    let restart_spread_ms =
+        u64::try_from(live.config.reconnect_spread.as_millis()).unwrap_or(u64::MAX);
+    peer.send_json(&ServerMessage::Joined { restart_spread_ms })
+        .await?;
     bring_up_to_date(&mut view, peer, live, &joining).await?;
     Ok(view)
 }
