@@ -6,7 +6,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
@@ -34,7 +33,7 @@ pub fn secured<S: Clone + Send + Sync + 'static>(
         tower::ServiceBuilder::new()
             .layer(body_limit)
             .map_response(with_security_headers)
-            .layer(axum::middleware::from_fn(refuse_long_host)),
+            .layer(tower::layer::layer_fn(RefuseLongHost)),
     );
     if logging {
         router.layer(request_log())
@@ -52,15 +51,38 @@ pub const HOST_TOO_LONG: &str =
     "The Host header is longer than a host name may be, so this request was not served.";
 
 /// Answers `400` to a request whose `Host` is longer than [`MAX_HOST_BYTES`], before any route.
-async fn refuse_long_host(request: Request, next: Next) -> Response {
-    let too_long = request
-        .headers()
-        .get(header::HOST)
-        .is_some_and(|host| host.len() > MAX_HOST_BYTES);
-    if too_long {
-        return (StatusCode::BAD_REQUEST, HOST_TOO_LONG).into_response();
+/// A service of its own rather than `middleware::from_fn`, which boxes every request's future
+/// and clones the route behind it: this costs a header lookup.
+#[derive(Clone)]
+struct RefuseLongHost<S>(S);
+
+impl<S> tower::Service<Request> for RefuseLongHost<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future =
+        futures_util::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
     }
-    next.run(request).await
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let too_long = request
+            .headers()
+            .get(header::HOST)
+            .is_some_and(|host| host.len() > MAX_HOST_BYTES);
+        if too_long {
+            let refused = (StatusCode::BAD_REQUEST, HOST_TOO_LONG).into_response();
+            return futures_util::future::Either::Left(std::future::ready(Ok(refused)));
+        }
+        futures_util::future::Either::Right(self.0.call(request))
+    }
 }
 
 /// The headers every response gets, unless it set them itself (assets set their own
