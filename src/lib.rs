@@ -30,7 +30,7 @@
 //! | presentation | `assets`, `views` | telemetry and below | `site` |
 //! | serving core | `hub`, `site` | presentation and below | — |
 //! | serving | `live`, `http` | serving core and below | `store`, `hub` |
-//! | wiring | `config`, `prune`, `cluster`, `app`, `startup` | serving and below | — |
+//! | wiring | `config`, `prune`, `backups`, `cluster`, `app`, `startup` | serving and below | — |
 //! | entry | `cli`, `main.rs` | everything | — |
 //!
 //! # Modules
@@ -78,6 +78,7 @@
 pub mod address;
 pub mod app;
 pub mod assets;
+pub mod backups;
 pub mod chat;
 pub mod cli;
 pub mod clock;

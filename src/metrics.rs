@@ -141,6 +141,7 @@ pub struct Metrics {
     database_errors: [Counter; 4],
     chat_messages: Counter,
     qr_codes_drawn: Counter,
+    backups: [Counter; 2],
     live_origin_rejections: Counter,
     rate_limited: [Counter; 9],
     refused: [Counter; 13],
@@ -265,6 +266,12 @@ impl Metrics {
             "qr_codes_drawn",
             "QR codes of one-time links drawn (each link's is drawn once, then kept)",
         );
+        let backups = labelled(
+            &mut registry,
+            "backups",
+            "Automatic backups (--backup-every) written and checked, or failed",
+            ("result", ["ok", "failed"]),
+        );
         let live_origin_rejections = counter(
             &mut registry,
             "live_origin_rejections",
@@ -301,6 +308,7 @@ impl Metrics {
             database_errors,
             chat_messages,
             qr_codes_drawn,
+            backups,
             live_origin_rejections,
             rate_limited,
             refused,
@@ -358,6 +366,11 @@ impl Metrics {
     /// The QR code of a link was drawn.
     pub fn qr_code_drawn(&self) {
         self.qr_codes_drawn.inc();
+    }
+
+    /// An automatic backup was written and checked (`true`), or failed.
+    pub fn backup_ran(&self, ok: bool) {
+        self.backups[usize::from(!ok)].inc();
     }
 
     /// A live socket upgrade was refused for its Origin.

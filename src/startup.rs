@@ -43,17 +43,27 @@ pub struct App {
     store: Store,
     /// HTTPS from certificate files (`--tls-cert`) or ACME (`--tls-domain`).
     https: Option<server::Https>,
+    /// A shared lock on `<data-dir>/server.lock` while the server runs: `restore` waits for
+    /// none to be held (servers share it, so a restart's two processes both run).
+    _server_lock: std::fs::File,
 }
 
 impl App {
     /// Binds the listener, creates the data dir, loads the signing keys and opens the database.
     /// Any problem comes back as one readable error naming what failed.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        if config.backup_every.is_some() && config.database_url.is_some() {
+            anyhow::bail!(
+                "--backup-every copies the SQLite database; a PostgreSQL database is backed up \
+                 with pg_dump (for example: pg_dump --format=custom --file=FILE URL)"
+            );
+        }
         let shutdown = CancellationToken::new();
         // A bad certificate pair is refused before anything listens.
         let https = https(&config, &shutdown)?;
         let listener = systemd::listener(&config).await?;
         prepare_data_dir(&config.data_dir, &config.database_path())?;
+        let server_lock = hold_server_lock(&config.server_lock_path())?;
         let keys = Keys::load(
             config.secret_key.as_deref(),
             &config.secret_key_path(),
@@ -108,6 +118,7 @@ impl App {
             connections,
             store,
             https,
+            _server_lock: server_lock,
         })
     }
 
@@ -149,6 +160,7 @@ impl App {
             connections,
             store,
             https,
+            _server_lock,
         } = self;
         connections.log();
         let metrics_server = match metrics_listener {
@@ -288,6 +300,8 @@ async fn drain(
 /// The tasks that run beside the server until shutdown.
 struct Background {
     prune: tokio::task::JoinHandle<()>,
+    /// `--backup-every`'s task.
+    backups: Option<tokio::task::JoinHandle<()>>,
     cluster: Option<tokio::task::JoinHandle<()>>,
     site: crate::site::Tasks,
     summaries: tokio::task::JoinHandle<()>,
@@ -309,8 +323,18 @@ impl Background {
             shutdown.clone(),
         );
         let cluster = cluster::spawn(site.clone(), config.presence_heartbeat, shutdown.clone());
+        let backups = config.backup_every.map(|every| {
+            crate::backups::spawn(
+                store.clone(),
+                config.backup_dir(),
+                every,
+                config.backup_keep as usize,
+                shutdown.clone(),
+            )
+        });
         Background {
             prune,
+            backups,
             cluster,
             site: site.spawn_tasks(shutdown.clone()),
             summaries: tokio::spawn(refusals::summarise(shutdown.clone())),
@@ -321,6 +345,9 @@ impl Background {
     /// hanging), then lets the database writer commit what was queued and its thread end.
     async fn stop(self, store: &Store) -> anyhow::Result<()> {
         self.prune.await.context("the prune task panicked")?;
+        if let Some(backups) = self.backups {
+            backups.await.context("the backup task panicked")?;
+        }
         self.site
             .room
             .await
@@ -388,6 +415,26 @@ async fn check_shared_key(store: &Store, keys: &Keys) -> anyhow::Result<()> {
              --secret-key or LIVESESSION_SECRET_KEY (to change it on purpose, list the old one in \
              --previous-keys)"
         ),
+    }
+}
+
+/// Takes a shared lock on `path` (created if missing): any number of servers may hold it, a
+/// `livesession restore` (which takes it exclusively) may not while one does.
+fn hold_server_lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "a restore is putting a backup in place in this data dir; start the server when it is done"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 

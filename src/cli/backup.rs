@@ -1,7 +1,7 @@
 //! `livesession backup FILE`: a consistent copy of the SQLite database, written to a temporary
 //! file beside `FILE`, checked, flushed, and only then renamed into place.
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -57,26 +57,14 @@ pub(super) async fn backup(
     let database = config.database_path();
     let temporary = backup_target(file, &database, force)?;
     let store = open_store(config, Opening::AsItIs { accept_older: true }).await?;
-    let partial = Partial::create(temporary)
-        .with_context(|| format!("cannot write the backup beside {}", file.display()))?;
-    let integrity = store.backup_into(&partial.path).await;
+    let written = crate::backups::write_checked(&store, file, temporary).await;
     store.close().await;
-    let integrity = integrity.with_context(|| format!("cannot back up {}", database.display()))?;
-    if integrity != "ok" {
-        bail!(
-            "the copy of {} failed its integrity check, so {} was not written: {integrity}",
-            database.display(),
-            file.display()
-        );
-    }
-    let bytes = partial
-        .finish(file)
-        .with_context(|| format!("cannot write the backup to {}", file.display()))?;
+    let bytes = written.with_context(|| format!("cannot back up {}", database.display()))?;
     Ok(BackupReport {
         database,
         file: file.to_path_buf(),
         bytes,
-        integrity,
+        integrity: "ok".to_owned(),
     })
 }
 
@@ -139,51 +127,6 @@ fn backup_target(file: &Path, database: &Path, force: bool) -> anyhow::Result<Pa
     temporary.push(name);
     temporary.push(format!(".partial-{}", uuid::Uuid::new_v4().simple()));
     Ok(folder.join(temporary))
-}
-
-/// A temporary file that is deleted unless it is renamed into place.
-struct Partial {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl Partial {
-    /// Creates the file, empty, readable by its owner only (the copy holds session ids).
-    fn create(path: PathBuf) -> std::io::Result<Partial> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        Ok(Partial { path, kept: false })
-    }
-
-    /// Flushes the file to disk, renames it to `file` and flushes the folder, so the copy
-    /// survives a crash right after; returns its size.
-    fn finish(mut self, file: &Path) -> std::io::Result<u64> {
-        let copy = std::fs::File::open(&self.path)?;
-        copy.sync_all()?;
-        let bytes = copy.metadata()?.len();
-        std::fs::rename(&self.path, file)?;
-        self.kept = true;
-        if let Some(folder) = self.path.parent() {
-            let folder = if folder.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                folder
-            };
-            std::fs::File::open(folder)?.sync_all()?;
-        }
-        Ok(bytes)
-    }
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 mod backup;
 mod report;
+mod restore;
 
 use std::path::PathBuf;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 use crate::config::Config;
 use backup::backup;
 use report::{prune, stats};
+use restore::restore;
 
 /// The whole command line: the server's flags, and an optional command.
 #[derive(Debug, Clone, Parser)]
@@ -47,6 +49,9 @@ pub enum Command {
     Serve,
     /// Write a consistent copy of the database to FILE while the server keeps running.
     Backup(BackupArgs),
+    /// Put the backup FILE in place of the database, while no server runs on the data dir (the
+    /// database it replaces is kept beside it).
+    Restore(RestoreArgs),
     /// Prune once, now, by the server's rules (--stale-after, --message-retention,
     /// --message-limit, expired forgotten ids), and say how many rows went.
     Prune(PruneArgs),
@@ -63,6 +68,16 @@ pub struct BackupArgs {
     /// Replace FILE if it exists.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `livesession restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup to put in place (a file `livesession backup` or --backup-every wrote).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
     #[command(flatten)]
     pub output: Output,
 }
@@ -103,6 +118,9 @@ const SERVER_ONLY: &[&str] = &[
     "tls_key",
     "tls_domain",
     "reconnect_spread",
+    "backup_every",
+    "backup_keep",
+    "backup_dir",
     "reuse_port",
     "acme_directory",
     "acme_email",
@@ -155,7 +173,7 @@ impl Cli {
         let hidden_in = |name: &str, id: &str| {
             SERVER_ONLY.contains(&id) || (name != "prune" && PRUNE_ONLY.contains(&id))
         };
-        ["backup", "prune", "stats"]
+        ["backup", "restore", "prune", "stats"]
             .into_iter()
             .fold(command, |command, name| {
                 command.mut_subcommand(name, |sub| {
@@ -176,6 +194,13 @@ pub async fn run(command: &Command, config: &Config) -> anyhow::Result<String> {
         Command::Serve => bail!("serve is not a maintenance command"),
         Command::Backup(args) => {
             let report = backup(config, &args.file, args.force).await?;
+            (
+                args.output.json.then(|| to_json(&report)),
+                report.to_string(),
+            )
+        }
+        Command::Restore(args) => {
+            let report = restore(config, &args.file)?;
             (
                 args.output.json.then(|| to_json(&report)),
                 report.to_string(),
@@ -278,7 +303,7 @@ mod tests {
             let mut sub = command.find_subcommand(name).unwrap().clone();
             sub.render_long_help().to_string()
         };
-        for name in ["backup", "prune", "stats"] {
+        for name in ["backup", "restore", "prune", "stats"] {
             let text = help(name);
             assert!(text.contains("--data-dir"), "{name}: {text}");
             assert!(text.contains("--busy-timeout"), "{name}: {text}");

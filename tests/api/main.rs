@@ -10,6 +10,7 @@
 //! own.
 
 mod acme;
+mod backups;
 mod browser;
 mod chat;
 mod cluster;

@@ -27,6 +27,37 @@ pub(super) fn backup_into(source: &Connection, file: &Path) -> rusqlite::Result<
     Ok(problems.join("; "))
 }
 
+/// Checks that `file` is a sound copy of a livesession database, opened read-only: what
+/// `PRAGMA integrity_check` says (`ok` when sound), or why it is not one.
+pub fn check_copy(file: &Path) -> Result<String, String> {
+    let copy = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("it cannot be opened as a SQLite database ({e})"))?;
+    let tables: i64 = copy
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('settings', 'messages')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| format!("it is not a SQLite database ({e})"))?;
+    if tables < 2 {
+        return Err(
+            "it is not a livesession database (it has no settings and messages tables)".into(),
+        );
+    }
+    let problems = copy
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut check| {
+            check
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|e| format!("its integrity check could not run ({e})"))?;
+    Ok(problems.join("; "))
+}
+
 /// How often a backup tries again while the source is busy, and how long it waits each time.
 const BACKUP_TRIES: u32 = 100;
 const BACKUP_PAUSE: Duration = Duration::from_millis(50);
