@@ -39,6 +39,53 @@
 
   function byId(id) { return document.getElementById(id); }
 
+  // ---- edits not yet acknowledged, kept in the browser ---------------------------------------
+  // Every change and chat message the server has not acknowledged is kept in localStorage (per
+  // session: the key is made from the page's CSRF token), so a tab closed or reloaded while the
+  // server is unreachable loses nothing: the next page of this browser sends them first. A change
+  // sent twice saves the same values again; a message keeps its nonce, so it is stored once.
+  var STORE_KEY = "livesession-unsaved-" + csrf.slice(0, 16);
+  var DRAFT_KEY = "livesession-draft-" + csrf.slice(0, 16);
+  var MAX_STORED = 64 * 1024;
+
+  function keepUnsaved() {
+    var edits = { forms: {}, posts: posts.map(function (p) { return { form: p.form, nonce: p.nonce, body: p.body }; }) };
+    Object.keys(pending).forEach(function (id) { edits.forms[id] = pending[id].fields; });
+    var count = Object.keys(edits.forms).length + edits.posts.length;
+    try {
+      var text = JSON.stringify(edits);
+      if (count === 0) localStorage.removeItem(STORE_KEY);
+      else if (text.length <= MAX_STORED) localStorage.setItem(STORE_KEY, text);
+    } catch (e) { /* storage full or blocked: the edits stay in this page's memory */ }
+    var line = byId("unsaved");
+    if (line) line.textContent = count === 0 ? "" : count === 1 ? "1 change not yet saved" : count + " changes not yet saved";
+  }
+
+  // Edits an earlier page of this browser left unsaved: queued now, so they are sent first, in
+  // order, as soon as the socket is open.
+  function restoreUnsaved() {
+    var edits = null;
+    try { edits = JSON.parse(localStorage.getItem(STORE_KEY) || "null"); } catch (e) { edits = null; }
+    if (!edits || typeof edits !== "object") return;
+    var forms = edits.forms || {};
+    Object.keys(forms).forEach(function (id) {
+      var form = byId(id), values = forms[id];
+      if (!form || !values || typeof values !== "object") return;
+      Object.keys(values).forEach(function (name) {
+        if (form.elements[name]) form.elements[name].value = values[name];
+      });
+      queueChange(id, values);
+    });
+    (Array.isArray(edits.posts) ? edits.posts : []).forEach(function (p) {
+      if (!p || typeof p.body !== "string" || typeof p.nonce !== "string") return;
+      seq += 1;
+      posts.push({ t: "post", form: p.form || "composer", seq: seq, nonce: p.nonce, body: p.body });
+    });
+    keepUnsaved();
+  }
+
+  function unsavedCount() { return Object.keys(pending).length + posts.length + Object.keys(timers).length; }
+
   // ---- connection -------------------------------------------------------------------------
 
   function setState(state, text) {
@@ -61,7 +108,15 @@
 
   // Set once the page starts navigating away.
   var leaving = false;
-  window.addEventListener("beforeunload", function () { leaving = true; });
+  window.addEventListener("beforeunload", function (event) {
+    // Edits not saved yet are kept for the next page, but the browser asks before the page goes.
+    if (unsavedCount() > 0) {
+      event.preventDefault();
+      event.returnValue = "";
+      return;
+    }
+    leaving = true;
+  });
   window.addEventListener("pageshow", function () { leaving = false; }); // back from the cache
 
   function connect() {
@@ -188,13 +243,19 @@
     clearTimeout(timers[form.id]);
     delete timers[form.id];
     var values = fields(form);
+    queueChange(form.id, values);
+    showStatus(form, "Saving…", false);
+    send(pending[form.id]);
+  }
+
+  // Numbers a change of `formId` to `values`, remembers what it sent, and keeps it until acked.
+  function queueChange(formId, values) {
     seq += 1;
     Object.keys(values).forEach(function (name) {
       (sent[name] = sent[name] || []).push({ seq: seq, value: values[name] });
     });
-    pending[form.id] = { t: "change", form: form.id, seq: seq, fields: values };
-    showStatus(form, "Saving…", false);
-    send(pending[form.id]);
+    pending[formId] = { t: "change", form: formId, seq: seq, fields: values };
+    keepUnsaved();
   }
 
   function post(form) {
@@ -202,6 +263,7 @@
     seq += 1;
     var message = { t: "post", form: form.id, seq: seq, nonce: randomId(), body: field.value };
     posts.push(message);
+    keepUnsaved();
     showStatus(form, "Sending…", false);
     send(message);
   }
@@ -217,12 +279,17 @@
       var error = byId("body-error");
       if (error) error.textContent = errors.body || "";
       if (field) field.setAttribute("aria-invalid", refused ? "true" : "false");
-      if (!refused && sentPost && field && field.value === sentPost.body) field.value = "";
+      if (!refused && sentPost && field && field.value === sentPost.body) {
+        field.value = "";
+        keepDraft(field);
+      }
+      keepUnsaved();
       showStatus(form, refused ? "Not sent" : "", false);
       return;
     }
     var change = pending[message.form];
     if (change && change.seq <= message.seq) delete pending[message.form];
+    keepUnsaved();
     Object.keys(sent).forEach(function (name) {
       // Keep the acknowledged value itself: its render may still be on its way.
       sent[name] = sent[name].filter(function (s) { return s.seq >= message.seq; });
@@ -274,7 +341,20 @@
     });
   }
 
+  // The composer's text survives a reload: kept as it is typed, dropped once it is sent.
+  function keepDraft(field) {
+    try {
+      if (field.value) localStorage.setItem(DRAFT_KEY, field.value.slice(0, 4096));
+      else localStorage.removeItem(DRAFT_KEY);
+    } catch (e) { /* storage blocked */ }
+  }
+
   function bindComposer(form) {
+    var body = form.elements.body;
+    if (!body.value) {
+      try { body.value = localStorage.getItem(DRAFT_KEY) || ""; } catch (e) { /* storage blocked */ }
+    }
+    body.addEventListener("input", function () { keepDraft(body); });
     form.addEventListener("submit", function (event) {
       if (!ws || ws.readyState !== WebSocket.OPEN) return; // no connection: a plain form post
       event.preventDefault();
@@ -515,5 +595,6 @@
   }
 
   bindAll();
+  restoreUnsaved();
   connect();
 })();

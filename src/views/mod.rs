@@ -143,6 +143,9 @@ pub fn body(screen: &Screen<'_>) -> Markup {
             p.who { "You are " bdi { strong #current-username { (screen.saved.username.display()) } } }
             // Owned by the client script (it shows the connection state); never patched.
             p #live-status data-live-client role="status" aria-live="polite" {}
+            // Owned by the client script too: how many edits are not saved yet ("2 changes not
+            // yet saved"), empty when none.
+            p #unsaved data-live-client role="status" aria-live="polite" {}
         }
         main #main {
             @if let Some(joined) = &screen.joined {

@@ -72,7 +72,10 @@ impl Chrome {
                     format!("--user-data-dir={}", profile.path().display()),
                 ]
             },
-            "goog:loggingPrefs": { "browser": "ALL" }
+            "goog:loggingPrefs": { "browser": "ALL" },
+            // A page with edits not yet saved asks before it goes (beforeunload): leaving it,
+            // as a test does, is what a person who answers "Leave" does.
+            "unhandledPromptBehavior": "accept"
         });
         capabilities["goog:chromeOptions"]["args"]
             .as_array_mut()

@@ -189,6 +189,103 @@ async fn a_change_typed_while_the_server_restarts_is_saved_once_it_is_back() {
 }
 
 #[tokio::test]
+async fn an_edit_typed_while_the_server_is_down_survives_leaving_the_page_and_is_saved_by_the_next()
+{
+    let Some(chrome) = Chrome::start("an_edit_typed_while_the_server_is_down_survives").await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_in(dir.path(), &[]).await;
+    let addr = app.addr.to_string();
+    let url = app.url("/settings");
+    chrome.goto(&url).await;
+    chrome.until("the socket is live", CONNECTED).await;
+    assert_eq!(
+        chrome
+            .js("return document.getElementById('unsaved').textContent")
+            .await,
+        ""
+    );
+
+    app.stop().await;
+    chrome
+        .until(
+            "the page shows it is offline",
+            "return document.documentElement.classList.contains('live-disconnected')",
+        )
+        .await;
+    chrome.type_into("#username", "typed while down").await;
+    chrome
+        .js("document.getElementById('username').blur(); return true;")
+        .await;
+    assert_eq!(
+        chrome
+            .js("return document.getElementById('unsaved').textContent")
+            .await,
+        "1 change not yet saved"
+    );
+    // Leaving now asks first.
+    let asks = "var e = new Event('beforeunload', { cancelable: true }); \
+                window.dispatchEvent(e); return e.defaultPrevented;";
+    assert_eq!(chrome.js(asks).await, true);
+
+    // The tab goes (the person answers "Leave"); the server comes back; the next page of this
+    // browser sends the edit before anything else.
+    chrome.goto("about:blank").await;
+    let app = TestApp::spawn_in(dir.path(), &["--listen", &addr]).await;
+    chrome.goto(&url).await;
+    chrome
+        .until(
+            "the kept edit is saved",
+            "return document.getElementById('settings-status').textContent === 'Saved'",
+        )
+        .await;
+    let html = static_settings(app.addr, chrome.session_cookie().await).await;
+    assert_eq!(username_field(&html), "typed while down");
+    assert_eq!(
+        chrome
+            .js("return document.getElementById('unsaved').textContent")
+            .await,
+        ""
+    );
+    assert_eq!(chrome.js(asks).await, false, "nothing left to ask about");
+    chrome.assert_clean_console().await;
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_chat_draft_survives_a_reload_and_is_gone_once_sent() {
+    let Some(chrome) = Chrome::start("the_chat_draft_survives_a_reload").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[]).await;
+    chrome.goto(&app.url("/")).await;
+    chrome.until("the socket is live", CONNECTED).await;
+    chrome.type_into("#body", "half a thought").await;
+    chrome.client.refresh().await.unwrap();
+    chrome.until("the socket is live again", CONNECTED).await;
+    assert_eq!(chrome.value("#body").await, "half a thought");
+    chrome
+        .js("document.getElementById('composer').requestSubmit(); return true;")
+        .await;
+    chrome
+        .until(
+            "the message is in the log",
+            "return document.getElementById('messages').textContent.includes('half a thought')",
+        )
+        .await;
+    chrome.client.refresh().await.unwrap();
+    chrome
+        .until("the socket is live once more", CONNECTED)
+        .await;
+    assert_eq!(chrome.value("#body").await, "");
+    chrome.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_injected_img_onerror_username_is_inert() {
     let Some(chrome) = Chrome::start("an_injected_img_onerror_username_is_inert").await else {
         return;
