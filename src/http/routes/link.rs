@@ -5,7 +5,7 @@
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::{HOST, HeaderMap};
+use axum::http::header::HOST;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -37,10 +37,25 @@ pub async fn make_link(
 /// The origin links for another device name, for a request with these headers that came in on
 /// `local` (see [`crate::origin`]): `--public-url`, the `Host` when this server answers for it,
 /// else the LAN or the listening address; never a forged `Host`.
-pub(super) fn origin(site: &Site, headers: &HeaderMap, local: Option<LocalAddr>) -> String {
-    let host = headers.get(HOST).map(|h| h.as_bytes());
+pub(super) fn origin(site: &Site, host: &RequestHost, local: Option<LocalAddr>) -> String {
+    let host = host.0.as_ref().map(|h| h.as_bytes());
     site.origins()
         .for_request(host, local.map(|LocalAddr(addr)| addr))
+}
+
+/// The request's `Host` header, and nothing else of its headers: what a link's origin is made
+/// of. (Taking the whole `HeaderMap` would copy every header on every page view.)
+pub struct RequestHost(Option<axum::http::HeaderValue>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestHost {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<RequestHost, Self::Rejection> {
+        Ok(RequestHost(parts.headers.get(HOST).cloned()))
+    }
 }
 
 /// `POST /settings/link/cancel`: the live code stops working.

@@ -5,12 +5,12 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HeaderMap};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::Markup;
 use serde::Deserialize;
 
-use super::link::origin;
+use super::link::{RequestHost, origin};
 use super::{Form, TokenForm, check_csrf, ended};
 use crate::clock::Millis;
 use crate::clock::now_millis;
@@ -38,7 +38,7 @@ pub struct SettingsQuery {
 pub async fn show_settings(
     State(site): State<Site>,
     session: Session,
-    headers: HeaderMap,
+    host: RequestHost,
     local: Option<Extension<LocalAddr>>,
     Query(query): Query<SettingsQuery>,
 ) -> Result<Response, AppError> {
@@ -50,7 +50,7 @@ pub async fn show_settings(
     {
         let url = format!(
             "{}/link/{}",
-            origin(&site, &headers, local.map(|Extension(local)| local)),
+            origin(&site, &host, local.map(|Extension(local)| local)),
             code.as_str()
         );
         let (shown, qr) = (code.to_string(), site.qr_svg(&url));
