@@ -198,6 +198,13 @@ impl Site {
         }
     }
 
+    /// Makes sure the room's log holds message `id`, which its poster was told was posted
+    /// (perhaps on another instance, whose notification has not arrived yet): a read of what is
+    /// new when the log is behind, nothing when it is not.
+    pub async fn show_posted(&self, id: i64) -> Result<(), StoreError> {
+        self.0.room.catch_up_to(&self.0.store, id).await
+    }
+
     /// A page of the chat: the newest [`RECENT_MESSAGES`] (`before` is `None`; from the room's
     /// log when it holds them) or the [`RECENT_MESSAGES`] before message `before` (an older page,
     /// from the database), oldest first, and the id to ask for the page before it, when there is

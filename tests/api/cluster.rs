@@ -157,6 +157,52 @@ async fn chat_posted_on_one_instance_reaches_chat_pages_on_the_other_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_poster() {
+    let Some(cluster) = Cluster::start("a_post_on_one_instance_is_on_the_very_next_page").await
+    else {
+        return;
+    };
+    let mut on_a = Browser::new(cluster.a.addr);
+    on_a.save_settings("poster", "system").await;
+    // A proxy that alternates: each post goes to A, the page after it to B, at once.
+    let mut on_b = same_browser_on(&on_a, &cluster.b);
+    let mut missing = Vec::new();
+    for n in 0..300 {
+        let body = format!("round trip {n}");
+        let posted = on_a.post_message(&body).await;
+        assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+        let next = posted.headers()["location"].to_str().unwrap().to_owned();
+        let page = on_b.page(&next).await;
+        if !page.contains(&body) {
+            missing.push(n);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "missing from B's next page: {missing:?}"
+    );
+
+    // With B deaf to notifications for a moment (its listening connection cut), its next page
+    // still shows the poster's message: the page reads past its log when the link names a newer
+    // one.
+    let admin = cluster.database.connect().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query = 'LISTEN livesession'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for n in 0..5 {
+        let body = format!("while B is deaf {n}");
+        let posted = on_a.post_message(&body).await;
+        let next = posted.headers()["location"].to_str().unwrap().to_owned();
+        assert!(on_b.page(&next).await.contains(&body), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_has_the_chat_open_is_shared_by_the_instances_and_a_dead_one_s_expire() {
     let Some(cluster) = Cluster::start("presence_across_instances").await else {
         return;

@@ -20,6 +20,9 @@ use crate::views::{self, ChatScreen, FormState, Screen, View};
 #[derive(Debug, Default, Deserialize)]
 pub struct ChatQuery {
     before: Option<i64>,
+    /// A message the browser was just told was posted (the redirect after a post names it): the
+    /// page shows it even from an instance that has not heard of it yet.
+    seen: Option<i64>,
 }
 
 /// `GET /`: the chat room, with the last messages and the composer on the first render; with
@@ -30,6 +33,9 @@ pub async fn home(
     Query(query): Query<ChatQuery>,
 ) -> Result<Markup, AppError> {
     metrics().page_view(Page::Chat);
+    if let (Some(seen), None) = (query.seen, query.before) {
+        site.show_posted(seen).await?;
+    }
     chat_page(&site, session, "", None, query.before).await
 }
 
@@ -92,7 +98,11 @@ pub async fn post_message(
         .post_message(session, from, &form.body, &form.nonce, Via::Form)
         .await;
     let (status, refusal) = match posted {
-        Ok(_) => return Ok(Redirect::to("/").into_response()),
+        // The next page names the message, so whichever instance serves it shows it.
+        Ok(Some(message)) => {
+            return Ok(Redirect::to(&format!("/?seen={}", message.id)).into_response());
+        }
+        Ok(None) => return Ok(Redirect::to("/").into_response()),
         Err(PostError::Invalid(refusal)) => (StatusCode::UNPROCESSABLE_ENTITY, refusal),
         Err(PostError::TooFast(refusal)) => (StatusCode::TOO_MANY_REQUESTS, refusal),
         Err(PostError::Store(e)) => return Err(e.into()),
