@@ -111,6 +111,17 @@ pub fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(backups)
 }
 
+/// Opens `<data-dir>/server.lock` (created if missing): every server holds a shared lock on it
+/// while it runs, and `restore` an exclusive one, so no backup is put in place under a server.
+pub fn open_server_lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// A temporary file that is deleted unless it is renamed into place.
 pub struct Partial {
     pub path: PathBuf,

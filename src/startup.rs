@@ -421,12 +421,7 @@ async fn check_shared_key(store: &Store, keys: &Keys) -> anyhow::Result<()> {
 /// Takes a shared lock on `path` (created if missing): any number of servers may hold it, a
 /// `livesession restore` (which takes it exclusively) may not while one does.
 fn hold_server_lock(path: &Path) -> anyhow::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let file = crate::backups::open_server_lock(path)?;
     match file.try_lock_shared() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::startup::{Opening, open_store};
-use crate::store::describe_postgres;
+use crate::store::{describe_postgres, sidecar};
 
 use super::report::human_bytes;
 
@@ -105,9 +105,7 @@ fn backup_target(file: &Path, database: &Path, force: bool) -> anyhow::Result<Pa
             bail!("{} is a folder; name a file to write", file.display());
         }
         let live = ["", "-wal", "-shm"].iter().any(|suffix| {
-            let mut path = database.as_os_str().to_owned();
-            path.push(suffix);
-            std::fs::metadata(path)
+            std::fs::metadata(sidecar(database, suffix))
                 .is_ok_and(|m| (m.dev(), m.ino()) == (existing.dev(), existing.ino()))
         });
         if live {

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::{check_copy, describe_postgres};
+use crate::store::{check_copy, describe_postgres, sidecar};
 
 /// What `restore` did.
 #[derive(Debug, Clone, Serialize)]
@@ -68,13 +68,7 @@ pub(super) fn restore(config: &Config, backup: &Path) -> anyhow::Result<RestoreR
     let database = config.database_path();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
-    let lock_path = config.server_lock_path();
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    let lock = crate::backups::open_server_lock(&config.server_lock_path())?;
     if lock.try_lock().is_err() {
         bail!(
             "a livesession server runs on {}: stop it first, then restore",
@@ -114,13 +108,6 @@ pub(super) fn restore(config: &Config, backup: &Path) -> anyhow::Result<RestoreR
         database,
         kept,
     })
-}
-
-/// `path` with `suffix` after its name.
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Copies `backup` to `temporary` (0600), flushes it, renames it to `database` and flushes the

@@ -56,12 +56,7 @@ impl Certificates {
     /// The certificates `resolver` holds (an ACME client's: it gets and renews them, and
     /// answers the `acme-tls/1` validation handshakes).
     pub fn acme(resolver: Arc<dyn ResolvesServerCert>) -> Result<Certificates, BadPair> {
-        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| BadPair(format!("TLS cannot be set up: {e}")))?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        let mut config = config_with(Arc::new(ring::default_provider()), resolver)?;
         config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
         Ok(Certificates {
             files: None,
@@ -130,13 +125,23 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, BadPair> 
             cert.display()
         ))
     })?;
+    let config = config_with(provider, Arc::new(Fixed(Arc::new(certified))))?;
+    Ok(Arc::new(config))
+}
+
+/// The server configuration both sources share: TLS 1.2 and 1.3 at their safe defaults, no
+/// client certificates, [`ALPN`], the certificate from `resolver`.
+fn config_with(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, BadPair> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| BadPair(format!("TLS cannot be set up: {e}")))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// One certificate for every name asked.

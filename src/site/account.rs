@@ -66,6 +66,17 @@ pub enum Limited {
     Store(#[from] StoreError),
 }
 
+impl Limited {
+    /// The refusal of a request over `limit`, counted in `livesession_rate_limited_total`:
+    /// for `map_err` on what a limiter says (how long to wait, and whose allowance ran out).
+    pub(super) fn counted(limit: Limit) -> impl FnOnce((Duration, Whose)) -> Limited {
+        move |(wait, whose)| {
+            metrics().rate_limited(limit);
+            Limited::TooFast(wait, whose)
+        }
+    }
+}
+
 /// How a session id comes to an end (see [`Site::end`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ending {
@@ -99,10 +110,10 @@ impl Site {
 
     /// Takes one of the address's [`FORGET_LIMIT`] allowance.
     fn may_forget(&self, from: IpAddr) -> Result<(), Limited> {
-        self.0.forget_limit.take(from).map_err(|(wait, whose)| {
-            metrics().rate_limited(Limit::Forget);
-            Limited::TooFast(wait, whose)
-        })
+        self.0
+            .forget_limit
+            .take(from)
+            .map_err(Limited::counted(Limit::Forget))
     }
 
     /// "Forget me": deletes session `id`'s settings, refuses its cookie from now on, and tells
@@ -123,12 +134,8 @@ impl Site {
             return Ok(SessionData::default());
         }
         let limits = &self.0.export_limits;
-        acquire_both(&limits.per_session, session.id, &limits.per_address, from).map_err(
-            |(wait, whose)| {
-                metrics().rate_limited(Limit::Export);
-                Limited::TooFast(wait, whose)
-            },
-        )?;
+        acquire_both(&limits.per_session, session.id, &limits.per_address, from)
+            .map_err(Limited::counted(Limit::Export))?;
         Ok(self.0.store.session_data(session.id).await?)
     }
 }

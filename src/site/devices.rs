@@ -188,10 +188,7 @@ impl Site {
         self.0
             .sign_out_limit
             .take(session.id)
-            .map_err(|(wait, whose)| {
-                crate::metrics::metrics().rate_limited(crate::metrics::Limit::SignOut);
-                Limited::TooFast(wait, whose)
-            })?;
+            .map_err(Limited::counted(crate::metrics::Limit::SignOut))?;
         let mine = session.device;
         let new = DeviceId::generate();
         let mut others: Vec<DeviceId> = self

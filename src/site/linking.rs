@@ -26,14 +26,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::account::Ending;
-use super::limits::{RateLimiter, Whose, acquire_both};
+use super::limits::{RateLimiter, acquire_both};
 use super::{Limited, Site};
 use crate::clock::{Millis, now_millis};
 use crate::hub::SessionEvent;
 use crate::limit::RateLimit;
 use crate::link::{LinkCode as Code, Unusable};
 use crate::lock::Mutex;
-use crate::metrics::{Limit, metrics};
+use crate::metrics::Limit;
 use crate::session::{DeviceId, Session, SessionId, Who};
 use crate::settings::Settings;
 use crate::store::{AddedDevice, CodeState, StoreError};
@@ -126,7 +126,9 @@ impl Linking {
 
     /// Takes a lookup from the address's allowance.
     fn attempt(&self, from: IpAddr) -> Result<(), Limited> {
-        self.tried_per_address.take(from).map_err(too_fast)
+        self.tried_per_address
+            .take(from)
+            .map_err(Limited::counted(Limit::Link))
     }
 }
 
@@ -155,12 +157,6 @@ impl Looks {
         *count += 1;
         *count <= LOOKS_PER_CODE
     }
-}
-
-/// A refusal by one of the limits above, counted.
-fn too_fast((wait, whose): (Duration, Whose)) -> Limited {
-    metrics().rate_limited(Limit::Link);
-    Limited::TooFast(wait, whose)
 }
 
 /// What a code turned out to be, for the browser that typed it.
@@ -203,7 +199,7 @@ impl Site {
             &linking.made_per_address,
             from,
         )
-        .map_err(too_fast)?;
+        .map_err(Limited::counted(Limit::Link))?;
         let code = Code::generate();
         let now = now_millis();
         let ttl = Millis::try_from(linking.ttl.as_millis()).unwrap_or(Millis::MAX / 2);

@@ -26,7 +26,7 @@ pub use error::{StoreError, Unavailable};
 pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;
 pub use sqlite::SCHEMA_VERSION;
-pub use sqlite::check_copy;
+pub use sqlite::{check_copy, sidecar};
 pub use types::{
     CodeState, Durability, Notice, PageChange, Posted, Present, Saved, SessionData, SettingsRow,
     StoreOptions, StoreStats, StoredSettings,

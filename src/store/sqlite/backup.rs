@@ -79,8 +79,8 @@ fn copy_pages(source: &Connection, copy: &mut Connection) -> rusqlite::Result<()
     ))
 }
 
-/// The `-wal` or `-shm` file beside the database `path`.
-pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` after its name: the `-wal` or `-shm` file beside the database.
+pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

@@ -26,7 +26,7 @@ use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use backup::check_copy;
+pub use backup::{check_copy, sidecar};
 pub use schema::SCHEMA_VERSION;
 
 use super::writer::{Guard, Writer};
