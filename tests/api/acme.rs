@@ -5,7 +5,7 @@
 //! `<data-dir>/acme/` readable by its owner only, and after a restart serves it from there with
 //! pebble stopped. Without pebble the test says so and passes, except under `CI=true`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,20 +14,11 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::common::binary::Server;
-use crate::common::skip;
 use crate::common::tls::Authority;
+use crate::common::{free_port, skip};
 
 /// The name the certificate is for: pebble's DNS answers it with 127.0.0.1.
 const NAME: &str = "livesession.test";
-
-/// A free loopback port (free when asked: the test then binds it at once).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A child process that is killed when the test ends, however it ends.
 struct Running(Child);

@@ -10,7 +10,6 @@
 //! `postgresql` package), run as the `postgres` user when the test runs as root; without them it
 //! says it was skipped and why, or fails under `CI=true`.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,11 +17,8 @@ use std::time::Duration;
 
 use crate::common::binary::{Server, assert_refused, run_to_exit, same_browser_on};
 use crate::common::live::{self, recv_until};
-use crate::common::{Browser, SECRET_A, html_theme, message_ids, username_field};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use crate::common::tls::Authority;
+use crate::common::{Browser, SECRET_A, free_port, html_theme, message_ids, username_field};
 use reqwest::StatusCode;
 
 /// The database the instances use on the test's server.
@@ -158,24 +154,10 @@ impl TlsServer {
     /// A CA, a server certificate for `localhost` it signs, and another CA. Returns the server's
     /// certificate and key files.
     fn make_certificates(&self) -> (PathBuf, PathBuf) {
-        let ca = certificate_authority("livesession test CA");
-        std::fs::write(&self.ca, ca.pem()).unwrap();
-        let other = certificate_authority("some other CA");
-        std::fs::write(&self.other_ca, other.pem()).unwrap();
-
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &*ca).unwrap();
-        let (cert_file, key_file) = (
-            self.dir.path().join("server.crt"),
-            self.dir.path().join("server.key"),
-        );
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let ca = Authority::new("livesession test CA");
+        ca.write_pem(&self.ca);
+        Authority::new("some other CA").write_pem(&self.other_ca);
+        let (cert_file, key_file) = ca.issue(self.dir.path(), "server");
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         (cert_file, key_file)
     }
@@ -263,14 +245,6 @@ impl Drop for TlsServer {
 }
 
 /// A self-signed CA certificate and its key.
-fn certificate_authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
 /// The folder of `initdb` and `pg_ctl`: Debian's newest, or the first on PATH.
 fn server_binaries() -> Option<PathBuf> {
     let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -303,14 +277,6 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn path(path: &Path) -> &str {

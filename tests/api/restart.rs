@@ -307,11 +307,7 @@ fn the_server_tells_systemd_it_is_ready_answers_the_watchdog_and_says_when_it_st
 #[tokio::test(flavor = "multi_thread")]
 async fn with_reuse_port_a_second_process_binds_the_same_address_while_the_first_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let args = ["--listen", listen.as_str(), "--reuse-port"];
     let first = Server::start(&dir.path().join("one"), &args);

@@ -44,11 +44,7 @@ impl Chrome {
             );
         };
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::common::free_port();
         // Its own process group, so that dropping `Chrome` after a failed test can end the
         // browser processes ChromeDriver started, not just ChromeDriver.
         let driver = Command::new(driver)

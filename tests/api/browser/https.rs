@@ -4,8 +4,8 @@
 //! where the live socket is an extended CONNECT stream, and over HTTP/1.1 (Chromium told not to
 //! speak HTTP/2), where it is an upgraded connection.
 
-use super::CONNECTED;
 use super::harness::Chrome;
+use super::{CONNECTED, SAVED};
 use crate::common::binary::{Server, command};
 use crate::common::tls::{Authority, spki_sha256_base64};
 
@@ -73,12 +73,7 @@ async fn typed_name_survives_a_reload_over(protocol: &str, flags: &[&str]) {
     // Longer than the header timeout: the connection that carries the socket is not idle.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     chrome.type_into("#username", "Ada").await;
-    chrome
-        .until(
-            "the change is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the change is saved", SAVED).await;
 
     let opened = log
         .lines()

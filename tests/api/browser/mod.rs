@@ -18,6 +18,9 @@ async fn static_settings(app_addr: std::net::SocketAddr, cookie: String) -> Stri
 
 const CONNECTED: &str = "return document.documentElement.classList.contains('live-connected')";
 
+/// The settings form's status says its change is saved.
+const SAVED: &str = "return document.getElementById('settings-status').textContent === 'Saved'";
+
 #[tokio::test]
 async fn a_typed_username_is_saved_live_and_is_in_the_static_html_after_a_reload() {
     let Some(chrome) = Chrome::start("a_typed_username_is_saved_live").await else {
@@ -28,12 +31,7 @@ async fn a_typed_username_is_saved_live_and_is_in_the_static_html_after_a_reload
     chrome.until("the socket is live", CONNECTED).await;
 
     chrome.type_into("#username", "Ada").await;
-    chrome
-        .until(
-            "the change is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the change is saved", SAVED).await;
     chrome
         .until(
             "the header shows the name",
@@ -50,12 +48,7 @@ async fn a_typed_username_is_saved_live_and_is_in_the_static_html_after_a_reload
             "return document.documentElement.dataset.theme === 'dark'",
         )
         .await;
-    chrome
-        .until(
-            "the theme is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the theme is saved", SAVED).await;
 
     chrome.client.refresh().await.unwrap();
     assert_eq!(chrome.value("#username").await, "Ada");
@@ -88,12 +81,7 @@ async fn two_tabs_of_one_browser_stay_in_sync() {
 
     chrome.client.switch_to_window(first.clone()).await.unwrap();
     chrome.type_into("#username", "Grace").await;
-    chrome
-        .until(
-            "tab 1 saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("tab 1 saved", SAVED).await;
 
     chrome.client.switch_to_window(second).await.unwrap();
     chrome
@@ -130,12 +118,7 @@ async fn typing_slowly_is_never_clobbered_mid_word() {
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     assert_eq!(chrome.value("#username").await, word);
-    chrome
-        .until(
-            "the whole word is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the whole word is saved", SAVED).await;
     assert_eq!(chrome.value("#username").await, word);
     // The caret is still at the end, where the person left it.
     let caret = chrome
@@ -176,12 +159,7 @@ async fn a_change_typed_while_the_server_restarts_is_saved_once_it_is_back() {
 
     let app = TestApp::spawn_in(dir.path(), &["--listen", &addr]).await;
     chrome.until("the socket is back", CONNECTED).await;
-    chrome
-        .until(
-            "the change is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the change is saved", SAVED).await;
     let html = static_settings(app.addr, chrome.session_cookie().await).await;
     assert_eq!(username_field(&html), "typed offline");
     chrome.quit().await;
@@ -235,12 +213,7 @@ async fn an_edit_typed_while_the_server_is_down_survives_leaving_the_page_and_is
     chrome.goto("about:blank").await;
     let app = TestApp::spawn_in(dir.path(), &["--listen", &addr]).await;
     chrome.goto(&url).await;
-    chrome
-        .until(
-            "the kept edit is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the kept edit is saved", SAVED).await;
     let html = static_settings(app.addr, chrome.session_cookie().await).await;
     assert_eq!(username_field(&html), "typed while down");
     assert_eq!(
@@ -295,12 +268,7 @@ async fn an_injected_img_onerror_username_is_inert() {
     chrome.until("the socket is live", CONNECTED).await;
     let payload = r#"<img src=x onerror="document.title=1">"#;
     chrome.type_into("#username", payload).await;
-    chrome
-        .until(
-            "the change is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the change is saved", SAVED).await;
     chrome.client.refresh().await.unwrap();
     chrome.until("the socket is live", CONNECTED).await;
     let check = "return [document.title, document.querySelectorAll('img').length, \
@@ -329,12 +297,7 @@ async fn a_field_changed_in_another_tab_while_typing_keeps_the_typing_and_says_s
     chrome.goto(&app.url("/settings")).await;
     chrome.until("the socket is live", CONNECTED).await;
     chrome.type_into("#username", "mine").await;
-    chrome
-        .until(
-            "the typing is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("the typing is saved", SAVED).await;
 
     // Another tab of the same browser (same cookie) renames the user while the field has focus.
     let mut other_tab = Browser::new(app.addr);
@@ -405,12 +368,7 @@ async fn two_people_in_two_browsers_chat_live_under_their_own_names() {
         chrome.goto(&app.url("/settings")).await;
         chrome.until("the socket is live", CONNECTED).await;
         chrome.type_into("#username", name).await;
-        chrome
-            .until(
-                "the name is saved",
-                "return document.getElementById('settings-status').textContent === 'Saved'",
-            )
-            .await;
+        chrome.until("the name is saved", SAVED).await;
         chrome.goto(&app.url("/")).await;
         chrome.until("the chat is live", CONNECTED).await;
     }
@@ -627,12 +585,7 @@ async fn tabs_on_two_instances_sharing_postgresql_stay_in_sync_and_chat() {
 
     chrome.client.switch_to_window(on_a.clone()).await.unwrap();
     chrome.type_into("#username", "Grace").await;
-    chrome
-        .until(
-            "A saved it",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    chrome.until("A saved it", SAVED).await;
     chrome.client.switch_to_window(on_b.clone()).await.unwrap();
     chrome
         .until(
@@ -834,12 +787,7 @@ async fn a_phone_linked_by_typing_the_code_stays_in_sync_and_can_sign_the_deskto
     desktop.goto(&app.url("/settings")).await;
     desktop.until("the socket is live", CONNECTED).await;
     desktop.type_into("#username", "Ada").await;
-    desktop
-        .until(
-            "the name is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    desktop.until("the name is saved", SAVED).await;
     click(&desktop, "form[action='/settings/link'] button").await;
     desktop
         .until(
@@ -914,12 +862,7 @@ async fn the_desktop_sees_the_phone_join_and_signs_it_out_and_the_phone_starts_o
     desktop.goto(&app.url("/settings")).await;
     desktop.until("the socket is live", CONNECTED).await;
     desktop.type_into("#username", "Ada").await;
-    desktop
-        .until(
-            "the name is saved",
-            "return document.getElementById('settings-status').textContent === 'Saved'",
-        )
-        .await;
+    desktop.until("the name is saved", SAVED).await;
     click(&desktop, "form[action='/settings/link'] button").await;
     desktop
         .until(

@@ -15,3 +15,13 @@ pub use browser::{
     username_field,
 };
 pub use skip::skip;
+
+/// A free loopback port: free when asked, so the test binds it (or has a process bind it) at
+/// once.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
