@@ -1,6 +1,7 @@
 //! The session cookie in front of the page routes: [`session_layer`] verifies the cookie (or
-//! mints an id), hands the handler a [`Session`], and re-issues the cookie on every HTML page so
-//! its 400-day lifetime slides. The cookie's rules themselves are `crate::session`'s.
+//! mints an id), hands the handler a [`Session`], and re-issues the cookie on the first HTML page
+//! of each day so its 400-day lifetime slides. The cookie's rules themselves are
+//! `crate::session`'s.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
@@ -9,9 +10,10 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::clock::now_millis;
 use crate::metrics::Refusal;
 use crate::refusals::refused;
-use crate::session::{Kind, Session, Verdict, Who};
+use crate::session::{Kind, Session, Verdict, Who, day_of};
 use crate::site::Site;
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -42,7 +44,9 @@ fn kind_of(request: &Request) -> Kind {
 }
 
 /// Middleware for the page routes: verify or mint the session, then (re-)issue the cookie when the
-/// response is an HTML page, when the id was new or rotated, or when the handler replaced it.
+/// id was new or rotated, when the handler replaced it, or when the response is an HTML page and
+/// the cookie was signed on an earlier day ([`crate::session::CookieCheck::is_due`]: its expiry
+/// then moves by a day or more). Every other response leaves the cookie as the browser has it.
 pub async fn session_layer(State(site): State<Site>, mut request: Request, next: Next) -> Response {
     let check = site.verify_session(request.headers()).await;
     let kind = kind_of(&request);
@@ -68,18 +72,20 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
     // Room for the cookie and the security headers, so the map grows once.
     response.headers_mut().reserve(8);
 
+    let due = check.is_due(today());
     let who = match response.extensions().get::<ReplaceSession>() {
         Some(ReplaceSession(who)) => Some(*who),
+        None if !(must_issue || (due && is_html(&response))) => None,
         // Forgotten or signed out while this request ran (another tab, another device): never
         // hand the old cookie out again.
         None if site.is_forgotten(session.id) || site.is_signed_out(session.device) => None,
-        None if must_issue || is_html(&response) => Some(session.who()),
-        None => None,
+        None => Some(session.who()),
     };
     if let Some(who) = who {
         let cookie = match check.current_value {
-            // The browser's own cookie, signed with the current key: send it back as it is.
-            Some(value) if who == session.who() => site.keys().reissue(&value),
+            // The browser's own cookie, signed today with the current key (being moved to the
+            // `__Host-` name): send it back as it is.
+            Some(value) if who == session.who() && !due => site.keys().reissue(&value),
             _ => site.keys().issue(who),
         };
         response.headers_mut().append(SET_COOKIE, cookie);
@@ -90,6 +96,11 @@ pub async fn session_layer(State(site): State<Site>, mut request: Request, next:
         }
     }
     response
+}
+
+/// Today, as a cookie's signing day ([`day_of`]).
+fn today() -> u32 {
+    day_of(now_millis())
 }
 
 fn is_html(response: &Response) -> bool {

@@ -342,12 +342,7 @@ impl Site {
     fn unless_forgotten(&self, check: CookieCheck) -> CookieCheck {
         match check.verdict.who() {
             Some(who) if self.is_forgotten(who.session) || self.is_signed_out(who.device) => {
-                CookieCheck {
-                    verdict: Verdict::Invalid,
-                    current_value: None,
-                    more_valid: false,
-                    old_name: false,
-                }
+                CookieCheck::from(Verdict::Invalid)
             }
             _ => check,
         }
