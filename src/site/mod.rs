@@ -26,6 +26,7 @@ mod cluster;
 mod devices;
 mod disk;
 mod forgotten;
+mod late;
 mod limits;
 mod linking;
 pub mod presence;
@@ -46,6 +47,7 @@ pub use account::{
 pub use chat::{ChatLimits, ChatPage, Missed, PostError};
 pub use client::ClientAddr;
 pub use devices::{DeviceChange, DeviceList};
+pub use late::{LateEdit, Overtaken};
 pub use limits::Whose;
 pub use linking::Found;
 pub use linking::{ATTEMPTS_PER_ADDRESS, CODES_PER_ADDRESS, CODES_PER_SESSION, LOOKS_PER_CODE};
