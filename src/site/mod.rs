@@ -315,10 +315,10 @@ impl Site {
     /// several valid session cookies, the first whose session has saved settings wins (else the
     /// first): a stray cookie never hides a browser's data. One cookie costs no lookup.
     pub async fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
-        let check = self.0.keys.verify_cookie(headers);
-        if !check.more_valid {
-            return self.unless_forgotten(check);
+        if let Some(check) = self.verify_session_at_once(headers) {
+            return check;
         }
+        let check = self.0.keys.verify_cookie(headers);
         let candidates: Vec<CookieCheck> = self
             .0
             .keys
@@ -338,6 +338,13 @@ impl Site {
             .into_iter()
             .next()
             .unwrap_or_else(|| self.unless_forgotten(check))
+    }
+
+    /// [`Site::verify_session`] when it needs no lookup, which is for every request but one
+    /// with several valid session cookies (then `None`).
+    pub fn verify_session_at_once(&self, headers: &HeaderMap) -> Option<CookieCheck> {
+        let check = self.0.keys.verify_cookie(headers);
+        (!check.more_valid).then(|| self.unless_forgotten(check))
     }
 
     /// `check`, or an invalid cookie when it names a forgotten session or a signed out device.
