@@ -167,7 +167,9 @@ async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_po
     // A proxy that alternates: each post goes to A, the page after it to B, at once.
     let mut on_b = same_browser_on(&on_a, &cluster.b);
     let mut missing = Vec::new();
-    for n in 0..300 {
+    let started = std::time::Instant::now();
+    const POSTS: usize = 1000;
+    for n in 0..POSTS {
         let body = format!("round trip {n}");
         let posted = on_a.post_message(&body).await;
         assert_eq!(posted.status(), StatusCode::SEE_OTHER);
@@ -177,6 +179,10 @@ async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_po
             missing.push(n);
         }
     }
+    eprintln!(
+        "{POSTS} posts on A, each followed by a page from B, in {:?}",
+        started.elapsed()
+    );
     assert!(
         missing.is_empty(),
         "missing from B's next page: {missing:?}"
