@@ -56,6 +56,12 @@ pub enum AddedDevice {
 }
 
 impl Store {
+    /// True when other instances may write this database too (PostgreSQL): what this process
+    /// remembers of it can then lag behind their commits by as long as a notification takes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// The devices of `session`, first added first.
     pub async fn devices(&self, session: SessionId) -> Result<Arc<[Device]>, StoreError> {
         let cache = &self.devices;

@@ -16,6 +16,8 @@ use crate::common::{Browser, SECRET_A, SECRET_B, html_theme, message_ids, userna
 use reqwest::StatusCode;
 use serde_json::Value;
 
+mod devices;
+
 /// Two instances, each with its own data dir, on one database and one key.
 struct Cluster {
     a: Server,
