@@ -17,6 +17,8 @@
 //!   download its data; and the one way a session id stops working.
 //! - `linking`: one-time codes for another device.
 //! - `cluster`: what another instance's notification does here.
+//! - `ended`: on a shared database, whether a cookie this instance accepts was signed out or
+//!   forgotten on another one a moment ago, before its notification came.
 //! - [`room`], [`presence`], `forgotten`, `limits`, `client`: the runtime state behind them.
 
 mod account;
@@ -25,6 +27,7 @@ mod client;
 mod cluster;
 mod devices;
 mod disk;
+mod ended;
 mod forgotten;
 mod limits;
 mod linking;
@@ -116,6 +119,8 @@ struct Parts {
     forgotten: Forgotten,
     /// Devices signed out, refused from now on.
     signed_out: SignedOut,
+    /// Asks the database whether an accepted cookie was ended on another instance meanwhile.
+    ended: ended::EndedCheck,
     /// When this instance last wrote each device's activity.
     seen: devices::Seen,
     /// How often each browser may sign out every other device.
@@ -242,6 +247,7 @@ impl Site {
             chat_limits: ChatLimiters::new(chat_limits),
             forgotten,
             signed_out,
+            ended: ended::EndedCheck::default(),
             seen: devices::Seen::default(),
             sign_out_limit: RateLimiter::new(SIGN_OUT_LIMIT),
             max_devices,
@@ -311,8 +317,23 @@ impl Site {
     /// The session a request's cookie names, with forgotten sessions treated as invalid, and
     /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]). Of
     /// several valid session cookies, the first whose session has saved settings wins (else the
-    /// first): a stray cookie never hides a browser's data. One cookie costs no lookup.
+    /// first): a stray cookie never hides a browser's data. On a database other instances share,
+    /// a cookie accepted here is checked against the database too, so one signed out or
+    /// forgotten on another instance a moment ago is refused (see [`ended`]); on SQLite one
+    /// cookie costs no lookup.
     pub async fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
+        let check = self.choose_cookie(headers).await;
+        match check.verdict.who() {
+            Some(who) if self.0.store.is_shared() => {
+                self.check_not_ended(who).await;
+                self.unless_forgotten(check)
+            }
+            _ => check,
+        }
+    }
+
+    /// The cookie [`Site::verify_session`] goes by, as this instance's memory judges it.
+    async fn choose_cookie(&self, headers: &HeaderMap) -> CookieCheck {
         let check = self.0.keys.verify_cookie(headers);
         if !check.more_valid {
             return self.unless_forgotten(check);

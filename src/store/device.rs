@@ -9,7 +9,7 @@ use super::{Backend, Store, StoreError};
 use crate::clock::Millis;
 use crate::device::{Added, Device};
 use crate::lock::Mutex;
-use crate::session::{DeviceId, SessionId};
+use crate::session::{DeviceId, SessionId, Who};
 
 /// Device lists kept in memory, at most.
 const CACHED_LISTS: usize = 100_000;
@@ -55,11 +55,32 @@ pub enum AddedDevice {
     Full,
 }
 
+/// What [`Store::ended`] found of the cookies it was asked about: the devices among them that
+/// were signed out, and the sessions that were forgotten, each with when.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// Signed out devices, and when each was.
+    pub devices: Vec<(DeviceId, Millis)>,
+    /// Forgotten sessions, and when each was.
+    pub sessions: Vec<(SessionId, Millis)>,
+}
+
 impl Store {
     /// True when other instances may write this database too (PostgreSQL): what this process
     /// remembers of it can then lag behind their commits by as long as a notification takes.
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Which of the cookies `asked` (sessions and their devices) were ended in the database: a
+    /// device signed out, a session forgotten, on whichever instance. On a store only this
+    /// process writes (SQLite) it asks nothing and finds nothing: every sign-out and every
+    /// "forget me" was made here, and this process's memory of them is exact.
+    pub async fn ended(&self, asked: &[Who]) -> Result<Ended, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Ended::default()),
+            Backend::Postgres(p) => p.ended(asked).await,
+        }
     }
 
     /// The devices of `session`, first added first.

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use cache::Cache;
 
-pub use device::AddedDevice;
+pub use device::{AddedDevice, Ended};
 pub use error::{StoreError, Unavailable};
 pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;

@@ -1,8 +1,9 @@
 //! Read-your-writes for devices across two instances, as behind a load balancer that sends each
 //! request wherever it likes: a code made on one instance works at once on the other, and its
-//! maker's very next page shows the device it added. It is tried many times in a tight loop,
-//! every write followed at once by a request to the other instance: no sleep, no retry, so a lag
-//! of a millisecond is a miss.
+//! maker's very next page shows the device it added; a device signed out on one instance is
+//! refused by the other on its very next request, and the signer's next page there no longer
+//! lists it. Each is tried many times in a tight loop, every write followed at once by a request
+//! to the other instance: no sleep, no retry, so a lag of a millisecond is a miss.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -22,6 +23,16 @@ fn address(round: usize) -> IpAddr {
 /// How many devices a settings page lists.
 fn devices_listed(page: &str) -> usize {
     page.matches("<li class=\"device\"").count()
+}
+
+/// The public handle of the first device a settings page lists that is not the one viewing it.
+fn other_device(page: &str) -> String {
+    let other = page
+        .split("<li class=\"device\"")
+        .skip(1)
+        .find(|item| !item.contains("data-this-device"))
+        .expect("another device is listed");
+    attribute_after(other, r#"data-device=""#).to_owned()
 }
 
 /// The `_csrf` field of a page's first form.
@@ -114,4 +125,74 @@ async fn a_code_made_on_one_instance_works_at_once_on_the_other_and_its_maker_se
         "codes B did not take at once: {refused:?}"
     );
     assert!(stale.is_empty(), "pages A served stale: {stale:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_signed_out_on_one_instance_is_refused_at_once_by_the_other() {
+    let Some(cluster) = Cluster::start("a_device_signed_out_on_one_instance_is_refused").await
+    else {
+        return;
+    };
+    const ROUNDS: usize = 300;
+    let started = Instant::now();
+    let (mut still_in, mut still_listed) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let name = format!("signer {round}");
+        let mut desktop = Browser::from_address(cluster.a.addr, address(round));
+        desktop.save_settings(&name, "dark").await;
+        let mut phone = Browser::from_address(cluster.a.addr, address(round));
+        let (_, code) = make_code(&mut desktop).await;
+        let (_, used) = use_code(&mut phone, &code).await;
+        assert_eq!(used, StatusCode::SEE_OTHER, "round {round}");
+        let page = desktop.page("/settings").await;
+        assert_eq!(devices_listed(&page), 2, "round {round}");
+        let token = csrf(&page);
+
+        // Even rounds sign the phone out by its button; odd rounds sign out everywhere else,
+        // which also ends any copy of the desktop's own cookie.
+        let old_desktop = desktop.clone();
+        let mut signed_out = vec![("the phone", phone.clone())];
+        let response = if round % 2 == 0 {
+            let handle = other_device(&page);
+            desktop
+                .post(
+                    "/settings/devices/sign-out",
+                    &[("_csrf", token.as_str()), ("device", handle.as_str())],
+                )
+                .await
+        } else {
+            signed_out.push(("the desktop's old cookie", old_desktop));
+            desktop
+                .post("/settings/sign-out-elsewhere", &[("_csrf", token.as_str())])
+                .await
+        };
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "round {round}");
+
+        // (a) Each signed-out cookie's very next request, to B, gets a fresh session.
+        for (who, browser) in signed_out {
+            let mut on_b = same_browser_on(&browser, &cluster.b);
+            let page = on_b.page("/settings").await;
+            if username_field(&page) == name || on_b.cookie == browser.cookie {
+                still_in.push((round, who));
+            }
+        }
+        // (b) The signer's very next settings page, from B, lists only itself.
+        let mut signer_on_b = same_browser_on(&desktop, &cluster.b);
+        let page = signer_on_b.page("/settings").await;
+        if devices_listed(&page) != 1 || username_field(&page) != name {
+            still_listed.push(round);
+        }
+    }
+    eprintln!(
+        "{ROUNDS} sign-outs on A, each followed by requests to B, in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        still_in.is_empty(),
+        "signed-out cookies B still served: {still_in:?}"
+    );
+    assert!(
+        still_listed.is_empty(),
+        "signer's pages on B still listing the device: {still_listed:?}"
+    );
 }

@@ -3,8 +3,8 @@
 //! any instance), limited per session, pruned when idle, and deleted with a forgotten session.
 
 use livesession::device::{Added, DeviceId};
-use livesession::session::SessionId;
-use livesession::store::AddedDevice;
+use livesession::session::{SessionId, Who};
+use livesession::store::{AddedDevice, Ended};
 
 use crate::store::harness::{Fixture, change};
 
@@ -206,4 +206,48 @@ pub async fn idle_devices_are_pruned_and_remembered_and_forgetting_takes_them_al
     // "Forget me" deletes the session and every device.
     assert!(f.store.forget(session, 12_000).await.unwrap());
     assert!(other.devices(session).await.unwrap().is_empty());
+}
+
+pub async fn another_instance_finds_which_cookies_were_ended_in_one_question(f: Fixture) {
+    let session = SessionId::generate();
+    let (desktop, phone) = (DeviceId::generate(), DeviceId::generate());
+    f.store
+        .save(session, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .see_device(session, desktop, "Desktop".into(), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .add_device(session, phone, "Phone".into(), 1_500, 10)
+        .await
+        .unwrap();
+    let gone = SessionId::generate();
+    f.store
+        .save(gone, change(Some("gone"), None), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .sign_out_devices(session, vec![phone], 2_000)
+        .await
+        .unwrap();
+    assert!(f.store.forget(gone, 3_000).await.unwrap());
+
+    let who = |session, device| Who { session, device };
+    let asked = [
+        who(session, desktop),
+        who(session, phone),
+        who(gone, DeviceId::generate()),
+        who(SessionId::generate(), DeviceId::generate()),
+    ];
+    let ended = f.another().await.ended(&asked).await.unwrap();
+    if f.postgres.is_some() {
+        // Another instance, which has heard nothing yet, learns both from the database.
+        assert_eq!(ended.devices, vec![(phone, 2_000)]);
+        assert_eq!(ended.sessions, vec![(gone, 3_000)]);
+    } else {
+        // One process owns a SQLite file: it made both, its memory knows them, nothing is asked.
+        assert_eq!(ended, Ended::default());
+    }
 }
