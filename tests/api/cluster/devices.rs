@@ -2,8 +2,9 @@
 //! request wherever it likes: a code made on one instance works at once on the other, and its
 //! maker's very next page shows the device it added; a device signed out on one instance is
 //! refused by the other on its very next request, and the signer's next page there no longer
-//! lists it. Each is tried many times in a tight loop, every write followed at once by a request
-//! to the other instance: no sleep, no retry, so a lag of a millisecond is a miss.
+//! lists it; a session forgotten on one is refused by the other at once. Each is tried many
+//! times in a tight loop, every write followed at once by a request to the other instance: no
+//! sleep, no retry, so a lag of a millisecond is a miss.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -194,5 +195,42 @@ async fn a_device_signed_out_on_one_instance_is_refused_at_once_by_the_other() {
     assert!(
         still_listed.is_empty(),
         "signer's pages on B still listing the device: {still_listed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_forgotten_on_one_instance_is_refused_at_once_by_the_other() {
+    let Some(cluster) = Cluster::start("a_session_forgotten_on_one_instance_is_refused").await
+    else {
+        return;
+    };
+    const ROUNDS: usize = 300;
+    let started = Instant::now();
+    let mut still_in = Vec::new();
+    for round in 0..ROUNDS {
+        let name = format!("forgotten {round}");
+        let mut browser = Browser::from_address(cluster.a.addr, address(round));
+        browser.save_settings(&name, "dark").await;
+        let old = browser.clone();
+        let token = browser.csrf_token().await;
+        let response = browser
+            .post("/settings/forget", &[("_csrf", token.as_str())])
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "round {round}");
+        // The forgotten cookie's very next request, to B, gets a fresh session: not the old
+        // data, and not the old cookie back.
+        let mut on_b = same_browser_on(&old, &cluster.b);
+        let page = on_b.page("/settings").await;
+        if username_field(&page) == name || on_b.cookie == old.cookie {
+            still_in.push(round);
+        }
+    }
+    eprintln!(
+        "{ROUNDS} sessions forgotten on A, each cookie sent to B at once, in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        still_in.is_empty(),
+        "forgotten cookies B still took: {still_in:?}"
     );
 }
