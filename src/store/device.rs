@@ -73,14 +73,25 @@ impl Store {
     }
 
     /// Which of the cookies `asked` (sessions and their devices) were ended in the database: a
-    /// device signed out, a session forgotten, on whichever instance. On a store only this
-    /// process writes (SQLite) it asks nothing and finds nothing: every sign-out and every
-    /// "forget me" was made here, and this process's memory of them is exact.
+    /// device signed out, a session forgotten, on whichever instance. The same round trip reads
+    /// each session's settings row, kept for its request's page to take once
+    /// ([`Store::load_checked`]): the check costs a page view no query of its own. On a store
+    /// only this process writes (SQLite) it asks nothing and finds nothing: every sign-out and
+    /// every "forget me" was made here, and this process's memory of them is exact.
     pub async fn ended(&self, asked: &[Who]) -> Result<Ended, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(Ended::default()),
-            Backend::Postgres(p) => p.ended(asked).await,
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(Ended::default());
+        };
+        // No row older than this read may be left for a page to take, even when its fill is
+        // dropped below.
+        self.checked.discard(asked.iter().map(|who| who.session));
+        let ticket = self.checked.ticket();
+        let (ended, rows) = p.ended(asked).await?;
+        for (session, row) in rows {
+            // Dropped when any write came meanwhile: the page then reads the row itself.
+            self.checked.fill(session, row, ticket);
         }
+        Ok(ended)
     }
 
     /// The devices of `session`, first added first.

@@ -43,7 +43,7 @@ pub async fn show_settings(
     Query(query): Query<SettingsQuery>,
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
-    let (saved, version) = site.settings_for(session).await?;
+    let (saved, version) = site.settings_for_request(session).await?;
     let mut page = SettingsPage::of(&site, session, saved, version).await?;
     if let Some(code) = query.link.as_deref().and_then(LinkCode::parse)
         && let Some(expires_at) = site.owns_live_link(session.id, &code).await?
@@ -190,13 +190,13 @@ pub async fn save_settings(
         // The form comes back as it was typed, with the sentence next to the name.
         SaveOutcome::TooManyNew => {
             status = StatusCode::TOO_MANY_REQUESTS;
-            site.settings_for(session).await?
+            site.settings_for_request(session).await?
         }
         SaveOutcome::NoRoom => {
             status = StatusCode::INSUFFICIENT_STORAGE;
-            site.settings_for(session).await?
+            site.settings_for_request(session).await?
         }
-        SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for(session).await?,
+        SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for_request(session).await?,
         // Forgotten or signed out in another tab (or on another instance) meanwhile: nothing
         // was saved, and the browser starts over with a new, empty session. Never a redirect
         // that would read as a success.
@@ -310,7 +310,7 @@ async fn device_changed(
 
 /// The settings page with `why` over the devices list, as `422`.
 async fn refused_device(site: &Site, session: Session, why: &str) -> Result<Response, AppError> {
-    let (saved, version) = site.settings_for(session).await?;
+    let (saved, version) = site.settings_for_request(session).await?;
     let page = SettingsPage::of(site, session, saved, version).await?;
     let html = page.render(FormState::default(), None, Some(why));
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())

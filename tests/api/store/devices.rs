@@ -251,3 +251,44 @@ pub async fn another_instance_finds_which_cookies_were_ended_in_one_question(f: 
         assert_eq!(ended, Ended::default());
     }
 }
+
+pub async fn the_row_a_cookie_check_read_is_taken_once_and_never_after_a_write(f: Fixture) {
+    let session = SessionId::generate();
+    let who = Who {
+        session,
+        device: DeviceId::generate(),
+    };
+    let name = |stored: Option<livesession::store::StoredSettings>| {
+        stored.unwrap().settings.username.as_str().to_owned()
+    };
+    f.store
+        .save(session, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    let other = f.another().await;
+    f.store.ended(&[who]).await.unwrap();
+    // Another instance writes after the check read the row: the checked request's page shows
+    // what the check read, once; every later read goes to the database.
+    other
+        .save(session, change(Some("grace"), None), 2_000)
+        .await
+        .unwrap();
+    let first = name(f.store.load_checked(session).await.unwrap());
+    assert_eq!(first, if f.postgres.is_some() { "ada" } else { "grace" });
+    assert_eq!(name(f.store.load_checked(session).await.unwrap()), "grace");
+    // A write here after the check drops what it read: a page never shows less than its own
+    // request's write.
+    f.store.ended(&[who]).await.unwrap();
+    f.store
+        .save(session, change(Some("hopper"), None), 3_000)
+        .await
+        .unwrap();
+    assert_eq!(name(f.store.load_checked(session).await.unwrap()), "hopper");
+    // A session without a row is checked as one.
+    let nobody = Who {
+        session: SessionId::generate(),
+        device: DeviceId::generate(),
+    };
+    f.store.ended(&[nobody]).await.unwrap();
+    assert_eq!(f.store.load_checked(nobody.session).await.unwrap(), None);
+}

@@ -44,6 +44,7 @@ harness::on_both_backends! {
         a_device_moved_to_a_new_id_keeps_how_it_was_added,
         idle_devices_are_pruned_and_remembered_and_forgetting_takes_them_all,
         another_instance_finds_which_cookies_were_ended_in_one_question,
+        the_row_a_cookie_check_read_is_taken_once_and_never_after_a_write,
     ],
     link: [
         a_link_code_is_spent_once_and_says_why_it_cannot_be_again,
