@@ -22,9 +22,9 @@
 //! every page reads anyway, and the request's page takes that row instead of reading it again
 //! ([`Site::settings_for_request`], `Store::load_checked`). The row was read after the request
 //! arrived, so it holds every write acknowledged before the request was sent, and a write on
-//! this instance since drops it. What is left of the cost is the hand-over to the task that
-//! asks and a somewhat bigger query (43 µs against 30 µs for the row alone, by `pgbench` on
-//! loopback).
+//! this instance since drops it. What is left of the cost is a somewhat bigger query (43 µs
+//! against 30 µs for the row alone, by `pgbench` on loopback), and under load the wait for the
+//! query in flight.
 //!
 //! A failed query is logged and the request goes on with what memory says (the page's own
 //! reads fail the same way a moment later). On SQLite no other process writes, memory is exact,
@@ -50,19 +50,32 @@ pub(super) struct EndedCheck(Mutex<Queue>);
 
 #[derive(Default)]
 struct Queue {
-    /// A task is asking the database, and will take what waits here when it is done.
+    /// Someone is asking the database, and what waits here is asked next.
     asking: bool,
     /// The cookies to ask about next, and who waits for each answer.
     waiting: Vec<(Who, oneshot::Sender<()>)>,
 }
 
-/// Should asking panic, the next request starts asking again rather than waiting forever.
-struct Unstuck<'a>(&'a EndedCheck);
+/// Held by whoever asks: should it stop before it is done (the request that asked went away,
+/// its client having hung up, or asking panicked), a task takes over what waits, so nobody
+/// waits for an answer that will never come.
+struct Asking<'a> {
+    site: &'a Site,
+    done: bool,
+}
 
-impl Drop for Unstuck<'_> {
+impl Drop for Asking<'_> {
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         if std::thread::panicking() {
-            self.0.0.lock().asking = false;
+            self.site.0.ended.0.lock().asking = false;
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let site = self.site.clone();
+            runtime.spawn(async move { site.ask_ended().await });
+        } else {
+            self.site.0.ended.0.lock().asking = false;
         }
     }
 }
@@ -71,37 +84,55 @@ impl Site {
     /// Waits until the database was asked, by a query that started after this call, whether
     /// `who`'s device was signed out or its session forgotten, and this instance's memory holds
     /// the answer. Asks nothing on a store only this process writes.
+    ///
+    /// The first request to find nobody asking asks for itself (on a quiet instance, with no
+    /// hand-over between tasks); those that queued meanwhile are handed to a task. A request
+    /// whose asker went away before answering queues once more; should that fail too, it goes
+    /// on with what memory says.
     pub(super) async fn check_not_ended(&self, who: Who) {
         if !self.0.store.is_shared() {
             return;
         }
-        let (answer, answered) = oneshot::channel();
-        let lead = {
-            let mut queue = self.0.ended.0.lock();
-            queue.waiting.push((who, answer));
-            !mem::replace(&mut queue.asking, true)
-        };
-        if lead {
-            // Its own task: a request that goes away (its client hung up) leaves the others'
-            // answers to come.
-            let site = self.clone();
-            tokio::spawn(async move { site.ask_ended().await });
+        for _ in 0..2 {
+            let (answer, answered) = oneshot::channel();
+            let lead = {
+                let mut queue = self.0.ended.0.lock();
+                queue.waiting.push((who, answer));
+                !mem::replace(&mut queue.asking, true)
+            };
+            if lead {
+                let mut asking = Asking {
+                    site: self,
+                    done: false,
+                };
+                let more = self.ask_once().await;
+                asking.done = true;
+                if more {
+                    let site = self.clone();
+                    tokio::spawn(async move { site.ask_ended().await });
+                }
+            }
+            if answered.await.is_ok() {
+                return;
+            }
         }
-        let _ = answered.await;
     }
 
     /// Asks the database about what waits, again and again, until nothing does.
     async fn ask_ended(&self) {
-        let _unstuck = Unstuck(&self.0.ended);
-        loop {
-            let batch = {
-                let mut queue = self.0.ended.0.lock();
-                if queue.waiting.is_empty() {
-                    queue.asking = false;
-                    return;
-                }
-                mem::take(&mut queue.waiting)
-            };
+        let mut asking = Asking {
+            site: self,
+            done: false,
+        };
+        while self.ask_once().await {}
+        asking.done = true;
+    }
+
+    /// Asks the database about what waits now, and answers it. True when more came meanwhile
+    /// (whoever asks goes on asking); else nobody is asking any more.
+    async fn ask_once(&self) -> bool {
+        let batch = mem::take(&mut self.0.ended.0.lock().waiting);
+        if !batch.is_empty() {
             let asked: Vec<Who> = batch.iter().map(|(who, _)| *who).collect();
             match self.0.store.ended(&asked).await {
                 Ok(ended) => {
@@ -120,6 +151,13 @@ impl Site {
             for (_, answer) in batch {
                 let _ = answer.send(());
             }
+        }
+        let mut queue = self.0.ended.0.lock();
+        if queue.waiting.is_empty() {
+            queue.asking = false;
+            false
+        } else {
+            true
         }
     }
 }
