@@ -328,7 +328,10 @@ pub(super) async fn devices_of(
     client: &impl GenericClient,
     session: SessionId,
 ) -> Result<Vec<Device>, StoreError> {
-    let rows = client.query(COLUMNS, &[&session.as_uuid()]).await?;
+    // Prepared once per connection: a settings page view reads it, and an unprepared statement
+    // is a round trip more each time.
+    let statement = client.prepare_cached(COLUMNS).await?;
+    let rows = client.query(&statement, &[&session.as_uuid()]).await?;
     let mut devices = Vec::with_capacity(rows.len());
     for row in &rows {
         let added_by: String = row.try_get(3)?;
