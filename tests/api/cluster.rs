@@ -18,6 +18,12 @@ use serde_json::Value;
 
 mod devices;
 
+/// Ends every instance's listening connection. Its last statement is `LISTEN`, or the `SELECT 1`
+/// of its heartbeat (every 10 s) once it has run one: no other connection sends that.
+const LISTENERS: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE datname = current_database()
+                           AND query IN ('LISTEN livesession', 'SELECT 1')";
+
 /// Two instances, each with its own data dir, on one database and one key.
 struct Cluster {
     a: Server,
@@ -194,14 +200,7 @@ async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_po
     // still shows the poster's message: the page reads past its log when the link names a newer
     // one.
     let admin = cluster.database.connect().await;
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND query = 'LISTEN livesession'",
-            &[],
-        )
-        .await
-        .unwrap();
+    admin.execute(LISTENERS, &[]).await.unwrap();
     for n in 0..5 {
         let body = format!("while B is deaf {n}");
         let posted = on_a.post_message(&body).await;
