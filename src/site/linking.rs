@@ -124,6 +124,15 @@ impl Linking {
         self.live_count.store(live.len(), Ordering::Relaxed);
     }
 
+    /// Replaces everything recorded by `live`, every live code the database has: after this
+    /// instance missed notices (its listening connection dropped), what it remembered may be
+    /// wrong both ways.
+    pub fn record_all(&self, live: Vec<(SessionId, Millis)>) {
+        let mut remembered = self.live.lock();
+        *remembered = live.into_iter().collect();
+        self.live_count.store(remembered.len(), Ordering::Relaxed);
+    }
+
     /// Records `now` in place of `was` for `session`'s code, unless something else was recorded
     /// meanwhile (a notice heard while the database was asked is newer than its answer).
     fn correct(&self, session: SessionId, was: Millis, now: Option<Millis>) {

@@ -49,6 +49,7 @@ harness::on_both_backends! {
     link: [
         a_link_code_is_spent_once_and_says_why_it_cannot_be_again,
         a_link_code_dies_when_cancelled_replaced_or_its_session_is_forgotten,
+        every_live_code_is_listed_with_its_session_for_an_instance_catching_up,
     ],
     messages: [
         a_resent_message_is_stored_once,
