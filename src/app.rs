@@ -7,7 +7,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::handler::Handler;
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::routing::{MethodFilter, get, on, post};
 use tower_http::timeout::TimeoutLayer;
 
@@ -73,10 +72,7 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
             post(routes::rename_device.layer(timeout())),
         )
         .route("/messages", post(routes::post_message.layer(timeout())))
-        .route_layer(middleware::from_fn_with_state(
-            state.site.clone(),
-            session::session_layer,
-        ));
+        .route_layer(session::SessionLayer::new(state.site.clone()));
 
     let app = Router::new()
         .merge(pages)

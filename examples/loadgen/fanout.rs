@@ -4,6 +4,10 @@
 //! for a message to reach every page (p50/p99), the sender's ack time (p50/p99), `/healthz`
 //! during the flood (p50/p99), missing and duplicated deliveries (both must be 0), and the
 //! server's memory after the join and after the flood (from /proc/PID/status).
+//!
+//! With a second address (two instances on one PostgreSQL database), the receivers alternate
+//! between the two, and the sender is on the first: half the pages get each message through the
+//! database's notifications. The memory is the first instance's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -59,19 +63,35 @@ async fn health(addr: SocketAddr) -> Duration {
     started.elapsed()
 }
 
+/// What the fan-out runs against: the bare baseline, one livesession, or two sharing a database
+/// (the sender on the first).
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    Bare,
+    One,
+    Two(SocketAddr),
+}
+
 pub async fn fanout(
     addr: SocketAddr,
     receivers: usize,
     messages: u64,
     rate: u64,
     pid: u32,
-    bare: bool,
+    target: Target,
 ) {
+    let bare = matches!(target, Target::Bare);
+    // Receiver `n`'s instance.
+    let instance = move |n: usize| match target {
+        Target::Two(other) if n % 2 == 1 => other,
+        _ => addr,
+    };
     let mut seen_by: Vec<Seen> = Vec::with_capacity(receivers);
     let mut readers = Vec::with_capacity(receivers);
     for chunk_start in (0..receivers).step_by(250) {
         let joins: Vec<_> = (chunk_start..(chunk_start + 250).min(receivers))
             .map(|n| {
+                let addr = instance(n);
                 tokio::spawn(async move {
                     let page = page_for(addr, n, bare).await;
                     join_view(addr, source(n), &page, &format!("r{n}"), "chat").await
@@ -210,10 +230,10 @@ pub async fn fanout(
         .max(1e-9);
     println!(
         "{} | {receivers} receivers | {messages} messages {} | {:.0} deliveries/s | reach all p50 {:.2} ms p99 {:.2} ms | ack p50 {:.2} ms p99 {:.2} ms | healthz p50 {:.2} ms p99 {:.2} ms ({} probes) | missing {missing} duplicated {duplicated} | memory {:.1} MiB after join, {:.1} MiB after the flood ({:+.1} KiB per receiver)",
-        if bare {
-            "bare broadcast"
-        } else {
-            "livesession"
+        match target {
+            Target::Bare => "bare broadcast",
+            Target::One => "livesession",
+            Target::Two(_) => "livesession, 2 instances",
         },
         if rate == 0 {
             "flat out".to_owned()

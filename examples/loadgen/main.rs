@@ -4,7 +4,7 @@
 //! cargo run --release --example loadgen -- live-writes ADDR SOCKETS SECONDS [PAUSE_MS]
 //! cargo run --release --example loadgen -- connections ADDR SOCKETS SECONDS SERVER_PID [VIEW]
 //! cargo run --release --example loadgen -- cross ADDR_A ADDR_B ROUNDS
-//! cargo run --release --example loadgen -- fanout ADDR RECEIVERS MESSAGES RATE SERVER_PID [bare]
+//! cargo run --release --example loadgen -- fanout ADDR RECEIVERS MESSAGES RATE SERVER_PID [bare|ADDR_B]
 //! ```
 //!
 //! `live-writes`: SOCKETS sockets, each its own session, each sending a change and waiting for its
@@ -355,7 +355,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: loadgen live-writes ADDR SOCKETS SECONDS | connections ADDR SOCKETS \
                  SECONDS PID [VIEW] | cross ADDR_A ADDR_B ROUNDS | fanout ADDR RECEIVERS MESSAGES RATE \
-                 PID [bare]";
+                 PID [bare|ADDR_B]";
     let addr: SocketAddr = args
         .get(1)
         .expect(usage)
@@ -367,14 +367,25 @@ async fn main() {
     );
     if args[0] == "fanout" {
         let number = |i: usize| -> u64 { args.get(i).expect(usage).parse().expect(usage) };
-        let bare = args.get(6).is_some_and(|a| a == "bare");
+        let target = match args.get(6).map(String::as_str) {
+            None => fanout::Target::One,
+            Some("bare") => fanout::Target::Bare,
+            Some(other) => {
+                let b: SocketAddr = other.parse().expect("bare, or ADDR_B as host:port");
+                assert!(
+                    b.ip().is_loopback(),
+                    "the load generator only targets loopback addresses"
+                );
+                fanout::Target::Two(b)
+            }
+        };
         return fanout::fanout(
             addr,
             number(2) as usize,
             number(3),
             number(4),
             number(5) as u32,
-            bare,
+            target,
         )
         .await;
     }

@@ -26,6 +26,7 @@
   var restartSpread = 5000; // ms, as the server's joined message says
   var seq = 0;
   var pending = {}; // form id -> the newest change of that form not yet acknowledged
+  var typing = {}; // form id -> what the page knew when that change was typed, and when
   var posts = []; // chat messages sent and not yet acknowledged, oldest first
   var timers = {}; // form id -> debounce timer
   var known = {}; // field name -> the value the server last confirmed for it
@@ -50,7 +51,10 @@
 
   function keepUnsaved() {
     var edits = { forms: {}, posts: posts.map(function (p) { return { form: p.form, nonce: p.nonce, body: p.body }; }) };
-    Object.keys(pending).forEach(function (id) { edits.forms[id] = pending[id].fields; });
+    Object.keys(pending).forEach(function (id) {
+      var t = typing[id] || {};
+      edits.forms[id] = { fields: pending[id].fields, base: t.base, typed_at: t.typed_at };
+    });
     var count = Object.keys(edits.forms).length + edits.posts.length;
     try {
       var text = JSON.stringify(edits);
@@ -69,12 +73,15 @@
     if (!edits || typeof edits !== "object") return;
     var forms = edits.forms || {};
     Object.keys(forms).forEach(function (id) {
-      var form = byId(id), values = forms[id];
-      if (!form || !values || typeof values !== "object") return;
+      var form = byId(id), entry = forms[id];
+      if (!form || !entry || typeof entry !== "object") return;
+      // { fields, base, typed_at }, or the fields alone (kept by an older page).
+      var values = entry.fields && typeof entry.fields === "object" ? entry.fields : entry;
       Object.keys(values).forEach(function (name) {
         if (form.elements[name]) form.elements[name].value = values[name];
       });
-      queueChange(id, values);
+      var base = entry.base && typeof entry.base === "object" ? entry.base : null;
+      queueChange(id, values, base, typeof entry.typed_at === "number" ? entry.typed_at : null);
     });
     (Array.isArray(edits.posts) ? edits.posts : []).forEach(function (p) {
       if (!p || typeof p.body !== "string" || typeof p.nonce !== "string") return;
@@ -131,7 +138,9 @@
       // Everything not acknowledged, in the order it was first sent.
       var unacked = posts.slice();
       Object.keys(pending).forEach(function (form) { unacked.push(pending[form]); });
-      unacked.sort(function (a, b) { return a.seq - b.seq; }).forEach(send);
+      unacked.sort(function (a, b) { return a.seq - b.seq; }).forEach(function (m) {
+        send(m.t === "change" ? late(m) : m);
+      });
     };
     socket.onmessage = function (event) {
       var message;
@@ -237,6 +246,8 @@
     clearTimeout(timers[form.id]);
     timers[form.id] = setTimeout(function () { flush(form); }, delay);
     showStatus(form, "", false); // an earlier "Saved" no longer describes the form
+    var note = input.name && byId(input.name + "-overtaken");
+    if (note) note.textContent = ""; // typed over: the newest value is this one
   }
 
   function flush(form) {
@@ -248,14 +259,57 @@
     send(pending[form.id]);
   }
 
-  // Numbers a change of `formId` to `values`, remembers what it sent, and keeps it until acked.
-  function queueChange(formId, values) {
+  // Numbers a change of `formId` to `values`, remembers what it sent, and keeps it until acked,
+  // with what the page knew of those fields when it was typed (`base`: the values last saved,
+  // as far as the page knows) and when (`typedAt`): both for the server's rule on late edits.
+  function queueChange(formId, values, base, typedAt) {
     seq += 1;
+    var knew = {};
     Object.keys(values).forEach(function (name) {
       (sent[name] = sent[name] || []).push({ seq: seq, value: values[name] });
+      if (Object.prototype.hasOwnProperty.call(known, name)) knew[name] = known[name];
     });
     pending[formId] = { t: "change", form: formId, seq: seq, fields: values };
+    typing[formId] = { base: base || knew, typed_at: typedAt || Date.now() };
     keepUnsaved();
+  }
+
+  // A change sent after a reconnect or by a later page: it says what the page knew when it was
+  // typed, and how long ago that was, so a field saved from elsewhere since keeps that value.
+  function late(change) {
+    var t = typing[change.form];
+    if (!t) return change;
+    return {
+      t: "change", form: change.form, seq: change.seq, fields: change.fields,
+      late: { base: t.base, typed_ago_ms: Math.max(0, Date.now() - t.typed_at) }
+    };
+  }
+
+  // A field of a late change that was saved from elsewhere after it was typed: the field shows
+  // the newer value, and a sentence next to it offers to apply this page's value anyway.
+  function showOvertaken(form, name, info, mine) {
+    var line = byId(name + "-overtaken");
+    var field = form && form.elements[name];
+    if (!line || !field || typeof mine !== "string" || !info) return;
+    field.value = info.value;
+    known[name] = info.value;
+    var when = new Date(info.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    line.textContent = "Not applied: changed on another device or tab at " + when + ". ";
+    var option = field.tagName === "SELECT" && field.querySelector('option[value="' + CSS.escape(mine) + '"]');
+    var shown = document.createElement("bdi");
+    shown.textContent = option ? option.textContent : mine;
+    var button = document.createElement("button");
+    button.type = "button";
+    button.setAttribute("data-live-apply", name);
+    button.appendChild(document.createTextNode("Apply “"));
+    button.appendChild(shown);
+    button.appendChild(document.createTextNode("” anyway"));
+    button.addEventListener("click", function () {
+      line.textContent = "";
+      field.value = mine;
+      flush(form);
+    });
+    line.appendChild(button);
   }
 
   function post(form) {
@@ -288,7 +342,15 @@
       return;
     }
     var change = pending[message.form];
-    if (change && change.seq <= message.seq) delete pending[message.form];
+    var overtaken = message.overtaken || {};
+    Object.keys(overtaken).forEach(function (name) {
+      var mine = (sent[name] || []).filter(function (s) { return s.seq === message.seq; })[0];
+      showOvertaken(form, name, overtaken[name], mine && mine.value);
+    });
+    if (change && change.seq <= message.seq) {
+      delete pending[message.form];
+      delete typing[message.form];
+    }
     keepUnsaved();
     Object.keys(sent).forEach(function (name) {
       // Keep the acknowledged value itself: its render may still be on its way.
@@ -296,6 +358,8 @@
     });
     if (refused) {
       showStatus(form, "Not saved: see the message above.", false);
+    } else if (Object.keys(overtaken).length > 0) {
+      showStatus(form, "Not all applied: see the note next to the field.", false);
     } else if (!pending[message.form] && !timers[message.form]) {
       showStatus(form, "Saved", true);
     }

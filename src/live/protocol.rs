@@ -35,6 +35,11 @@ pub enum ClientMessage {
         form: String,
         seq: u64,
         fields: HashMap<String, String>,
+        /// Sent when the change was typed while the page could not reach the server (it comes
+        /// after a reconnect, or from an earlier page of the browser): what the page knew when
+        /// it was typed, for the rule on late edits.
+        #[serde(default)]
+        late: Option<Late>,
     },
     /// A chat message. `nonce` is chosen by the page per message, so a resend after a
     /// reconnect stores it once; `seq` is numbered with the page's changes.
@@ -46,6 +51,25 @@ pub enum ClientMessage {
     },
     /// The person dismissed the notice of a new device: this page stops showing it.
     Dismiss,
+}
+
+/// What a page says of a change it sends late (see `site::LateEdit`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Late {
+    /// Each field's value on the page when the change was typed: the value last saved, as far
+    /// as the page knew.
+    pub base: HashMap<String, String>,
+    /// How long before sending it the change was typed, by the page's clock.
+    pub typed_ago_ms: u64,
+}
+
+/// A field of a late change that was not applied: it was saved as `value` from elsewhere at
+/// `at` (milliseconds since the Unix epoch), after the change was typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overtaken<'a> {
+    pub value: &'a str,
+    pub at: i64,
 }
 
 /// Messages for fields that were refused, by field name.
@@ -60,12 +84,15 @@ pub enum ServerMessage<'a> {
     /// `restart_spread_ms`, so the pages of a server do not all come back at once.
     Joined { restart_spread_ms: u64 },
     /// Change `seq` of `form` (and every earlier one) is committed. `errors` lists the fields
-    /// that were refused and kept their saved value.
+    /// that were refused and kept their saved value; `overtaken` the fields of a late change
+    /// that were saved from elsewhere after it was typed, and kept that newer value.
     Ack {
         form: &'a str,
         seq: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         errors: Option<FieldErrors<'a>>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        overtaken: BTreeMap<&'static str, Overtaken<'a>>,
     },
     /// New contents for `<body>`, and the theme for `<html data-theme>`.
     Render {
@@ -121,6 +148,8 @@ mod tests {
             r#"{"t":"join","view":"settings","csrf":"c","build":"b","page":"p","admin":true}"#,
             r#"{"t":"change","form":"settings","seq":-1,"fields":{}}"#,
             r#"{"t":"change","form":"settings","seq":1,"fields":{"username":7}}"#,
+            r#"{"t":"change","form":"settings","seq":1,"fields":{},"late":{"base":{}}}"#,
+            r#"{"t":"change","form":"settings","seq":1,"fields":{},"late":{"base":{},"typed_ago_ms":-5}}"#,
             r#"[]"#,
         ] {
             assert!(
@@ -136,6 +165,7 @@ mod tests {
             form: "settings",
             seq: 4,
             errors: None,
+            overtaken: BTreeMap::new(),
         };
         assert_eq!(ack.to_json(), r#"{"t":"ack","form":"settings","seq":4}"#);
     }

@@ -6,6 +6,7 @@
 //! the view again when its HTML changed, follows the session's other tabs through the hub, pings
 //! an idle peer, touches the row while connected, and closes politely on shutdown.
 
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -204,12 +205,18 @@ impl LiveView {
                 })
                 .await
             }
-            ClientMessage::Change { form, seq, fields } if form == SETTINGS_FORM => {
+            ClientMessage::Change {
+                form,
+                seq,
+                fields,
+                late,
+            } if form == SETTINGS_FORM => {
                 let input = SettingsInput {
                     username: fields.get("username").cloned(),
                     theme: fields.get("theme").cloned(),
                 };
-                self.on_settings_change(peer, live, seq, input).await
+                self.on_settings_change(peer, live, seq, input, late.as_ref())
+                    .await
             }
             ClientMessage::Post {
                 form,
@@ -432,8 +439,13 @@ async fn ack<S: Transport>(
     errors: Option<FieldErrors<'_>>,
 ) -> Result<(), End> {
     let errors = errors.filter(|e| !e.is_empty());
-    peer.send_json(&ServerMessage::Ack { form, seq, errors })
-        .await
+    peer.send_json(&ServerMessage::Ack {
+        form,
+        seq,
+        errors,
+        overtaken: BTreeMap::new(),
+    })
+    .await
 }
 
 fn hash(html: &str) -> u64 {

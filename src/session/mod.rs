@@ -44,8 +44,15 @@ pub const SECURE_COOKIE_NAME: &str = "__Host-livesession";
 const EXPIRE_PLAIN_COOKIE: &str = "livesession=; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=0";
 
 /// 400 days: the longest lifetime browsers keep a cookie for (longer values are capped to it).
-/// The cookie is re-issued on page loads, so an active browser never reaches the end.
+/// The cookie is re-issued on the first page load of a day after the day it was signed on
+/// ([`CookieCheck::is_due`]), so an active browser never reaches the end.
 pub const COOKIE_MAX_AGE: cookie::time::Duration = cookie::time::Duration::days(400);
+
+/// The day of `millis` (since the Unix epoch, in UTC), as a cookie's value records when it was
+/// signed.
+pub fn day_of(millis: crate::clock::Millis) -> u32 {
+    u32::try_from(millis.max(0) / 86_400_000).unwrap_or(u32::MAX)
+}
 
 /// What follows the value in every `Set-Cookie` (`Max-Age` is [`COOKIE_MAX_AGE`] in seconds).
 const COOKIE_ATTRIBUTES: &str = "; HttpOnly; SameSite=Lax; Path=/; Max-Age=34560000";
@@ -156,8 +163,9 @@ impl SigningKey {
         mac
     }
 
-    /// The session and device in a signed cookie value, if its signature is this key's.
-    fn verify_value(&self, value: &str) -> Option<Who> {
+    /// The session and device in a signed cookie value, and the day it was signed on when the
+    /// value says, if its signature is this key's.
+    fn verify_value(&self, value: &str) -> Option<(Who, Option<u32>)> {
         if !value.is_char_boundary(SIGNATURE_LEN) {
             return None;
         }
@@ -200,6 +208,35 @@ pub struct CookieCheck {
     /// The cookie had the plain name where a `Secure` cookie has the `__Host-` one: re-issue it
     /// under the new name, and expire the old.
     pub old_name: bool,
+    /// For a cookie signed with the current key, the day it was signed on ([`day_of`]); `None`
+    /// for a value of the older forms, which record no day.
+    pub signed_on: Option<u32>,
+}
+
+/// A check that found `verdict` and nothing more: no value to send back as it is, no day.
+impl From<Verdict> for CookieCheck {
+    fn from(verdict: Verdict) -> CookieCheck {
+        CookieCheck {
+            verdict,
+            current_value: None,
+            more_valid: false,
+            old_name: false,
+            signed_on: None,
+        }
+    }
+}
+
+impl CookieCheck {
+    /// Whether this cookie, given back on a page `today`, should be signed anew with today's
+    /// day: when it was signed on an earlier day (its 400 days would move by a day or more), or
+    /// says no day, or was signed with a previous key. A cookie signed today is left as the
+    /// browser has it: the page's response carries no `Set-Cookie`.
+    pub fn is_due(&self, today: u32) -> bool {
+        match (self.verdict, self.signed_on) {
+            (Verdict::Current(_), Some(day)) => today > day,
+            _ => true,
+        }
+    }
 }
 
 impl Verdict {
@@ -324,16 +361,11 @@ impl Keys {
                 return first;
             }
         }
-        CookieCheck {
-            verdict: if found {
-                Verdict::Invalid
-            } else {
-                Verdict::Missing
-            },
-            current_value: None,
-            more_valid: false,
-            old_name: false,
-        }
+        CookieCheck::from(if found {
+            Verdict::Invalid
+        } else {
+            Verdict::Missing
+        })
     }
 
     /// The cookie names read, in the order they win, each with whether it is the old one.
@@ -363,24 +395,20 @@ impl Keys {
 
     /// What one value of our cookie is, if it verifies under the current or a previous key.
     fn check_value(&self, value: &str) -> Option<CookieCheck> {
-        if let Some(id) = self.current.verify_value(value) {
+        if let Some((who, signed_on)) = self.current.verify_value(value) {
             return Some(CookieCheck {
-                verdict: Verdict::Current(id),
+                verdict: Verdict::Current(who),
                 current_value: Some(value.to_owned()),
                 more_valid: false,
                 old_name: false,
+                signed_on,
             });
         }
-        let id = self
+        let (who, _) = self
             .previous
             .iter()
             .find_map(|key| key.verify_value(value))?;
-        Some(CookieCheck {
-            verdict: Verdict::Previous(id),
-            current_value: None,
-            more_valid: false,
-            old_name: false,
-        })
+        Some(CookieCheck::from(Verdict::Previous(who)))
     }
 
     /// Short public fingerprints of the current key and of each previous one: equal for equal
@@ -399,11 +427,16 @@ impl Keys {
         )
     }
 
-    /// The `Set-Cookie` value that gives the browser `who`, signed with the current key.
+    /// The `Set-Cookie` value that gives the browser `who`, signed today with the current key.
     pub fn issue(&self, who: Who) -> HeaderValue {
+        self.issue_on(who, day_of(crate::clock::now_millis()))
+    }
+
+    /// [`Keys::issue`] as signed on `day` ([`day_of`]).
+    pub fn issue_on(&self, who: Who, day: u32) -> HeaderValue {
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.current.cookie)
-            .add((COOKIE_NAME, who.to_value()));
+            .add((COOKIE_NAME, who.to_value(day)));
         let signed = jar.get(COOKIE_NAME).expect("the cookie was just added");
         self.reissue(signed.value())
     }
@@ -517,6 +550,54 @@ mod tests {
             device: first_device(id),
         };
         assert_eq!(keys.verify(&headers), Verdict::Current(who));
+    }
+
+    /// The signed value records its day; a page view re-signs it only on a later day, and
+    /// always when it says no day or was signed with a previous key.
+    #[test]
+    fn a_cookie_is_due_to_be_signed_anew_only_on_a_day_after_its_own() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        let who = Session::fresh(Kind::default()).who();
+        let check = keys.verify_cookie(&request_with(&cookie_value(&keys.issue_on(who, 20_000))));
+        assert_eq!(check.verdict, Verdict::Current(who));
+        assert_eq!(check.signed_on, Some(20_000));
+        assert!(!check.is_due(20_000));
+        assert!(!check.is_due(19_999), "a clock set back does not re-sign");
+        assert!(check.is_due(20_001));
+
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&keys.current.cookie)
+            .add((COOKIE_NAME, format!("{}.{}", who.session, who.device)));
+        let older = jar.get(COOKIE_NAME).unwrap().value().to_owned();
+        let check = keys.verify_cookie(&request_with(&format!("{COOKIE_NAME}={older}")));
+        assert_eq!(
+            (check.verdict, check.signed_on),
+            (Verdict::Current(who), None)
+        );
+        assert!(check.is_due(0));
+
+        let rotated = Keys::new(OTHER, &[SECRET.to_vec()], false).unwrap();
+        let check =
+            rotated.verify_cookie(&request_with(&cookie_value(&keys.issue_on(who, 20_000))));
+        assert_eq!(check.verdict, Verdict::Previous(who));
+        assert!(check.is_due(20_000));
+    }
+
+    #[test]
+    fn a_day_is_only_the_digits_a_day_prints_as() {
+        let keys = Keys::new(SECRET, &[], false).unwrap();
+        let who = Session::fresh(Kind::default()).who();
+        for day in ["", "x", "-1", "+1", "01", "1234567", "1 ", "1.2", "٣"] {
+            let mut jar = CookieJar::new();
+            jar.signed_mut(&keys.current.cookie)
+                .add((COOKIE_NAME, format!("{}.{}.{day}", who.session, who.device)));
+            let forged = jar.get(COOKIE_NAME).unwrap().value().to_owned();
+            let headers = request_with(&format!("{COOKIE_NAME}={forged}"));
+            assert_eq!(keys.verify(&headers), Verdict::Invalid, "day {day:?}");
+        }
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(86_400_000 * 3 + 1), 3);
+        assert_eq!(day_of(-5), 0);
     }
 
     #[test]

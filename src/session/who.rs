@@ -19,28 +19,48 @@ pub struct Who {
 }
 
 impl Who {
-    /// The signed value: `<session>.<device>`.
-    pub(super) fn to_value(self) -> String {
-        format!("{}.{}", self.session, self.device)
+    /// The signed value: `<session>.<device>.<day>`, `day` being the day it is signed on
+    /// (days since the Unix epoch), so a page view can tell whether re-issuing it would move its
+    /// expiry.
+    pub(super) fn to_value(self, day: u32) -> String {
+        format!("{}.{}.{day}", self.session, self.device)
     }
 
-    /// A signed value: `<session>.<device>`, or a bare `<session>` of an older cookie (its
+    /// A signed value, with the day it was signed on when it says: `<session>.<device>.<day>`,
+    /// or the older forms without a day, `<session>.<device>` and a bare `<session>` (its
     /// session's first device).
-    pub(super) fn from_value(value: &str) -> Option<Who> {
-        match value.split_once('.') {
-            Some((session, device)) => Some(Who {
-                session: session.parse().ok()?,
-                device: device.parse().ok()?,
-            }),
-            None => {
-                let session = value.parse().ok()?;
-                Some(Who {
-                    session,
-                    device: first_device(session),
-                })
-            }
+    pub(super) fn from_value(value: &str) -> Option<(Who, Option<u32>)> {
+        let mut parts = value.splitn(4, '.');
+        let session = parts.next()?.parse().ok()?;
+        let Some(device) = parts.next() else {
+            let who = Who {
+                session,
+                device: first_device(session),
+            };
+            return Some((who, None));
+        };
+        let who = Who {
+            session,
+            device: device.parse().ok()?,
+        };
+        let day = match parts.next() {
+            None => None,
+            Some(day) => Some(parse_day(day)?),
+        };
+        if parts.next().is_some() {
+            return None;
         }
+        Some((who, day))
     }
+}
+
+/// A day as signed: decimal digits only, no sign and no leading zero, as `u32` prints it.
+fn parse_day(text: &str) -> Option<u32> {
+    let canonical = !text.is_empty()
+        && text.len() <= 6
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if canonical { text.parse().ok() } else { None }
 }
 
 /// The session of the current request, as handlers see it.

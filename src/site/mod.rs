@@ -16,6 +16,7 @@
 //! - `account`: what a browser does with its own session: forget it, sign out everywhere else,
 //!   download its data; and the one way a session id stops working.
 //! - `linking`: one-time codes for another device.
+//! - `cookie`: which session a request's cookie names, and when it is refused.
 //! - `cluster`: what another instance's notification does here.
 //! - `ended`: on a shared database, whether a cookie this instance accepts was signed out or
 //!   forgotten on another one a moment ago, before its notification came.
@@ -25,10 +26,12 @@ mod account;
 mod chat;
 mod client;
 mod cluster;
+mod cookie;
 mod devices;
 mod disk;
 mod ended;
 mod forgotten;
+mod late;
 mod limits;
 mod linking;
 pub mod presence;
@@ -38,7 +41,6 @@ mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +51,7 @@ pub use account::{
 pub use chat::{ChatLimits, ChatPage, Missed, PostError};
 pub use client::ClientAddr;
 pub use devices::{DeviceChange, DeviceList};
+pub use late::{LateEdit, Overtaken};
 pub use limits::Whose;
 pub use linking::Found;
 pub use linking::{ATTEMPTS_PER_ADDRESS, CODES_PER_ADDRESS, CODES_PER_SESSION, LOOKS_PER_CODE};
@@ -63,7 +66,7 @@ use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::origin::Origins;
 use crate::retention::{Pruned, Retention};
-use crate::session::{CookieCheck, Keys, Session, SessionId, Verdict};
+use crate::session::{Keys, Session, SessionId};
 use crate::store::Store;
 use crate::views::{PageCache, QrCache};
 use account::ExportLimiters;
@@ -312,66 +315,6 @@ impl Site {
     /// write times read now.
     pub fn metrics_text(&self, live_sockets: usize) -> String {
         metrics().encode(live_sockets, self.0.store.write_times())
-    }
-
-    /// The session a request's cookie names, with forgotten sessions treated as invalid, and
-    /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]). Of
-    /// several valid session cookies, the first whose session has saved settings wins (else the
-    /// first): a stray cookie never hides a browser's data. On a database other instances share,
-    /// a cookie accepted here is checked against the database too, so one signed out or
-    /// forgotten on another instance a moment ago is refused (see [`ended`]); on SQLite one
-    /// cookie costs no lookup.
-    pub async fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
-        let check = self.choose_cookie(headers).await;
-        match check.verdict.who() {
-            Some(who) if self.0.store.is_shared() => {
-                self.check_not_ended(who).await;
-                self.unless_forgotten(check)
-            }
-            _ => check,
-        }
-    }
-
-    /// The cookie [`Site::verify_session`] goes by, as this instance's memory judges it.
-    async fn choose_cookie(&self, headers: &HeaderMap) -> CookieCheck {
-        let check = self.0.keys.verify_cookie(headers);
-        if !check.more_valid {
-            return self.unless_forgotten(check);
-        }
-        let candidates: Vec<CookieCheck> = self
-            .0
-            .keys
-            .valid_cookies(headers)
-            .into_iter()
-            .map(|check| self.unless_forgotten(check))
-            .filter(|check| check.verdict.id().is_some())
-            .collect();
-        for candidate in &candidates {
-            if let Some(id) = candidate.verdict.id()
-                && let Ok(Some(_)) = self.0.store.load(id).await
-            {
-                return candidate.clone();
-            }
-        }
-        candidates
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| self.unless_forgotten(check))
-    }
-
-    /// `check`, or an invalid cookie when it names a forgotten session or a signed out device.
-    fn unless_forgotten(&self, check: CookieCheck) -> CookieCheck {
-        match check.verdict.who() {
-            Some(who) if self.is_forgotten(who.session) || self.is_signed_out(who.device) => {
-                CookieCheck {
-                    verdict: Verdict::Invalid,
-                    current_value: None,
-                    more_valid: false,
-                    old_name: false,
-                }
-            }
-            _ => check,
-        }
     }
 
     /// True when session `id` was forgotten (here or on another instance): its cookie is

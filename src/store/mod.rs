@@ -251,6 +251,12 @@ impl Store {
         self.checked.remove(ids);
     }
 
+    /// When session `id`'s settings were last written (by any field), if it has a row: the
+    /// rule for late offline edits compares it with when the edit was typed.
+    pub async fn updated_at(&self, id: SessionId) -> Result<Option<Millis>, StoreError> {
+        on_backend!(self, s => s.updated_at(id).await)
+    }
+
     /// Applies `change` to session `id`'s row, creating the row if needed, in one transaction,
     /// and marks it used at `now`. Returns the row as committed ([`Saved::Applied`]), or
     /// [`Saved::Forgotten`] when the session was forgotten: its id is never written again.

@@ -63,6 +63,7 @@ fn form(screen: &Screen<'_>) -> Markup {
                 p.hint #username-hint { "Up to " (USERNAME_MAX_CHARS) " characters. Leave it empty to stay anonymous." }
                 p.error #username-error role="alert" { @if let Some(e) = username_error { (e) } }
                 p.remote #username-remote data-live-client role="status" {}
+                p.remote #username-overtaken data-live-client role="status" {}
             }
             div.field {
                 label for="theme" { "Theme" }
@@ -74,6 +75,7 @@ fn form(screen: &Screen<'_>) -> Markup {
                 }
                 p.error #theme-error role="alert" { @if let Some(e) = theme_error { (e) } }
                 p.remote #theme-remote data-live-client role="status" {}
+                p.remote #theme-overtaken data-live-client role="status" {}
             }
             div.actions {
                 button type="submit" { "Save" }

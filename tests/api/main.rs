@@ -23,6 +23,7 @@ mod files;
 mod hostile;
 mod https;
 mod ipv6;
+mod late_edits;
 mod link_origin;
 mod live;
 mod logs;

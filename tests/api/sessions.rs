@@ -30,11 +30,16 @@ async fn a_first_visit_gets_a_long_lived_http_only_lax_cookie() {
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
     assert!(!cookie.contains("Secure"), "{cookie}");
-    // The signed value carries the session's UUID v4 and this browser's device, another UUID
-    // v4, after the 44-character signature: `<session>.<device>`.
+    // The signed value carries the session's UUID v4, this browser's device (another UUID v4)
+    // and the day it was signed on, after the 44-character signature: `<session>.<device>.<day>`.
     let value = attributes[0].trim_start_matches("livesession=");
-    let (id, device) = value[44..].split_once('.').expect("a session and a device");
+    let (id, device, day) = signed_parts(value);
     assert_eq!((id.len(), device.len()), (36, 36), "{value}");
+    let today = livesession::session::day_of(livesession::clock::now_millis());
+    assert!(
+        day.abs_diff(today) <= 1,
+        "signed on day {day}, today is {today}"
+    );
     assert_eq!(&id[14..15], "4", "not a version 4 UUID: {id}");
     assert_eq!(&device[14..15], "4", "not a version 4 UUID: {device}");
     assert_ne!(id, device, "a new browser's device has an id of its own");
@@ -121,16 +126,79 @@ async fn a_cookie_of_the_plain_name_moves_to_the_host_name_keeping_its_session()
     app.stop().await;
 }
 
+/// The session, the device and the day of a signed cookie value (after its signature).
+fn signed_parts(value: &str) -> (&str, &str, u32) {
+    let mut parts = value[44..].split('.');
+    let (Some(id), Some(device), Some(day), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        panic!("not <session>.<device>.<day>: {value}");
+    };
+    (id, device, day.parse().expect("a day"))
+}
+
+/// `name=value` of a `Set-Cookie` header.
+fn pair(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().unwrap()
+}
+
+/// The cookie's 400 days slide without a signature on every page: a page on the day the cookie
+/// was signed sends no cookie at all; the first page of a later day gets the same session and
+/// device signed anew, with that day and the full lifetime. A cookie of the older forms, which
+/// say no day, is signed anew on its first page, and keeps its session.
 #[tokio::test]
-async fn every_page_view_re_issues_the_same_session_so_it_slides() {
-    let app = TestApp::spawn(&[]).await;
+async fn a_cookie_is_signed_anew_on_the_first_page_of_a_later_day_and_left_alone_the_same_day() {
+    use livesession::session::{DeviceId, Keys, SessionId, Who};
+    let app = TestApp::spawn(&["--secret-key", SECRET_A]).await;
     let mut browser = app.browser();
-    browser.get("/settings").await;
+    let saved = browser.save_settings("Ada", "dark").await;
+    assert!(saved.status().is_redirection(), "{}", saved.status());
     let first = browser.cookie.clone().unwrap();
-    let again = browser.get("/").await;
-    let reissued = set_cookie(&again);
-    assert!(reissued.starts_with(&first), "{reissued} is not {first}");
-    assert!(reissued.contains("Max-Age=34560000"));
+    let (id, device, day) = signed_parts(first.trim_start_matches("livesession="));
+    let who = Who {
+        session: id.parse::<SessionId>().unwrap(),
+        device: device.parse::<DeviceId>().unwrap(),
+    };
+
+    for path in ["/settings", "/", "/settings"] {
+        let again = browser.get(path).await;
+        assert_eq!(again.status(), StatusCode::OK);
+        assert!(
+            again.headers().get(SET_COOKIE).is_none(),
+            "a page the same day re-sent the cookie: {:?}",
+            again.headers().get(SET_COOKIE)
+        );
+    }
+
+    let keys = Keys::new(SECRET_A.as_bytes(), &[], false).unwrap();
+    let yesterday = keys.issue_on(who, day - 1);
+    let a_year_ago = keys.issue_on(who, day - 365);
+    let older_form = {
+        let key = cookie::Key::derive_from(SECRET_A.as_bytes());
+        let mut jar = cookie::CookieJar::new();
+        jar.signed_mut(&key)
+            .add(("livesession", format!("{id}.{device}")));
+        format!("livesession={}", jar.get("livesession").unwrap().value())
+    };
+    for old in [
+        pair(yesterday.to_str().unwrap()).to_owned(),
+        pair(a_year_ago.to_str().unwrap()).to_owned(),
+        older_form,
+    ] {
+        let mut returning = app.browser();
+        returning.cookie = Some(old.clone());
+        let page = returning.get("/settings").await;
+        let renewed = set_cookie(&page);
+        assert_eq!(username_field(&page.text().await.unwrap()), "Ada", "{old}");
+        assert!(renewed.contains("Max-Age=34560000"), "{renewed}");
+        let (renewed_id, renewed_device, renewed_day) =
+            signed_parts(pair(&renewed).trim_start_matches("livesession="));
+        assert_eq!((renewed_id, renewed_device), (id, device), "{renewed}");
+        assert!(renewed_day >= day, "{renewed} is not signed today");
+        // Signed anew once: the next page that day leaves it alone.
+        let next = returning.get("/settings").await;
+        assert!(next.headers().get(SET_COOKIE).is_none(), "{old}");
+    }
     app.stop().await;
 }
 
@@ -331,10 +399,11 @@ async fn another_apps_cookie_with_bytes_that_are_not_ascii_does_not_hide_the_ses
     ] {
         let response = settings_with_cookie_bytes(&app, header.as_bytes()).await;
         assert_eq!(response.status(), StatusCode::OK);
-        let reissued = set_cookie(&response);
+        // A replaced session would come with a cookie of its own; ours, signed today, is left.
         assert!(
-            reissued.starts_with(&ours),
-            "{header:?}: the session was replaced by {reissued}"
+            response.headers().get(SET_COOKIE).is_none(),
+            "{header:?}: the session was replaced by {:?}",
+            response.headers().get(SET_COOKIE)
         );
         let page = response.text().await.unwrap();
         assert_eq!(username_field(&page), "ada", "{header:?}");
@@ -356,7 +425,7 @@ async fn of_two_session_cookies_the_one_whose_session_saved_something_wins() {
         format!("{with_data}; {empty}"),
     ] {
         let response = settings_with_cookie_bytes(&app, header.as_bytes()).await;
-        assert!(set_cookie(&response).starts_with(&with_data), "{header}");
+        assert!(response.headers().get(SET_COOKIE).is_none(), "{header}");
         let page = response.text().await.unwrap();
         assert_eq!(username_field(&page), "ada", "{header}");
     }

@@ -1,11 +1,14 @@
 //! The settings view of a socket: a change of the form, saved and acknowledged after its commit.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use super::{LiveView, SETTINGS_FORM, ack, reload_forgotten};
 use crate::live::Live;
 use crate::live::peer::{End, Peer, Transport};
-use crate::live::protocol::{FieldErrors, ServerMessage};
+use crate::live::protocol::{FieldErrors, Late, Overtaken, ServerMessage};
 use crate::settings::{SettingsErrors, SettingsInput};
-use crate::site::{SaveOutcome, Via};
+use crate::site::{LateEdit, SaveOutcome, Via};
 
 impl LiveView {
     pub(super) async fn on_settings_change<S: Transport>(
@@ -13,8 +16,28 @@ impl LiveView {
         peer: &mut Peer<S>,
         live: &Live,
         seq: u64,
-        input: SettingsInput,
+        mut input: SettingsInput,
+        late: Option<&Late>,
     ) -> Result<(), End> {
+        // A change typed while the page was offline: the fields saved from elsewhere since it
+        // was typed keep that newer value (`site::late`).
+        let held_back = match late {
+            Some(late) => {
+                let edit = LateEdit {
+                    base: &late.base,
+                    typed_ago: Duration::from_millis(late.typed_ago_ms),
+                };
+                match live
+                    .site
+                    .hold_back_overtaken(self.id, &mut input, edit)
+                    .await
+                {
+                    Ok(held_back) => held_back,
+                    Err(e) => return Err(peer.store_failed("saving settings", &e).await),
+                }
+            }
+            None => Vec::new(),
+        };
         let via = Via::Page {
             page: &self.page,
             form: SETTINGS_FORM,
@@ -52,10 +75,18 @@ impl LiveView {
         let refused = refused_fields(&self.errors);
         // The ack and the render it brings go out in one write.
         let errors = (!refused.is_empty()).then_some(refused);
+        let overtaken = held_back
+            .iter()
+            .map(|o| {
+                let (value, at) = (o.value.as_str(), o.at);
+                (o.field, Overtaken { value, at })
+            })
+            .collect::<BTreeMap<_, _>>();
         peer.queue_json(&ServerMessage::Ack {
             form: SETTINGS_FORM,
             seq,
             errors,
+            overtaken,
         })
         .await?;
         self.render_if_changed(peer, live).await?;

@@ -220,6 +220,17 @@ impl PostgresStore {
         .await
     }
 
+    pub(super) async fn updated_at(&self, id: SessionId) -> Result<Option<Millis>, StoreError> {
+        self.retry(|client| async move {
+            let statement = client
+                .prepare_cached("SELECT updated_at FROM settings WHERE session_id = $1")
+                .await?;
+            let row = client.query_opt(&statement, &[&id.as_uuid()]).await?;
+            Ok(row.map(|row| row.try_get(0)).transpose()?)
+        })
+        .await
+    }
+
     pub(super) async fn save(
         &self,
         id: SessionId,

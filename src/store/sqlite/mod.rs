@@ -129,6 +129,15 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn updated_at(&self, id: SessionId) -> Result<Option<Millis>, StoreError> {
+        self.run(move |conn| {
+            conn.prepare_cached("SELECT updated_at FROM settings WHERE session_id = ?1")?
+                .query_row([id.to_key()], |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
     pub(super) async fn save(
         &self,
         id: SessionId,

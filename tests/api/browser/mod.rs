@@ -2,6 +2,7 @@
 
 mod harness;
 mod https;
+mod offline;
 
 use std::time::Duration;
 
@@ -17,6 +18,22 @@ async fn static_settings(app_addr: std::net::SocketAddr, cookie: String) -> Stri
 }
 
 const CONNECTED: &str = "return document.documentElement.classList.contains('live-connected')";
+
+/// Stops `app`, and once the page shows it is offline types `name` into the username field and
+/// leaves the field, so the change is flushed (and kept) at once.
+async fn type_a_name_while_the_server_is_down(chrome: &Chrome, app: TestApp, name: &str) {
+    app.stop().await;
+    chrome
+        .until(
+            "the page shows it is offline",
+            "return document.documentElement.classList.contains('live-disconnected')",
+        )
+        .await;
+    chrome.type_into("#username", name).await;
+    chrome
+        .js("document.getElementById('username').blur(); return true;")
+        .await;
+}
 
 /// The settings form's status says its change is saved.
 const SAVED: &str = "return document.getElementById('settings-status').textContent === 'Saved'";
@@ -186,17 +203,7 @@ async fn an_edit_typed_while_the_server_is_down_survives_leaving_the_page_and_is
         ""
     );
 
-    app.stop().await;
-    chrome
-        .until(
-            "the page shows it is offline",
-            "return document.documentElement.classList.contains('live-disconnected')",
-        )
-        .await;
-    chrome.type_into("#username", "typed while down").await;
-    chrome
-        .js("document.getElementById('username').blur(); return true;")
-        .await;
+    type_a_name_while_the_server_is_down(&chrome, app, "typed while down").await;
     assert_eq!(
         chrome
             .js("return document.getElementById('unsaved').textContent")
