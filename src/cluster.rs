@@ -7,9 +7,10 @@
 //!
 //! When the listening connection drops, notifications sent meanwhile are lost; on reconnecting
 //! (and once at startup, for what happened between reading its state and listening), the
-//! instance catches up from the tables: it re-reads the forgotten sessions, and tells every
-//! live socket to re-read its settings and every chat page to fetch what follows its newest
-//! message. Both are reads by id and version, so nothing is missed and nothing is shown twice.
+//! instance catches up from the tables: it re-reads the forgotten sessions, the devices signed
+//! out and the live one-time codes, and tells every live socket to re-read its settings and
+//! every chat page to fetch what follows its newest message. Both are reads by id and version,
+//! so nothing is missed and nothing is shown twice.
 //!
 //! Presence is shared through the database too: each instance writes who has the chat open on it
 //! when that changes and at every `--presence-heartbeat`, and reads the others' when one of them

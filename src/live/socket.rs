@@ -304,13 +304,14 @@ impl LiveView {
         let newest = messages.last().map_or(0, |m| m.id);
         let roster = live.site.roster();
         // A live code shows without itself (only the page that made it has the code).
-        let link_card = (self.view == View::Settings)
-            .then(|| live.site.link_expires(self.id))
-            .flatten()
-            .map(|expires_at| LinkCard {
-                fresh: None,
-                minutes_left: minutes_left(expires_at),
-            });
+        let link = match self.view {
+            View::Settings => live.site.live_link(self.id).await?,
+            View::Chat => None,
+        };
+        let link_card = link.map(|expires_at| LinkCard {
+            fresh: None,
+            minutes_left: minutes_left(expires_at),
+        });
         let presence = roster.list_with(self.id, &self.saved.username);
         let now = now_millis();
         let devices = match self.view {

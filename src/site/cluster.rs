@@ -77,6 +77,12 @@ impl Site {
                     }
                     Err(e) => tracing::error!(error = %e, "cannot re-read the forgotten sessions"),
                 }
+                // Codes made, used or cancelled elsewhere meanwhile: settings pages show them
+                // from now on as the database has them.
+                match self.0.store.live_links(crate::clock::now_millis()).await {
+                    Ok(live) => self.0.linking.record_all(live),
+                    Err(e) => tracing::error!(error = %e, "cannot re-read the live link codes"),
+                }
                 hub.publish_all(SessionEvent::Reread);
                 self.0.room.wake();
                 others_changed.notify_one();

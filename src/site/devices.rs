@@ -248,7 +248,7 @@ impl Site {
 
     /// From now on this instance refuses device `device`'s cookie. (A page that missed the
     /// event, its subscription having lagged, finds it so when it reads again.)
-    fn refuse_device(&self, device: DeviceId, at: Millis) {
+    pub(super) fn refuse_device(&self, device: DeviceId, at: Millis) {
         self.0.signed_out.insert(device, at);
         self.0.seen.forget(device);
     }

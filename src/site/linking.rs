@@ -124,6 +124,28 @@ impl Linking {
         self.live_count.store(live.len(), Ordering::Relaxed);
     }
 
+    /// Replaces everything recorded by `live`, every live code the database has: after this
+    /// instance missed notices (its listening connection dropped), what it remembered may be
+    /// wrong both ways.
+    pub fn record_all(&self, live: Vec<(SessionId, Millis)>) {
+        let mut remembered = self.live.lock();
+        *remembered = live.into_iter().collect();
+        self.live_count.store(remembered.len(), Ordering::Relaxed);
+    }
+
+    /// Records `now` in place of `was` for `session`'s code, unless something else was recorded
+    /// meanwhile (a notice heard while the database was asked is newer than its answer).
+    fn correct(&self, session: SessionId, was: Millis, now: Option<Millis>) {
+        let mut live = self.live.lock();
+        if live.get(&session) == Some(&was) {
+            match now {
+                Some(at) => live.insert(session, at),
+                None => live.remove(&session),
+            };
+        }
+        self.live_count.store(live.len(), Ordering::Relaxed);
+    }
+
     /// Takes a lookup from the address's allowance.
     fn attempt(&self, from: IpAddr) -> Result<(), Limited> {
         self.tried_per_address
@@ -180,10 +202,32 @@ fn found(state: CodeState) -> Found<SessionId> {
 }
 
 impl Site {
-    /// When `session`'s live code (made here, or heard of) expires, for its settings pages;
-    /// `None` for most, without taking a lock while no code is live.
+    /// When `session`'s live code (made here, or heard of) expires, as this instance remembers
+    /// it; `None` for most, without taking a lock while no code is live. What a page shows goes
+    /// by [`Site::live_link`].
     pub fn link_expires(&self, session: SessionId) -> Option<Millis> {
         self.0.linking.expires(session)
+    }
+
+    /// When `session`'s live code expires, for a settings page about to show it (static or
+    /// live). Without a code in memory the answer is `None`, without a query: the usual case.
+    /// With one, on a database other instances share, the database is asked too: the code may
+    /// have been used or cancelled on another instance a moment ago, before its notice came, and
+    /// a page must not offer a spent code beside the device it added. The answer corrects
+    /// memory. (A code made on another instance is shown by the page its maker is sent to, which
+    /// reads it from the database: [`Site::owns_live_link`].)
+    pub async fn live_link(&self, session: SessionId) -> Result<Option<Millis>, StoreError> {
+        let Some(remembered) = self.0.linking.expires(session) else {
+            return Ok(None);
+        };
+        if !self.0.store.is_shared() {
+            return Ok(Some(remembered));
+        }
+        let live = self.0.store.active_link(session, now_millis()).await?;
+        if live != Some(remembered) {
+            self.0.linking.correct(session, remembered, live);
+        }
+        Ok(live)
     }
 
     /// Makes a code for `session` (asked `from` an address); the code and when it expires.
@@ -213,14 +257,27 @@ impl Site {
         Ok((code, expires_at))
     }
 
-    /// Whether `code` is `session`'s own, and live (to show it on its settings page again).
+    /// When `code` expires, if it is `session`'s own and live (to show it on its settings page
+    /// again). Read from the database, so a code made on another instance a moment ago is shown
+    /// too; this instance remembers it from then on, as if it had heard its notice.
     pub async fn owns_live_link(
         &self,
         session: SessionId,
         code: &Code,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Millis>, StoreError> {
         let state = self.0.store.link_state(code.hash(), now_millis()).await?;
-        Ok(matches!(state, CodeState::Active { session: owner, .. } if owner == session))
+        match state {
+            CodeState::Active {
+                session: owner,
+                expires_at,
+            } if owner == session => {
+                if self.0.linking.expires(session) != Some(expires_at) {
+                    self.0.linking.record(session, Some(expires_at));
+                }
+                Ok(Some(expires_at))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Cancels `session`'s live code.

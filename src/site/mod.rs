@@ -16,15 +16,20 @@
 //! - `account`: what a browser does with its own session: forget it, sign out everywhere else,
 //!   download its data; and the one way a session id stops working.
 //! - `linking`: one-time codes for another device.
+//! - `cookie`: which session a request's cookie names, and when it is refused.
 //! - `cluster`: what another instance's notification does here.
+//! - `ended`: on a shared database, whether a cookie this instance accepts was signed out or
+//!   forgotten on another one a moment ago, before its notification came.
 //! - [`room`], [`presence`], `forgotten`, `limits`, `client`: the runtime state behind them.
 
 mod account;
 mod chat;
 mod client;
 mod cluster;
+mod cookie;
 mod devices;
 mod disk;
+mod ended;
 mod forgotten;
 mod late;
 mod limits;
@@ -36,7 +41,6 @@ mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderMap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +66,7 @@ use crate::hub::Hub;
 use crate::metrics::metrics;
 use crate::origin::Origins;
 use crate::retention::{Pruned, Retention};
-use crate::session::{CookieCheck, Keys, Session, SessionId, Verdict};
+use crate::session::{Keys, Session, SessionId};
 use crate::store::Store;
 use crate::views::{PageCache, QrCache};
 use account::ExportLimiters;
@@ -118,6 +122,8 @@ struct Parts {
     forgotten: Forgotten,
     /// Devices signed out, refused from now on.
     signed_out: SignedOut,
+    /// Asks the database whether an accepted cookie was ended on another instance meanwhile.
+    ended: ended::EndedCheck,
     /// When this instance last wrote each device's activity.
     seen: devices::Seen,
     /// How often each browser may sign out every other device.
@@ -244,6 +250,7 @@ impl Site {
             chat_limits: ChatLimiters::new(chat_limits),
             forgotten,
             signed_out,
+            ended: ended::EndedCheck::default(),
             seen: devices::Seen::default(),
             sign_out_limit: RateLimiter::new(SIGN_OUT_LIMIT),
             max_devices,
@@ -308,53 +315,6 @@ impl Site {
     /// write times read now.
     pub fn metrics_text(&self, live_sockets: usize) -> String {
         metrics().encode(live_sockets, self.0.store.write_times())
-    }
-
-    /// The session a request's cookie names, with forgotten sessions treated as invalid, and
-    /// the cookie's value when it can be re-issued as it is (see [`Keys::verify_cookie`]). Of
-    /// several valid session cookies, the first whose session has saved settings wins (else the
-    /// first): a stray cookie never hides a browser's data. One cookie costs no lookup.
-    pub async fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
-        if let Some(check) = self.verify_session_at_once(headers) {
-            return check;
-        }
-        let check = self.0.keys.verify_cookie(headers);
-        let candidates: Vec<CookieCheck> = self
-            .0
-            .keys
-            .valid_cookies(headers)
-            .into_iter()
-            .map(|check| self.unless_forgotten(check))
-            .filter(|check| check.verdict.id().is_some())
-            .collect();
-        for candidate in &candidates {
-            if let Some(id) = candidate.verdict.id()
-                && let Ok(Some(_)) = self.0.store.load(id).await
-            {
-                return candidate.clone();
-            }
-        }
-        candidates
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| self.unless_forgotten(check))
-    }
-
-    /// [`Site::verify_session`] when it needs no lookup, which is for every request but one
-    /// with several valid session cookies (then `None`).
-    pub fn verify_session_at_once(&self, headers: &HeaderMap) -> Option<CookieCheck> {
-        let check = self.0.keys.verify_cookie(headers);
-        (!check.more_valid).then(|| self.unless_forgotten(check))
-    }
-
-    /// `check`, or an invalid cookie when it names a forgotten session or a signed out device.
-    fn unless_forgotten(&self, check: CookieCheck) -> CookieCheck {
-        match check.verdict.who() {
-            Some(who) if self.is_forgotten(who.session) || self.is_signed_out(who.device) => {
-                CookieCheck::from(Verdict::Invalid)
-            }
-            _ => check,
-        }
     }
 
     /// True when session `id` was forgotten (here or on another instance): its cookie is

@@ -44,10 +44,33 @@ impl Site {
     /// When a touch is due, what is shown is what the touch returned: a row pruned between the
     /// lookup and the touch is shown as gone, never as data that no longer exists.
     pub async fn settings_for(&self, session: Session) -> Result<(Settings, i64), StoreError> {
+        self.read_settings(session, false).await
+    }
+
+    /// [`Site::settings_for`], for an HTTP request that [`Site::verify_session`] checked just
+    /// now: on a shared database that check read the session's row in the same round trip, and
+    /// the page takes it (see `Store::load_checked`). Not for a live socket, whose reads come
+    /// long after its upgrade was checked.
+    pub async fn settings_for_request(
+        &self,
+        session: Session,
+    ) -> Result<(Settings, i64), StoreError> {
+        self.read_settings(session, true).await
+    }
+
+    async fn read_settings(
+        &self,
+        session: Session,
+        checked: bool,
+    ) -> Result<(Settings, i64), StoreError> {
         if session.is_new {
             return Ok((Settings::default(), 0));
         }
-        let Some(mut stored) = self.0.store.load(session.id).await? else {
+        let stored = match checked {
+            true => self.0.store.load_checked(session.id).await?,
+            false => self.0.store.load(session.id).await?,
+        };
+        let Some(mut stored) = stored else {
             return Ok((Settings::default(), 0));
         };
         let now = now_millis();

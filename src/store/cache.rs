@@ -77,6 +77,26 @@ impl Cache {
         inner.rows.insert(id, entry);
     }
 
+    /// A ticket for a read of the database that starts now.
+    pub(super) fn ticket(&self) -> Ticket {
+        Ticket(self.inner.lock().epoch)
+    }
+
+    /// Takes the entry of `id` out, if there is one: for a cache whose entries are each read
+    /// once (`Store::load_checked`).
+    pub(super) fn take(&self, id: SessionId) -> Option<Entry> {
+        self.inner.lock().rows.remove(&id)
+    }
+
+    /// Drops the entries of `ids` without counting it as a write: before a read that will fill
+    /// them again, so none older than that read is left when its fill is dropped.
+    pub(super) fn discard(&self, ids: impl IntoIterator<Item = SessionId>) {
+        let mut inner = self.inner.lock();
+        for id in ids {
+            inner.rows.remove(&id);
+        }
+    }
+
     /// Forgets `ids`: called after a write that changed them is committed, before it is answered.
     pub(super) fn remove(&self, ids: impl IntoIterator<Item = SessionId>) {
         let mut inner = self.inner.lock();
@@ -111,6 +131,27 @@ mod tests {
         assert_eq!(cache.get(id).unwrap(), Some(StoredSettings::default()));
         cache.remove([id]);
         assert!(cache.get(id).is_err());
+    }
+
+    #[test]
+    fn a_checked_row_is_taken_once_and_a_discard_leaves_fills_alone() {
+        let cache = Cache::new(10);
+        let (id, other) = (SessionId::generate(), SessionId::generate());
+        cache.discard([id]);
+        let ticket = cache.ticket();
+        // Discarding another id is not a write: the fill still lands.
+        cache.discard([other]);
+        cache.fill(id, Some(StoredSettings::default()), ticket);
+        assert_eq!(cache.take(id), Some(Some(StoredSettings::default())));
+        assert_eq!(cache.take(id), None, "taken once");
+        let ticket = cache.ticket();
+        cache.remove([other]);
+        cache.fill(id, None, ticket);
+        assert_eq!(
+            cache.take(id),
+            None,
+            "a write came between the read and the fill"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{Backend, Store, StoreError};
 use crate::clock::Millis;
 use crate::device::{Added, Device};
 use crate::lock::Mutex;
-use crate::session::{DeviceId, SessionId};
+use crate::session::{DeviceId, SessionId, Who};
 
 /// Device lists kept in memory, at most.
 const CACHED_LISTS: usize = 100_000;
@@ -55,7 +55,45 @@ pub enum AddedDevice {
     Full,
 }
 
+/// What [`Store::ended`] found of the cookies it was asked about: the devices among them that
+/// were signed out, and the sessions that were forgotten, each with when.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// Signed out devices, and when each was.
+    pub devices: Vec<(DeviceId, Millis)>,
+    /// Forgotten sessions, and when each was.
+    pub sessions: Vec<(SessionId, Millis)>,
+}
+
 impl Store {
+    /// True when other instances may write this database too (PostgreSQL): what this process
+    /// remembers of it can then lag behind their commits by as long as a notification takes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Which of the cookies `asked` (sessions and their devices) were ended in the database: a
+    /// device signed out, a session forgotten, on whichever instance. The same round trip reads
+    /// each session's settings row, kept for its request's page to take once
+    /// ([`Store::load_checked`]): the check costs a page view no query of its own. On a store
+    /// only this process writes (SQLite) it asks nothing and finds nothing: every sign-out and
+    /// every "forget me" was made here, and this process's memory of them is exact.
+    pub async fn ended(&self, asked: &[Who]) -> Result<Ended, StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(Ended::default());
+        };
+        // No row older than this read may be left for a page to take, even when its fill is
+        // dropped below.
+        self.checked.discard(asked.iter().map(|who| who.session));
+        let ticket = self.checked.ticket();
+        let (ended, rows) = p.ended(asked).await?;
+        for (session, row) in rows {
+            // Dropped when any write came meanwhile: the page then reads the row itself.
+            self.checked.fill(session, row, ticket);
+        }
+        Ok(ended)
+    }
+
     /// The devices of `session`, first added first.
     pub async fn devices(&self, session: SessionId) -> Result<Arc<[Device]>, StoreError> {
         let cache = &self.devices;

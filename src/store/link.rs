@@ -32,6 +32,12 @@ impl Store {
         on_backend!(self, s => s.active_link(session, now).await)
     }
 
+    /// Every session with a live link code at `now`, and when its code expires (a session's
+    /// newest, should it have several).
+    pub async fn live_links(&self, now: Millis) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        on_backend!(self, s => s.live_links(now).await)
+    }
+
     /// Cancels `session`'s live link code; returns how many there were.
     pub async fn cancel_links(&self, session: SessionId, now: Millis) -> Result<usize, StoreError> {
         self.timed(async { on_backend!(self, s => s.cancel_links(session, now).await) })

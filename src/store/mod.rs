@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use cache::Cache;
 
-pub use device::AddedDevice;
+pub use device::{AddedDevice, Ended};
 pub use error::{StoreError, Unavailable};
 pub use latency::{WRITE_BUCKETS, WriteTimes, WriteTimesSnapshot};
 pub use postgres::PostgresTarget;
@@ -63,12 +63,19 @@ enum Order {
 /// Settings rows kept in memory, at most.
 const CACHE_ROWS: usize = 100_000;
 
+/// Rows read by cookie checks and not yet taken by their pages, at most.
+const CHECKED_ROWS: usize = 10_000;
+
 /// The store. Cheap to clone: every clone shares one pool, one writer, one cache and one
 /// histogram of write times.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
     cache: Arc<Cache>,
+    /// On a shared database (where `cache` keeps nothing), the rows read by the cookie check of
+    /// requests under way, each for its request's page to take once ([`Store::ended`],
+    /// [`Store::load_checked`]); every write drops its rows here as it does from `cache`.
+    checked: Arc<Cache>,
     /// The device lists, cached like the rows (SQLite only).
     devices: Arc<device::DeviceCache>,
     writes: Arc<WriteTimes>,
@@ -110,6 +117,11 @@ impl Store {
         Store {
             backend,
             cache: Arc::new(cache),
+            checked: Arc::new(if shared {
+                Cache::new(CHECKED_ROWS)
+            } else {
+                Cache::disabled()
+            }),
             devices: Arc::new(device::DeviceCache::new(!shared)),
             writes: Arc::default(),
             keep_messages: usize::MAX,
@@ -153,7 +165,8 @@ impl Store {
     ///
     /// There is no read cache on this backend: another instance's write would make a cached row
     /// stale until its notification arrived, and a page must never show a value older than an
-    /// acknowledged write.
+    /// acknowledged write. (A row read by a request's cookie check is kept only for that
+    /// request's page: [`Store::load_checked`].)
     pub async fn open_postgres(url: &str, options: StoreOptions) -> anyhow::Result<Store> {
         let target = PostgresTarget::new(url, None).map_err(anyhow::Error::msg)?;
         Store::open_postgres_at(&target, options).await
@@ -219,6 +232,25 @@ impl Store {
         Ok(entry)
     }
 
+    /// The row of session `id` for the page of a request whose cookie was just checked
+    /// ([`Store::ended`]): the row that check read, taken once, when no write of the session came
+    /// since; else read as [`Store::load`] reads it. That check started after the request
+    /// arrived, so its row holds every write acknowledged before the request was sent, and the
+    /// page costs no second round trip. Only for a request that was checked: anything else
+    /// reads with [`Store::load`].
+    pub async fn load_checked(&self, id: SessionId) -> Result<Option<StoredSettings>, StoreError> {
+        match self.checked.take(id) {
+            Some(entry) => Ok(entry),
+            None => self.load(id).await,
+        }
+    }
+
+    /// After a write of the rows `ids` committed: neither cache keeps them.
+    fn wrote_rows(&self, ids: impl IntoIterator<Item = SessionId> + Clone) {
+        self.cache.remove(ids.clone());
+        self.checked.remove(ids);
+    }
+
     /// When session `id`'s settings were last written (by any field), if it has a row: the
     /// rule for late offline edits compares it with when the edit was typed.
     pub async fn updated_at(&self, id: SessionId) -> Result<Option<Millis>, StoreError> {
@@ -259,7 +291,7 @@ impl Store {
         let saved = self
             .timed(async { on_backend!(self, s => s.save(id, change, now, from).await) })
             .await;
-        self.cache.remove([id]);
+        self.wrote_rows([id]);
         saved
     }
 
@@ -278,7 +310,7 @@ impl Store {
         let touched = self
             .timed(async { on_backend!(self, s => s.touch(id, now).await) })
             .await;
-        self.cache.remove([id]);
+        self.wrote_rows([id]);
         touched
     }
 
@@ -290,7 +322,7 @@ impl Store {
         let forgotten = self
             .timed(async { on_backend!(self, s => s.forget(id, now).await) })
             .await;
-        self.cache.remove([id]);
+        self.wrote_rows([id]);
         self.devices.remove([id]);
         forgotten
     }
@@ -311,7 +343,7 @@ impl Store {
         let deleted = on_backend!(self, s => s.prune_batch(cutoff, limit).await?);
         let count = deleted.len();
         self.devices.remove(deleted.iter().copied());
-        self.cache.remove(deleted);
+        self.wrote_rows(deleted);
         Ok(count)
     }
 
@@ -331,7 +363,7 @@ impl Store {
             })
             .await;
         // Posting touched the author's row.
-        self.cache.remove([author]);
+        self.wrote_rows([author]);
         posted
     }
 

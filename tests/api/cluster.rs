@@ -16,6 +16,14 @@ use crate::common::{Browser, SECRET_A, SECRET_B, html_theme, message_ids, userna
 use reqwest::StatusCode;
 use serde_json::Value;
 
+mod devices;
+
+/// Ends every instance's listening connection. Its last statement is `LISTEN`, or the `SELECT 1`
+/// of its heartbeat (every 10 s) once it has run one: no other connection sends that.
+const LISTENERS: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE datname = current_database()
+                           AND query IN ('LISTEN livesession', 'SELECT 1')";
+
 /// Two instances, each with its own data dir, on one database and one key.
 struct Cluster {
     a: Server,
@@ -167,7 +175,9 @@ async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_po
     // A proxy that alternates: each post goes to A, the page after it to B, at once.
     let mut on_b = same_browser_on(&on_a, &cluster.b);
     let mut missing = Vec::new();
-    for n in 0..300 {
+    let started = std::time::Instant::now();
+    const POSTS: usize = 1000;
+    for n in 0..POSTS {
         let body = format!("round trip {n}");
         let posted = on_a.post_message(&body).await;
         assert_eq!(posted.status(), StatusCode::SEE_OTHER);
@@ -177,6 +187,10 @@ async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_po
             missing.push(n);
         }
     }
+    eprintln!(
+        "{POSTS} posts on A, each followed by a page from B, in {:?}",
+        started.elapsed()
+    );
     assert!(
         missing.is_empty(),
         "missing from B's next page: {missing:?}"
@@ -186,14 +200,7 @@ async fn a_post_on_one_instance_is_on_the_very_next_page_the_other_serves_its_po
     // still shows the poster's message: the page reads past its log when the link names a newer
     // one.
     let admin = cluster.database.connect().await;
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND query = 'LISTEN livesession'",
-            &[],
-        )
-        .await
-        .unwrap();
+    admin.execute(LISTENERS, &[]).await.unwrap();
     for n in 0..5 {
         let body = format!("while B is deaf {n}");
         let posted = on_a.post_message(&body).await;

@@ -48,7 +48,7 @@ async fn chat_page(
     error: Option<&FieldError>,
     before: Option<i64>,
 ) -> Result<Markup, AppError> {
-    let (saved, version) = site.settings_for(session).await?;
+    let (saved, version) = site.settings_for_request(session).await?;
     let page = site.chat_page(before).await?;
     let roster = site.roster();
     let presence = roster.list_with(session.id, &saved.username);

@@ -81,7 +81,7 @@ pub async fn link_form(
     session: Session,
     Query(query): Query<LinkQuery>,
 ) -> Result<Response, AppError> {
-    let (mine, _) = site.settings_for(session).await?;
+    let (mine, _) = site.settings_for_request(session).await?;
     let error = match query.code.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(typed) => match LinkCode::parse(typed) {
@@ -109,7 +109,7 @@ pub async fn show_link(
     Path(typed): Path<String>,
 ) -> Result<Response, AppError> {
     let code = LinkCode::parse(&typed);
-    let (mine, mine_version) = site.settings_for(session).await?;
+    let (mine, mine_version) = site.settings_for_request(session).await?;
     let theirs = match site.look_up_link(code.as_ref(), from).await? {
         Found::Not(why) => return Ok(refused_link(why, mine.theme)),
         Found::Live(found) => found,
@@ -147,7 +147,7 @@ pub async fn use_link(
             Ok((Extension(ReplaceSession(theirs)), Redirect::to("/settings")).into_response())
         }
         Found::Not(why) => {
-            let (mine, _) = site.settings_for(session).await?;
+            let (mine, _) = site.settings_for_request(session).await?;
             Ok(refused_link(why, mine.theme))
         }
     }

@@ -43,11 +43,12 @@ pub async fn show_settings(
     Query(query): Query<SettingsQuery>,
 ) -> Result<Response, AppError> {
     metrics().page_view(Page::Settings);
-    let (saved, version) = site.settings_for(session).await?;
-    let page = SettingsPage::of(&site, session, saved, version).await?;
+    let (saved, version) = site.settings_for_request(session).await?;
+    let mut page = SettingsPage::of(&site, session, saved, version).await?;
     if let Some(code) = query.link.as_deref().and_then(LinkCode::parse)
-        && site.owns_live_link(session.id, &code).await?
+        && let Some(expires_at) = site.owns_live_link(session.id, &code).await?
     {
+        page.link = Some(expires_at);
         let url = format!(
             "{}/link/{}",
             origin(&site, &host, local.map(|Extension(local)| local)),
@@ -65,7 +66,7 @@ pub async fn show_settings(
     }
     // A page with a live link code shows its expiry: not one for the cache. The list of
     // devices says "3 days ago": a cached page is one of the same list said the same way.
-    let cacheable = !session.is_new && site.link_expires(session.id).is_none();
+    let cacheable = !session.is_new && page.link.is_none();
     let stamp = devices_stamp(&page.devices, session, page.now);
     if cacheable && let Some(html) = site.pages().get(session.id, &page.saved, version, stamp) {
         return Ok(Html(html).into_response());
@@ -100,6 +101,8 @@ struct SettingsPage<'a> {
     saved: Settings,
     version: i64,
     devices: DeviceList,
+    /// When the session's live code expires, if it has one.
+    link: Option<Millis>,
     now: Millis,
 }
 
@@ -117,6 +120,7 @@ impl<'a> SettingsPage<'a> {
             saved,
             version,
             devices: site.devices_of(session).await?,
+            link: site.live_link(session.id).await?,
             now: now_millis(),
         })
     }
@@ -130,7 +134,7 @@ impl<'a> SettingsPage<'a> {
         device_error: Option<&str>,
     ) -> Markup {
         let id = self.session.id;
-        let link = self.site.link_expires(id).map(|expires_at| LinkCard {
+        let link = self.link.map(|expires_at| LinkCard {
             fresh,
             minutes_left: views::minutes_left(expires_at),
         });
@@ -186,13 +190,13 @@ pub async fn save_settings(
         // The form comes back as it was typed, with the sentence next to the name.
         SaveOutcome::TooManyNew => {
             status = StatusCode::TOO_MANY_REQUESTS;
-            site.settings_for(session).await?
+            site.settings_for_request(session).await?
         }
         SaveOutcome::NoRoom => {
             status = StatusCode::INSUFFICIENT_STORAGE;
-            site.settings_for(session).await?
+            site.settings_for_request(session).await?
         }
-        SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for(session).await?,
+        SaveOutcome::Nothing | SaveOutcome::Replayed => site.settings_for_request(session).await?,
         // Forgotten or signed out in another tab (or on another instance) meanwhile: nothing
         // was saved, and the browser starts over with a new, empty session. Never a redirect
         // that would read as a success.
@@ -306,7 +310,7 @@ async fn device_changed(
 
 /// The settings page with `why` over the devices list, as `422`.
 async fn refused_device(site: &Site, session: Session, why: &str) -> Result<Response, AppError> {
-    let (saved, version) = site.settings_for(session).await?;
+    let (saved, version) = site.settings_for_request(session).await?;
     let page = SettingsPage::of(site, session, saved, version).await?;
     let html = page.render(FormState::default(), None, Some(why));
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())

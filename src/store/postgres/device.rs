@@ -4,12 +4,12 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{CHANNEL, LOCK_SESSION, NOTIFY, Param, PostgresStore};
+use super::{CHANNEL, LOCK_SESSION, NOTIFY, Param, PostgresStore, settings_from};
 use crate::clock::Millis;
 use crate::device::Device;
-use crate::session::{DeviceId, SessionId};
-use crate::store::device::{AddedDevice, device_row};
-use crate::store::{StoreError, sql_int};
+use crate::session::{DeviceId, SessionId, Who};
+use crate::store::device::{AddedDevice, Ended, device_row};
+use crate::store::{StoreError, StoredSettings, sql_int};
 
 const COLUMNS: &str = "SELECT device_id, name, added_at, added_by, active_at FROM devices
                        WHERE session_id = $1 ORDER BY added_at, device_id";
@@ -18,7 +18,51 @@ const REMEMBER_SIGNED_OUT: &str =
     "INSERT INTO signed_out (device_id, signed_out_at) VALUES ($1, $2)
                                    ON CONFLICT (device_id) DO NOTHING";
 
+/// For each cookie of the sessions `$1` and devices `$2` (in pairs): its session's settings row
+/// (nulls without one), when its device was signed out and when its session was forgotten (null
+/// when not): three primary-key lookups per cookie, in one round trip.
+const CHECK: &str = "SELECT w.session_id, s.username, s.theme, s.version, s.read_at,
+                            (SELECT signed_out_at FROM signed_out o
+                              WHERE o.device_id = w.device_id),
+                            (SELECT forgotten_at FROM forgotten f
+                              WHERE f.session_id = w.session_id),
+                            w.device_id
+                     FROM unnest($1::uuid[], $2::uuid[]) AS w (session_id, device_id)
+                     LEFT JOIN settings s ON s.session_id = w.session_id";
+
+/// What a cookie check read: whether each was ended, and the settings row of each session.
+pub(in crate::store) type Checked = (Ended, Vec<(SessionId, Option<StoredSettings>)>);
+
 impl PostgresStore {
+    pub(in crate::store) async fn ended(&self, asked: &[Who]) -> Result<Checked, StoreError> {
+        let sessions: &Vec<_> = &asked.iter().map(|who| who.session.as_uuid()).collect();
+        let devices: &Vec<_> = &asked.iter().map(|who| who.device.as_uuid()).collect();
+        self.retry(|client| async move {
+            let statement = client.prepare_cached(CHECK).await?;
+            let rows = client.query(&statement, &[sessions, devices]).await?;
+            let (mut ended, mut settings) = (Ended::default(), Vec::with_capacity(rows.len()));
+            for row in &rows {
+                let session = SessionId::from_uuid(row.try_get(0)?);
+                let version: Option<i64> = row.try_get(3)?;
+                let stored = match version {
+                    Some(_) => Some(settings_from(row, 1)?),
+                    None => None,
+                };
+                settings.push((session, stored));
+                if let Some(at) = row.try_get(5)? {
+                    ended
+                        .devices
+                        .push((DeviceId::from_uuid(row.try_get(7)?), at));
+                }
+                if let Some(at) = row.try_get(6)? {
+                    ended.sessions.push((session, at));
+                }
+            }
+            Ok((ended, settings))
+        })
+        .await
+    }
+
     /// The notice that `session`'s devices changed.
     fn devices_notice(&self, session: SessionId) -> String {
         format!("{}v {session}", self.instance)
@@ -284,7 +328,10 @@ pub(super) async fn devices_of(
     client: &impl GenericClient,
     session: SessionId,
 ) -> Result<Vec<Device>, StoreError> {
-    let rows = client.query(COLUMNS, &[&session.as_uuid()]).await?;
+    // Prepared once per connection: a settings page view reads it, and an unprepared statement
+    // is a round trip more each time.
+    let statement = client.prepare_cached(COLUMNS).await?;
+    let rows = client.query(&statement, &[&session.as_uuid()]).await?;
     let mut devices = Vec::with_capacity(rows.len());
     for row in &rows {
         let added_by: String = row.try_get(3)?;

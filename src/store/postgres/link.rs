@@ -68,6 +68,28 @@ impl PostgresStore {
         .await
     }
 
+    pub(in crate::store) async fn live_links(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        self.retry(|client| async move {
+            let rows = client
+                .query(
+                    "SELECT session_id, max(expires_at) FROM link_codes
+                     WHERE used_at IS NULL AND cancelled_at IS NULL AND expires_at > $1
+                     GROUP BY session_id",
+                    &[&now],
+                )
+                .await?;
+            let mut live = Vec::with_capacity(rows.len());
+            for row in &rows {
+                live.push((SessionId::from_uuid(row.try_get(0)?), row.try_get(1)?));
+            }
+            Ok(live)
+        })
+        .await
+    }
+
     pub(in crate::store) async fn cancel_links(
         &self,
         session: SessionId,

@@ -400,7 +400,10 @@ fn stored_settings(row: &Row) -> Result<StoredSettings, tokio_postgres::Error> {
 }
 
 /// A settings row whose four columns start at column `first`.
-fn settings_from(row: &Row, first: usize) -> Result<StoredSettings, tokio_postgres::Error> {
+pub(super) fn settings_from(
+    row: &Row,
+    first: usize,
+) -> Result<StoredSettings, tokio_postgres::Error> {
     Ok(StoredSettings {
         settings: settings_at(row, first)?,
         version: row.try_get(first + 2)?,

@@ -53,6 +53,32 @@ impl SqliteStore {
         .await
     }
 
+    pub(in crate::store) async fn live_links(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+        self.run(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT session_id, max(expires_at) FROM link_codes
+                 WHERE used_at IS NULL AND cancelled_at IS NULL AND expires_at > ?1
+                 GROUP BY session_id",
+            )?;
+            let rows = statement.query_map(params![now], |row| {
+                let id: String = row.get(0)?;
+                Ok((id, row.get(1)?))
+            })?;
+            let mut live = Vec::new();
+            for row in rows {
+                let (id, at) = row?;
+                if let Ok(id) = id.parse() {
+                    live.push((id, at));
+                }
+            }
+            Ok(live)
+        })
+        .await
+    }
+
     pub(in crate::store) async fn cancel_links(
         &self,
         session: SessionId,

@@ -3,8 +3,8 @@
 //! any instance), limited per session, pruned when idle, and deleted with a forgotten session.
 
 use livesession::device::{Added, DeviceId};
-use livesession::session::SessionId;
-use livesession::store::AddedDevice;
+use livesession::session::{SessionId, Who};
+use livesession::store::{AddedDevice, Ended};
 
 use crate::store::harness::{Fixture, change};
 
@@ -206,4 +206,89 @@ pub async fn idle_devices_are_pruned_and_remembered_and_forgetting_takes_them_al
     // "Forget me" deletes the session and every device.
     assert!(f.store.forget(session, 12_000).await.unwrap());
     assert!(other.devices(session).await.unwrap().is_empty());
+}
+
+pub async fn another_instance_finds_which_cookies_were_ended_in_one_question(f: Fixture) {
+    let session = SessionId::generate();
+    let (desktop, phone) = (DeviceId::generate(), DeviceId::generate());
+    f.store
+        .save(session, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .see_device(session, desktop, "Desktop".into(), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .add_device(session, phone, "Phone".into(), 1_500, 10)
+        .await
+        .unwrap();
+    let gone = SessionId::generate();
+    f.store
+        .save(gone, change(Some("gone"), None), 1_000)
+        .await
+        .unwrap();
+    f.store
+        .sign_out_devices(session, vec![phone], 2_000)
+        .await
+        .unwrap();
+    assert!(f.store.forget(gone, 3_000).await.unwrap());
+
+    let who = |session, device| Who { session, device };
+    let asked = [
+        who(session, desktop),
+        who(session, phone),
+        who(gone, DeviceId::generate()),
+        who(SessionId::generate(), DeviceId::generate()),
+    ];
+    let ended = f.another().await.ended(&asked).await.unwrap();
+    if f.postgres.is_some() {
+        // Another instance, which has heard nothing yet, learns both from the database.
+        assert_eq!(ended.devices, vec![(phone, 2_000)]);
+        assert_eq!(ended.sessions, vec![(gone, 3_000)]);
+    } else {
+        // One process owns a SQLite file: it made both, its memory knows them, nothing is asked.
+        assert_eq!(ended, Ended::default());
+    }
+}
+
+pub async fn the_row_a_cookie_check_read_is_taken_once_and_never_after_a_write(f: Fixture) {
+    let session = SessionId::generate();
+    let who = Who {
+        session,
+        device: DeviceId::generate(),
+    };
+    let name = |stored: Option<livesession::store::StoredSettings>| {
+        stored.unwrap().settings.username.as_str().to_owned()
+    };
+    f.store
+        .save(session, change(Some("ada"), None), 1_000)
+        .await
+        .unwrap();
+    let other = f.another().await;
+    f.store.ended(&[who]).await.unwrap();
+    // Another instance writes after the check read the row: the checked request's page shows
+    // what the check read, once; every later read goes to the database.
+    other
+        .save(session, change(Some("grace"), None), 2_000)
+        .await
+        .unwrap();
+    let first = name(f.store.load_checked(session).await.unwrap());
+    assert_eq!(first, if f.postgres.is_some() { "ada" } else { "grace" });
+    assert_eq!(name(f.store.load_checked(session).await.unwrap()), "grace");
+    // A write here after the check drops what it read: a page never shows less than its own
+    // request's write.
+    f.store.ended(&[who]).await.unwrap();
+    f.store
+        .save(session, change(Some("hopper"), None), 3_000)
+        .await
+        .unwrap();
+    assert_eq!(name(f.store.load_checked(session).await.unwrap()), "hopper");
+    // A session without a row is checked as one.
+    let nobody = Who {
+        session: SessionId::generate(),
+        device: DeviceId::generate(),
+    };
+    f.store.ended(&[nobody]).await.unwrap();
+    assert_eq!(f.store.load_checked(nobody.session).await.unwrap(), None);
 }

@@ -87,3 +87,26 @@ pub async fn a_link_code_dies_when_cancelled_replaced_or_its_session_is_forgotte
         CodeState::Cancelled
     );
 }
+
+pub async fn every_live_code_is_listed_with_its_session_for_an_instance_catching_up(f: Fixture) {
+    let (spent, live, expired) = (
+        SessionId::generate(),
+        SessionId::generate(),
+        SessionId::generate(),
+    );
+    f.store
+        .create_link(spent, "spent".into(), 1_000, 5_000)
+        .await
+        .unwrap();
+    f.store
+        .create_link(live, "live".into(), 1_000, 5_000)
+        .await
+        .unwrap();
+    f.store
+        .create_link(expired, "expired".into(), 1_000, 1_500)
+        .await
+        .unwrap();
+    f.store.spend_link("spent".into(), 1_200).await.unwrap();
+    let listed = f.another().await.live_links(2_000).await.unwrap();
+    assert_eq!(listed, vec![(live, 5_000)]);
+}

@@ -43,10 +43,13 @@ harness::on_both_backends! {
         a_session_takes_at_most_its_most_devices,
         a_device_moved_to_a_new_id_keeps_how_it_was_added,
         idle_devices_are_pruned_and_remembered_and_forgetting_takes_them_all,
+        another_instance_finds_which_cookies_were_ended_in_one_question,
+        the_row_a_cookie_check_read_is_taken_once_and_never_after_a_write,
     ],
     link: [
         a_link_code_is_spent_once_and_says_why_it_cannot_be_again,
         a_link_code_dies_when_cancelled_replaced_or_its_session_is_forgotten,
+        every_live_code_is_listed_with_its_session_for_an_instance_catching_up,
     ],
     messages: [
         a_resent_message_is_stored_once,
