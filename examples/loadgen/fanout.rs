@@ -3,7 +3,8 @@
 //! after the ack of the one before) or RATE per second. Prints deliveries per second, the time
 //! for a message to reach every page (p50/p99), the sender's ack time (p50/p99), `/healthz`
 //! during the flood (p50/p99), missing and duplicated deliveries (both must be 0), and the
-//! server's memory after the join and after the flood (from /proc/PID/status).
+//! server's memory after the join and after the flood (from /proc/PID/status), and the CPU the
+//! server and the load generator used while the messages flowed (from /proc/PID/stat).
 //!
 //! With a second address (two instances on one PostgreSQL database), the receivers alternate
 //! between the two, and the sender is on the first: half the pages get each message through the
@@ -18,7 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Page, join_view, load_page, percentile, rss_kib, source};
+use super::{Page, cpu_ticks, join_view, load_page, percentile, rss_kib, source};
 
 /// When each message (by its sequence number) reached one page, and how often.
 type Seen = Arc<Mutex<HashMap<u64, (Instant, u32)>>>;
@@ -157,6 +158,7 @@ pub async fn fanout(
     };
 
     let mut sent_at = HashMap::new();
+    let ticks_before = (cpu_ticks(None), cpu_ticks(Some(pid)));
     let started = Instant::now();
     let mut ticks = (rate > 0).then(|| {
         let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
@@ -190,6 +192,8 @@ pub async fn fanout(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let ticks_after = (cpu_ticks(None), cpu_ticks(Some(pid)));
+    let flood_secs = started.elapsed().as_secs_f64();
     probing.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut healthz = probe.await.unwrap();
     let flood_kib = rss_kib(pid);
@@ -228,8 +232,15 @@ pub async fn fanout(
         .duration_since(started)
         .as_secs_f64()
         .max(1e-9);
+    // Each process's share of one core while the messages flowed (the first server's only).
+    let tick = 1.0 / 100.0; // USER_HZ, 100 on Linux
+    let share = |before: u64, after: u64| (after - before) as f64 * tick / flood_secs * 100.0;
+    let (loadgen_cpu, server_cpu) = (
+        share(ticks_before.0, ticks_after.0),
+        share(ticks_before.1, ticks_after.1),
+    );
     println!(
-        "{} | {receivers} receivers | {messages} messages {} | {:.0} deliveries/s | reach all p50 {:.2} ms p99 {:.2} ms | ack p50 {:.2} ms p99 {:.2} ms | healthz p50 {:.2} ms p99 {:.2} ms ({} probes) | missing {missing} duplicated {duplicated} | memory {:.1} MiB after join, {:.1} MiB after the flood ({:+.1} KiB per receiver)",
+        "{} | {receivers} receivers | {messages} messages {} | {:.0} deliveries/s | reach all p50 {:.2} ms p99 {:.2} ms | ack p50 {:.2} ms p99 {:.2} ms | healthz p50 {:.2} ms p99 {:.2} ms ({} probes) | missing {missing} duplicated {duplicated} | memory {:.1} MiB after join, {:.1} MiB after the flood ({:+.1} KiB per receiver) | CPU during the flood: server {server_cpu:.0}%, load generator {loadgen_cpu:.0}% of a core",
         match target {
             Target::Bare => "bare broadcast",
             Target::One => "livesession",

@@ -183,6 +183,18 @@ async fn live_writes(addr: SocketAddr, sockets: usize, seconds: u64, pause: Dura
     );
 }
 
+/// The CPU time process `pid` (or this one, for `None`) has used, user and system, in clock
+/// ticks (from /proc/PID/stat).
+fn cpu_ticks(pid: Option<u32>) -> u64 {
+    let path = pid.map_or("/proc/self/stat".to_owned(), |pid| {
+        format!("/proc/{pid}/stat")
+    });
+    let stat = std::fs::read_to_string(path).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
