@@ -90,6 +90,22 @@ where
     misses
 }
 
+/// A test of `round`s on a cluster started for `test`: [`ROUNDS`] of them four at a time, then the
+/// deaf ones; says how long the first took (`what` they were), and fails on any miss.
+async fn every_round<F, Fut>(test: &str, what: &str, round: F)
+where
+    F: Fn(usize, SocketAddr, SocketAddr, Option<Arc<Deafen>>) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Vec<String>> + Send,
+{
+    let Some(cluster) = Cluster::start(test).await else {
+        return;
+    };
+    let (mut misses, took) = rounds(&cluster, move |n, a, b| round(n, a, b, None)).await;
+    eprintln!("{ROUNDS} {what} in {took:?}");
+    misses.extend(deaf_rounds(&cluster, round).await);
+    assert!(misses.is_empty(), "{} misses: {misses:?}", misses.len());
+}
+
 /// Cuts the listening connections, when the round is one of the deaf ones.
 async fn cut(deafen: Option<&Deafen>) {
     if let Some(deafen) = deafen {
@@ -208,13 +224,12 @@ async fn code_round(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_made_on_one_instance_works_at_once_on_the_other_and_its_maker_sees_the_device() {
-    let Some(cluster) = Cluster::start("a_code_made_on_one_instance_works_at_once").await else {
-        return;
-    };
-    let (mut misses, took) = rounds(&cluster, |n, a, b| code_round(n, a, b, None)).await;
-    eprintln!("{ROUNDS} codes made on A and used on B in {took:?}");
-    misses.extend(deaf_rounds(&cluster, code_round).await);
-    assert!(misses.is_empty(), "{} misses: {misses:?}", misses.len());
+    every_round(
+        "a_code_made_on_one_instance_works_at_once",
+        "codes made on A and used on B",
+        code_round,
+    )
+    .await;
 }
 
 /// One round of the sign-out test: a fresh browser links a phone on A and signs it out there
@@ -275,14 +290,12 @@ async fn sign_out_round(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_signed_out_on_one_instance_is_refused_at_once_by_the_other() {
-    let Some(cluster) = Cluster::start("a_device_signed_out_on_one_instance_is_refused").await
-    else {
-        return;
-    };
-    let (mut misses, took) = rounds(&cluster, |n, a, b| sign_out_round(n, a, b, None)).await;
-    eprintln!("{ROUNDS} sign-outs on A, each followed by requests to B, in {took:?}");
-    misses.extend(deaf_rounds(&cluster, sign_out_round).await);
-    assert!(misses.is_empty(), "{} misses: {misses:?}", misses.len());
+    every_round(
+        "a_device_signed_out_on_one_instance_is_refused",
+        "sign-outs on A, each followed by requests to B,",
+        sign_out_round,
+    )
+    .await;
 }
 
 /// One round of the forget test: a fresh browser saves and forgets itself on A; its old cookie
@@ -315,12 +328,10 @@ async fn forget_round(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_forgotten_on_one_instance_is_refused_at_once_by_the_other() {
-    let Some(cluster) = Cluster::start("a_session_forgotten_on_one_instance_is_refused").await
-    else {
-        return;
-    };
-    let (mut misses, took) = rounds(&cluster, |n, a, b| forget_round(n, a, b, None)).await;
-    eprintln!("{ROUNDS} sessions forgotten on A, each cookie sent to B at once, in {took:?}");
-    misses.extend(deaf_rounds(&cluster, forget_round).await);
-    assert!(misses.is_empty(), "{} misses: {misses:?}", misses.len());
+    every_round(
+        "a_session_forgotten_on_one_instance_is_refused",
+        "sessions forgotten on A, each cookie sent to B at once,",
+        forget_round,
+    )
+    .await;
 }
