@@ -103,19 +103,23 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let site = self.site.clone();
-        if let Some(check) = site.verify_session_at_once(request.headers()) {
-            let issue = Issue::begin(check, &mut request);
-            let route = self.inner.call(request);
-            return futures_util::future::Either::Left(WithCookie {
-                route,
-                finish: Some((site, issue)),
-            });
-        }
-        // Several valid session cookies: which one wins depends on what is stored.
+        let pending = match site.verify_session_at_once(request.headers()) {
+            Ok(check) => {
+                let issue = Issue::begin(check, &mut request);
+                let route = self.inner.call(request);
+                return futures_util::future::Either::Left(WithCookie {
+                    route,
+                    finish: Some((site, issue)),
+                });
+            }
+            Err(pending) => pending,
+        };
+        // Several valid session cookies, or a database other instances share: the session
+        // depends on what is stored.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
         futures_util::future::Either::Right(Box::pin(async move {
-            let check = site.verify_session(request.headers()).await;
+            let check = site.settle_session(pending, request.headers()).await;
             let issue = Issue::begin(check, &mut request);
             let response = inner.oneshot(request).await?;
             Ok(issue.finish(&site, response))

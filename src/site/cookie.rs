@@ -16,7 +16,37 @@ impl Site {
     /// is checked against the database too, so one signed out or forgotten on another instance a
     /// moment ago is refused (see [`super::ended`]); on SQLite one cookie costs no lookup.
     pub async fn verify_session(&self, headers: &HeaderMap) -> CookieCheck {
-        let check = self.choose_cookie(headers).await;
+        match self.verify_session_at_once(headers) {
+            Ok(check) => check,
+            Err(pending) => self.settle_session(pending, headers).await,
+        }
+    }
+
+    /// [`Site::verify_session`] as far as it goes without a lookup: `Ok` when that is all of
+    /// it; else `Err` with what memory found, for [`Site::settle_session`] to finish. A request
+    /// with several valid session cookies needs a lookup, and so, on a database other instances
+    /// share, does every cookie that memory accepts (it may have been signed out on another
+    /// instance a moment ago: see [`super::ended`]).
+    pub fn verify_session_at_once(&self, headers: &HeaderMap) -> Result<CookieCheck, CookieCheck> {
+        let check = self.0.keys.verify_cookie(headers);
+        if check.more_valid {
+            return Err(check);
+        }
+        let check = self.unless_forgotten(check);
+        match check.verdict.who() {
+            Some(_) if self.0.store.is_shared() => Err(check),
+            _ => Ok(check),
+        }
+    }
+
+    /// Finishes [`Site::verify_session`] from what [`Site::verify_session_at_once`] found
+    /// (`check`), with the lookups it needs: the cookie chosen among several, then, on a shared
+    /// database, the check that it was not ended elsewhere.
+    pub async fn settle_session(&self, check: CookieCheck, headers: &HeaderMap) -> CookieCheck {
+        let check = match check.more_valid {
+            true => self.choose_cookie(check, headers).await,
+            false => check,
+        };
         match check.verdict.who() {
             Some(who) if self.0.store.is_shared() => {
                 self.check_not_ended(who).await;
@@ -26,13 +56,9 @@ impl Site {
         }
     }
 
-    /// The cookie [`Site::verify_session`] goes by, as this instance's memory judges it.
-    async fn choose_cookie(&self, headers: &HeaderMap) -> CookieCheck {
-        let check = self.0.keys.verify_cookie(headers);
-        if !check.more_valid {
-            return self.unless_forgotten(check);
-        }
-        let check = self.0.keys.verify_cookie(headers);
+    /// Of the request's several valid session cookies (`first` being the first of them), the
+    /// one [`Site::verify_session`] goes by, as this instance's memory judges it.
+    async fn choose_cookie(&self, first: CookieCheck, headers: &HeaderMap) -> CookieCheck {
         let candidates: Vec<CookieCheck> = self
             .0
             .keys
@@ -51,23 +77,7 @@ impl Site {
         candidates
             .into_iter()
             .next()
-            .unwrap_or_else(|| self.unless_forgotten(check))
-    }
-
-    /// [`Site::verify_session`] when it needs no lookup (then `None`): a request with several
-    /// valid session cookies needs one, and so, on a database other instances share, does every
-    /// cookie that memory accepts (it may have been signed out on another instance a moment
-    /// ago: see [`super::ended`]).
-    pub fn verify_session_at_once(&self, headers: &HeaderMap) -> Option<CookieCheck> {
-        let check = self.0.keys.verify_cookie(headers);
-        if check.more_valid {
-            return None;
-        }
-        let check = self.unless_forgotten(check);
-        match check.verdict.who() {
-            Some(_) if self.0.store.is_shared() => None,
-            _ => Some(check),
-        }
+            .unwrap_or_else(|| self.unless_forgotten(first))
     }
 
     /// `check`, or an invalid cookie when it names a forgotten session or a signed out device.
