@@ -128,51 +128,66 @@ impl Site {
             via.record_ack(self, id);
             return Ok((SaveOutcome::Nothing, errors));
         }
-        // A first save makes a row that lives until it goes stale: limited per address, and
-        // held back while the disk is short of space.
-        let first = self.0.store.load(id).await?.is_none();
-        if first && self.0.disk.is_low() {
-            errors.username = Some(FieldError::new(
-                "Nothing",
-                "was saved: the server is short of disk space, so it saves no new browsers for \
-                 now. Please try again later",
-            ));
-            return Ok((SaveOutcome::NoRoom, errors));
-        }
-        if first && let Err(wait) = self.0.new_sessions.try_acquire(from, Instant::now()) {
-            metrics().rate_limited(Limit::NewSessions);
-            let minutes = wait.as_secs().div_ceil(60).max(1);
-            errors.username = Some(FieldError::new(
-                "Nothing",
-                format_args!(
-                    "was saved: too many new browsers from your network saved settings in the \
-                     last hour. Please try again in {minutes} min"
-                ),
-            ));
-            return Ok((SaveOutcome::TooManyNew, errors));
-        }
         let now = now_millis();
-        let (saved, path, by) = match via {
-            Via::Form => (
-                self.0.store.save(id, change, now).await?,
-                WritePath::Form,
-                ChangedBy::Elsewhere,
-            ),
+        let (page_change, path, by) = match via {
+            Via::Form => (None, WritePath::Form, ChangedBy::Elsewhere),
             Via::Page {
                 page,
                 form,
                 seq,
                 socket,
             } => {
-                let from = PageChange {
+                let page_change = PageChange {
                     page: page.to_owned(),
                     form,
                     seq,
                 };
-                let saved = self.0.store.save_from_page(id, change, now, from).await?;
-                (saved, WritePath::Live, ChangedBy::Socket(socket))
+                (
+                    Some(page_change),
+                    WritePath::Live,
+                    ChangedBy::Socket(socket),
+                )
             }
         };
+        // A session that saved before is saved in one write. A first save makes a row that lives
+        // until it goes stale: limited per address, and held back while the disk is short of
+        // space.
+        let mut saved = self
+            .0
+            .store
+            .save_existing(id, change.clone(), now, page_change.clone())
+            .await?;
+        if matches!(saved, Saved::NoRow) {
+            if self.0.disk.is_low() {
+                errors.username = Some(FieldError::new(
+                    "Nothing",
+                    "was saved: the server is short of disk space, so it saves no new browsers \
+                     for now. Please try again later",
+                ));
+                return Ok((SaveOutcome::NoRoom, errors));
+            }
+            if let Err(wait) = self.0.new_sessions.try_acquire(from, Instant::now()) {
+                metrics().rate_limited(Limit::NewSessions);
+                let minutes = wait.as_secs().div_ceil(60).max(1);
+                errors.username = Some(FieldError::new(
+                    "Nothing",
+                    format_args!(
+                        "was saved: too many new browsers from your network saved settings in \
+                         the last hour. Please try again in {minutes} min"
+                    ),
+                ));
+                return Ok((SaveOutcome::TooManyNew, errors));
+            }
+            saved = match page_change {
+                None => self.0.store.save(id, change, now).await?,
+                Some(page_change) => {
+                    self.0
+                        .store
+                        .save_from_page(id, change, now, page_change)
+                        .await?
+                }
+            };
+        }
         let outcome = match saved {
             Saved::Applied(saved) => {
                 metrics().settings_written(path);
@@ -196,6 +211,9 @@ impl Site {
                 self.end(id, Ending::Found).await?;
                 SaveOutcome::Forgotten
             }
+            // Only a save that may not make the row finds none, and that one was followed by
+            // one that may: nothing was written.
+            Saved::NoRow => SaveOutcome::Nothing,
         };
         Ok((outcome, errors))
     }

@@ -89,6 +89,13 @@ enum Backend {
     Postgres(postgres::PostgresStore),
 }
 
+/// Whether a save may make the session's row when it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NewRow {
+    Make,
+    Refuse,
+}
+
 /// Runs the same call on whichever backend the store has.
 macro_rules! on_backend {
     ($store:expr, $backend:ident => $call:expr) => {
@@ -266,7 +273,7 @@ impl Store {
         change: SettingsChange,
         now: Millis,
     ) -> Result<Saved, StoreError> {
-        self.save_change(id, change, now, None).await
+        self.save_change(id, change, now, None, NewRow::Make).await
     }
 
     /// Like [`Store::save`], for a change a live page sent: applied only if that page has not had
@@ -278,7 +285,23 @@ impl Store {
         now: Millis,
         from: PageChange,
     ) -> Result<Saved, StoreError> {
-        self.save_change(id, change, now, Some(from)).await
+        self.save_change(id, change, now, Some(from), NewRow::Make)
+            .await
+    }
+
+    /// Like [`Store::save`] (or [`Store::save_from_page`], with `from`), but only to a row that
+    /// exists: [`Saved::NoRow`] when session `id` has none, and nothing is written. A session
+    /// that saved before is so saved in one write, with no read before it to learn whether
+    /// this save would be its first; only a first save needs a second call, to make the row.
+    pub async fn save_existing(
+        &self,
+        id: SessionId,
+        change: SettingsChange,
+        now: Millis,
+        from: Option<PageChange>,
+    ) -> Result<Saved, StoreError> {
+        self.save_change(id, change, now, from, NewRow::Refuse)
+            .await
     }
 
     async fn save_change(
@@ -287,9 +310,22 @@ impl Store {
         change: SettingsChange,
         now: Millis,
         from: Option<PageChange>,
+        new_row: NewRow,
     ) -> Result<Saved, StoreError> {
         let saved = self
-            .timed(async { on_backend!(self, s => s.save(id, change, now, from).await) })
+            .timed(async {
+                match &self.backend {
+                    Backend::Sqlite(s) => s.save(id, change, now, from, new_row).await,
+                    // PostgreSQL saves in one statement that makes the row when there is none: the
+                    // row is looked for first (in the cache when it is there).
+                    Backend::Postgres(_)
+                        if new_row == NewRow::Refuse && self.load(id).await?.is_none() =>
+                    {
+                        Ok(Saved::NoRow)
+                    }
+                    Backend::Postgres(s) => s.save(id, change, now, from).await,
+                }
+            })
             .await;
         self.wrote_rows([id]);
         saved

@@ -64,6 +64,9 @@ pub enum Saved {
     Replayed,
     /// The session was forgotten: its id is never written again.
     Forgotten,
+    /// The session has no row, and the change was to make none ([`crate::store::Store::save_existing`]):
+    /// nothing changed.
+    NoRow,
 }
 
 impl Saved {
@@ -71,7 +74,7 @@ impl Saved {
     pub fn applied(self) -> Option<StoredSettings> {
         match self {
             Saved::Applied(row) => Some(row),
-            Saved::Replayed | Saved::Forgotten => None,
+            Saved::Replayed | Saved::Forgotten | Saved::NoRow => None,
         }
     }
 }

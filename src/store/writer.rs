@@ -178,19 +178,20 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, guard: Guard) {
     tracing::debug!("the database writer stopped");
 }
 
-/// Runs every job of the batch in one transaction, each in its own savepoint.
+/// Runs every job of the batch in one transaction, each in its own savepoint. The statements
+/// around the jobs are prepared once per connection, not parsed again for every job.
 fn commit(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let run = |sql: &str| conn.prepare_cached(sql)?.execute([]).map(drop);
+    run("BEGIN IMMEDIATE")?;
     let result = (|| {
         for job in batch.iter_mut() {
-            conn.execute_batch("SAVEPOINT job")?;
-            if job.run(conn) {
-                conn.execute_batch("RELEASE job")?;
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            run("SAVEPOINT job")?;
+            if !job.run(conn) {
+                run("ROLLBACK TO job")?;
             }
+            run("RELEASE job")?;
         }
-        conn.execute_batch("COMMIT")
+        run("COMMIT")
     })();
     if result.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");

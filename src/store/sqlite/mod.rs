@@ -30,7 +30,9 @@ pub use backup::{check_copy, sidecar};
 pub use schema::SCHEMA_VERSION;
 
 use super::writer::{Guard, Writer};
-use super::{PageChange, Saved, StoreError, StoreOptions, StoreStats, StoredSettings, sql_int};
+use super::{
+    NewRow, PageChange, Saved, StoreError, StoreOptions, StoreStats, StoredSettings, sql_int,
+};
 
 use crate::clock::{Millis, now_millis};
 use crate::session::SessionId;
@@ -144,35 +146,40 @@ impl SqliteStore {
         change: SettingsChange,
         now: Millis,
         from: Option<PageChange>,
+        new_row: NewRow,
     ) -> Result<Saved, StoreError> {
         self.writer
             .write(move |tx| {
-                let Some(from) = from else {
-                    return Ok(match upsert(tx, id, &change, now)? {
-                        Some(saved) => Saved::Applied(saved),
-                        None => Saved::Forgotten,
+                if let Some(from) = &from {
+                    let acked: Option<i64> = tx
+                        .prepare_cached(
+                            "SELECT seq FROM page_acks WHERE session_id = ?1 AND page = ?2 AND form = ?3",
+                        )?
+                        .query_row(params![id.to_key(), from.page, from.form], |row| row.get(0))
+                        .optional()?;
+                    if acked.is_some_and(|acked| acked >= sql_int(from.seq)) {
+                        return Ok(Saved::Replayed);
+                    }
+                }
+                let saved = match new_row {
+                    NewRow::Make => upsert(tx, id, &change, now)?,
+                    NewRow::Refuse => update(tx, id, &change, now)?,
+                };
+                let Some(saved) = saved else {
+                    return Ok(match new_row {
+                        NewRow::Make => Saved::Forgotten,
+                        NewRow::Refuse => Saved::NoRow,
                     });
                 };
-                let seq = sql_int(from.seq);
-                let acked: Option<i64> = tx
-                    .prepare_cached(
-                        "SELECT seq FROM page_acks WHERE session_id = ?1 AND page = ?2 AND form = ?3",
+                if let Some(from) = from {
+                    tx.prepare_cached(
+                        "INSERT INTO page_acks (session_id, page, form, seq, acked_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (session_id, page, form) DO UPDATE
+                             SET seq = max(seq, excluded.seq), acked_at = excluded.acked_at",
                     )?
-                    .query_row(params![id.to_key(), from.page, from.form], |row| row.get(0))
-                    .optional()?;
-                if acked.is_some_and(|acked| acked >= seq) {
-                    return Ok(Saved::Replayed);
+                    .execute(params![id.to_key(), from.page, from.form, sql_int(from.seq), now])?;
                 }
-                let Some(saved) = upsert(tx, id, &change, now)? else {
-                    return Ok(Saved::Forgotten);
-                };
-                tx.prepare_cached(
-                    "INSERT INTO page_acks (session_id, page, form, seq, acked_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (session_id, page, form) DO UPDATE
-                         SET seq = max(seq, excluded.seq), acked_at = excluded.acked_at",
-                )?
-                .execute(params![id.to_key(), from.page, from.form, seq, now])?;
                 Ok(Saved::Applied(saved))
             })
             .await
@@ -324,6 +331,37 @@ fn upsert(
              theme = coalesce(?3, theme),
              updated_at = ?4,
              read_at = max(read_at, ?4)
+         RETURNING username, theme, version, read_at",
+    )?
+    .query_row(
+        params![
+            id.to_key(),
+            change.username.as_ref().map(Username::as_str),
+            change.theme.map(Theme::as_str),
+            now
+        ],
+        stored_settings,
+    )
+    .optional()
+}
+
+/// [`upsert`] of a row that exists: `None` when session `id` has no row (nothing is written).
+fn update(
+    tx: &Connection,
+    id: SessionId,
+    change: &SettingsChange,
+    now: Millis,
+) -> rusqlite::Result<Option<StoredSettings>> {
+    // As in the upsert, every column name on the right means the value before the update.
+    tx.prepare_cached(
+        "UPDATE settings SET
+             version = version + (username IS NOT coalesce(?2, username)
+                                  OR theme IS NOT coalesce(?3, theme)),
+             username = coalesce(?2, username),
+             theme = coalesce(?3, theme),
+             updated_at = ?4,
+             read_at = max(read_at, ?4)
+         WHERE session_id = ?1
          RETURNING username, theme, version, read_at",
     )?
     .query_row(

@@ -28,6 +28,7 @@ harness::on_both_backends! {
         a_change_a_page_resends_is_applied_once_on_any_instance,
         concurrent_saves_to_one_session_count_every_change,
         a_read_never_returns_a_value_older_than_the_last_acknowledged_write,
+        a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save,
     ],
     forget: [
         a_forgotten_session_is_never_written_again,

@@ -260,3 +260,88 @@ pub async fn a_read_never_returns_a_value_older_than_the_last_acknowledged_write
         assert_eq!(read.settings.username.as_str(), name);
     }
 }
+
+pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f: Fixture) {
+    let id = SessionId::generate();
+    let from = |seq| PageChange {
+        page: "p1".to_owned(),
+        form: "settings",
+        seq,
+    };
+    // No row: nothing is written, from a form or a page, and the page's change is not recorded
+    // as applied (the save that makes the row applies it).
+    assert_eq!(
+        f.store
+            .save_existing(id, change(Some("ada"), None), 1_000, None)
+            .await
+            .unwrap(),
+        Saved::NoRow
+    );
+    assert_eq!(
+        f.store
+            .save_existing(id, change(Some("ada"), None), 1_000, Some(from(1)))
+            .await
+            .unwrap(),
+        Saved::NoRow
+    );
+    assert_eq!(f.store.load(id).await.unwrap(), None, "no row was made");
+    let made = f
+        .store
+        .save_from_page(id, change(Some("ada"), None), 1_000, from(1))
+        .await
+        .unwrap();
+    assert!(matches!(made, Saved::Applied(ref row) if row.version == 1), "{made:?}");
+
+    // A row: applied as the upsert applies it (the version moves only on a change, read_at
+    // only forward), on any instance, and a page's resent change is still a replay.
+    let other = f.another().await;
+    let renamed = other
+        .save_existing(id, change(Some("grace"), None), 2_000, None)
+        .await
+        .unwrap()
+        .applied()
+        .unwrap();
+    assert_eq!(renamed.settings.username.as_str(), "grace");
+    assert_eq!((renamed.version, renamed.read_at), (2, 2_000));
+    let same = f
+        .store
+        .save_existing(id, change(Some("grace"), None), 1_500, None)
+        .await
+        .unwrap()
+        .applied()
+        .unwrap();
+    assert_eq!((same.version, same.read_at), (2, 2_000));
+    assert_eq!(
+        other
+            .save_existing(id, change(Some("ada"), None), 3_000, Some(from(1)))
+            .await
+            .unwrap(),
+        Saved::Replayed
+    );
+    let themed = other
+        .save_existing(id, change(None, Some(Theme::Dark)), 3_000, Some(from(2)))
+        .await
+        .unwrap()
+        .applied()
+        .unwrap();
+    assert_eq!(themed.settings.username.as_str(), "grace");
+    assert_eq!(themed.settings.theme, Theme::Dark);
+    assert_eq!(f.store.load(id).await.unwrap(), Some(themed));
+
+    // Forgotten: no row, so nothing to save to, and the save that would make one is refused.
+    f.store.forget(id, 4_000).await.unwrap();
+    assert_eq!(
+        other
+            .save_existing(id, change(Some("late"), None), 5_000, None)
+            .await
+            .unwrap(),
+        Saved::NoRow
+    );
+    assert_eq!(
+        other
+            .save(id, change(Some("late"), None), 5_000)
+            .await
+            .unwrap(),
+        Saved::Forgotten
+    );
+}
