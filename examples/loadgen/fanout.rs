@@ -21,18 +21,54 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Page, cpu_ticks, join_view, load_page, percentile, rss_kib, source};
 
-/// When each message (by its sequence number) reached one page, and how often.
-type Seen = Arc<Mutex<HashMap<u64, (Instant, u32)>>>;
+/// When each message (by its sequence number, 1 to MESSAGES) reached one page, and how often,
+/// and how many distinct ones did. Indexed by number, not hashed: the load generator shares the
+/// server's cores, so what it spends per frame is taken from the server.
+#[derive(Default)]
+struct Arrivals {
+    at: Vec<Option<(Instant, u32)>>,
+    distinct: u64,
+}
 
-/// The sequence numbers of the `fanout N` bodies in a frame's HTML.
-fn sequence_numbers(html: &str) -> Vec<u64> {
-    html.match_indices("fanout ")
-        .filter_map(|(at, marker)| {
-            let rest = &html[at + marker.len()..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
+impl Arrivals {
+    fn new(messages: u64) -> Arrivals {
+        Arrivals {
+            at: vec![None; usize::try_from(messages).unwrap() + 1],
+            distinct: 0,
+        }
+    }
+
+    fn arrived(&mut self, seq: u64, now: Instant) {
+        let Some(slot) = usize::try_from(seq).ok().and_then(|i| self.at.get_mut(i)) else {
+            return;
+        };
+        match slot {
+            Some((_, count)) => *count += 1,
+            None => {
+                *slot = Some((now, 1));
+                self.distinct += 1;
+            }
+        }
+    }
+
+    fn get(&self, seq: u64) -> Option<(Instant, u32)> {
+        *self.at.get(usize::try_from(seq).ok()?)?
+    }
+}
+
+type Seen = Arc<Mutex<Arrivals>>;
+
+/// The sequence numbers of the `fanout N` bodies in a frame's HTML, parsed in place.
+fn sequence_numbers(html: &str) -> impl Iterator<Item = u64> + '_ {
+    html.match_indices("fanout ").filter_map(|(at, marker)| {
+        let rest = &html.as_bytes()[at + marker.len()..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        (digits > 0).then(|| {
+            rest[..digits]
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
         })
-        .collect()
+    })
 }
 
 /// A page for socket `n`: a session of its own on livesession; nothing on the baseline.
@@ -101,7 +137,7 @@ pub async fn fanout(
             .collect();
         for join in joins {
             let mut socket = join.await.unwrap();
-            let seen: Seen = Arc::default();
+            let seen: Seen = Arc::new(Mutex::new(Arrivals::new(messages)));
             seen_by.push(Arc::clone(&seen));
             readers.push(tokio::spawn(async move {
                 while let Some(Ok(frame)) = socket.next().await {
@@ -115,7 +151,7 @@ pub async fn fanout(
                     // The bodies stand as they are in the frame's JSON: no parse needed.
                     let mut seen = seen.lock().unwrap();
                     for seq in sequence_numbers(&text) {
-                        seen.entry(seq).or_insert((now, 0)).1 += 1;
+                        seen.arrived(seq, now);
                     }
                 }
             }));
@@ -186,7 +222,7 @@ pub async fn fanout(
     loop {
         let complete = seen_by
             .iter()
-            .all(|seen| seen.lock().unwrap().len() as u64 >= messages);
+            .all(|seen| seen.lock().unwrap().distinct >= messages);
         if complete || Instant::now() > deadline {
             break;
         }
@@ -204,8 +240,8 @@ pub async fn fanout(
     for seq in 1..=messages {
         let mut slowest = None::<Instant>;
         for seen in &seen_by {
-            match seen.lock().unwrap().get(&seq) {
-                Some(&(at, count)) => {
+            match seen.lock().unwrap().get(seq) {
+                Some((at, count)) => {
                     deliveries += 1;
                     duplicated += u64::from(count - 1);
                     slowest = Some(slowest.map_or(at, |s| s.max(at)));

@@ -159,7 +159,7 @@ impl LiveView {
                 // A live link code ran out: the settings page stops showing it.
                 () = link_expiry(live, self.id, self.view) => Box::pin(self.render_if_changed(peer, live)).await,
                 posted = next_message(&mut self.chat) => match posted {
-                    Ok(posted) => self.on_message(peer, &posted).await,
+                    Ok(posted) => self.on_message(peer, live, &posted).await,
                     // Fell behind the room: what it missed is in the log (or the database).
                     Err(broadcast::error::RecvError::Lagged(_)) => Box::pin(self.catch_up(peer, live)).await,
                     Err(broadcast::error::RecvError::Closed) => Ok(()),

@@ -183,16 +183,16 @@ impl Site {
         // a duplicate: the first try may have been stored without anyone being told (its
         // answer lost with a dropped database connection).
         if let Via::Form = via {
-            self.announce(posted.message.id).await;
+            self.announce(posted.message.clone()).await;
         }
         Ok(Some(posted.message))
     }
 
-    /// Makes sure the room has read message `id` (just stored here) and sent it to every chat
-    /// page: one query, whatever the number of open pages. A failed read is left to the room's
-    /// reader, which tries again.
-    pub async fn announce(&self, id: i64) {
-        if let Err(e) = self.0.room.catch_up_to(&self.0.store, id).await {
+    /// Makes sure the room has `message` (just stored here) and sent it to every chat page: no
+    /// query when it is the next one the room expects, else one, whatever the number of open
+    /// pages. A failed read is left to the room's reader, which tries again.
+    pub async fn announce(&self, message: Message) {
+        if let Err(e) = self.0.room.take_posted(&self.0.store, message).await {
             tracing::warn!(error = %e, "the chat room could not read a new message yet");
             self.0.room.wake();
         }

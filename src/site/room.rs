@@ -220,6 +220,31 @@ impl Room {
         Ok(())
     }
 
+    /// Takes `posted`, a message just stored by this instance, into the log and sends it to every
+    /// page without reading the database, when it is the one the log expects next (ids commit
+    /// in order, so nothing can be missing before it); otherwise reads what is new, as
+    /// [`Room::catch_up_to`] does. A poster's page so waits for no query before its next post.
+    pub async fn take_posted(
+        &self,
+        store: &Store,
+        posted: Message,
+    ) -> Result<(), crate::store::StoreError> {
+        let id = posted.id;
+        {
+            let _turn = self.fetching.lock().await;
+            let newest = self.log.read().newest();
+            if id <= newest {
+                return Ok(());
+            }
+            if id == newest + 1 {
+                let rendered = Arc::new(RenderedMessage::render(posted));
+                self.log_and_send(&mut self.log.write(), rendered);
+                return Ok(());
+            }
+        }
+        self.catch_up_to(store, id).await
+    }
+
     /// Reads what was posted after the newest message of the log, once, renders it, logs it and
     /// broadcasts it, one fetch at a time. Returns how many it read.
     async fn fetch(&self, store: &Store) -> Result<usize, crate::store::StoreError> {
@@ -233,20 +258,25 @@ impl Room {
             .collect();
         let mut log = self.log.write();
         for posted in rendered {
-            if posted.message.id <= log.newest() {
-                continue;
-            }
-            if log.messages.len() >= self.capacity
-                && let Some(oldest) = log.messages.pop_front()
-            {
-                log.complete_after = oldest.message.id;
-            }
-            log.messages.push_back(Arc::clone(&posted));
-            // Sent under the lock: a page that catches up from the log and then listens sees
-            // each message once, in order.
-            let _ = self.channel.send(posted);
+            self.log_and_send(&mut log, posted);
         }
         Ok(count)
+    }
+
+    /// Appends `posted` to the log (unless it has it) and broadcasts it. Called with the log's
+    /// lock held, by the one fetch (or take) at a time: a page that catches up from the log
+    /// and then listens sees each message once, in order.
+    fn log_and_send(&self, log: &mut Log, posted: Arc<RenderedMessage>) {
+        if posted.message.id <= log.newest() {
+            return;
+        }
+        if log.messages.len() >= self.capacity
+            && let Some(oldest) = log.messages.pop_front()
+        {
+            log.complete_after = oldest.message.id;
+        }
+        log.messages.push_back(Arc::clone(&posted));
+        let _ = self.channel.send(posted);
     }
 
     /// Runs the fetcher until `shutdown`: each wake-up reads what is new, as many queries as it
@@ -358,6 +388,51 @@ mod tests {
         again.load(&store).await.unwrap();
         assert!(matches!(again.after(ids[14]), CatchUp::Logged(ref m) if m.len() == 5));
         assert!(matches!(again.after(ids[13]), CatchUp::TooOld));
+    }
+
+    #[tokio::test]
+    async fn the_next_message_posted_here_is_taken_without_a_query_and_a_gap_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let room = Room::new(LOG_SIZE);
+        room.load(&store).await.unwrap();
+        let mut page = room.subscribe();
+        let first = post(&store, &room, 0).await;
+        assert_eq!(page.recv().await.unwrap().message.id, first);
+
+        // A gap before the message (stored, not taken yet): what is new is read, in order, the
+        // gap first.
+        let author = SessionId::generate();
+        let stored = async |n: &str| {
+            let body = MessageBody::parse(n).unwrap();
+            store
+                .post_message(author, body, n.to_owned(), 1_000)
+                .await
+                .unwrap()
+                .message
+        };
+        let gap = stored("gap").await;
+        let later = stored("later").await;
+        assert_eq!((gap.id, later.id), (first + 1, first + 2));
+        room.take_posted(&store, later.clone()).await.unwrap();
+        assert_eq!(page.recv().await.unwrap().message, gap);
+        assert_eq!(page.recv().await.unwrap().message, later);
+
+        // The next id, taken as given: this one is in no database, so no query could find it.
+        let next = Message {
+            id: later.id + 1,
+            author,
+            author_name: "ada".into(),
+            body: "taken as posted".into(),
+            created_at: 0,
+        };
+        room.take_posted(&store, next.clone()).await.unwrap();
+        let taken = page.recv().await.unwrap();
+        assert_eq!(taken.message, next);
+        assert!(taken.html_for(author).contains("taken as posted"));
+        // Taken again (a resent post): nothing more.
+        room.take_posted(&store, next).await.unwrap();
+        assert!(page.try_recv().is_err(), "sent twice");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! catching up with what the page missed.
 
 use axum::extract::ws::Message;
+use tokio::sync::broadcast::error::TryRecvError;
 
 use super::{CATCH_UP_LIMIT, COMPOSER_FORM, LiveView, ack};
 use crate::live::Live;
@@ -33,9 +34,9 @@ impl LiveView {
         {
             Ok(Some(message)) => {
                 let acked = ack(peer, COMPOSER_FORM, seq, None).await;
-                // The room reads it now, in this task: the next frame of this page waits for
-                // that read, so a page posting flat out is paced by it.
-                live.site.announce(message.id).await;
+                // The room takes it now, in this task: the next frame of this page waits for
+                // that, so a page posting flat out is paced by the fan-out.
+                live.site.announce(message).await;
                 acked
             }
             // Acknowledged before: a resend after a reconnect.
@@ -50,19 +51,48 @@ impl LiveView {
         }
     }
 
-    /// A message the room took: written as it was rendered, once for every page, unless the
-    /// page has it already.
+    /// A message the room took, and every other one the room has already sent this page: each
+    /// written as it was rendered, once for every page, unless the page has it already, and all of
+    /// them in one write. A page that fell behind a busy room so catches up with one system call
+    /// instead of one per message, and the busier the room, the fewer writes each message costs.
     pub(super) async fn on_message<S: Transport>(
         &mut self,
         peer: &mut Peer<S>,
+        live: &Live,
         posted: &RenderedMessage,
     ) -> Result<(), End> {
+        let mut queued = self.queue_message(peer, posted).await?;
+        for _ in 1..DRAIN_AT_MOST {
+            let Some(chat) = &mut self.chat else {
+                break;
+            };
+            match chat.try_recv() {
+                Ok(next) => queued |= self.queue_message(peer, &next).await?,
+                Err(TryRecvError::Lagged(_)) => {
+                    if queued {
+                        peer.flush().await?;
+                    }
+                    return Box::pin(self.catch_up(peer, live)).await;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        if queued { peer.flush().await } else { Ok(()) }
+    }
+
+    /// Queues `posted` for the page unless it has it; whether it did.
+    async fn queue_message<S: Transport>(
+        &mut self,
+        peer: &mut Peer<S>,
+        posted: &RenderedMessage,
+    ) -> Result<bool, End> {
         if posted.message.id <= self.last_message {
-            return Ok(());
+            return Ok(false);
         }
         self.last_message = posted.message.id;
-        peer.send(Message::Text(posted.frame_for(self.id).clone()))
-            .await
+        peer.queue(Message::Text(posted.frame_for(self.id).clone()))
+            .await?;
+        Ok(true)
     }
 
     /// Sends the page the messages stored after the newest one it has: from the room's log, or,
@@ -106,6 +136,10 @@ impl LiveView {
         send_batches(peer, items).await
     }
 }
+
+/// The most messages one write to a page carries when it fell behind the room: the rest wait for
+/// the next turn of its loop, so one page's catch-up does not hold its task for long.
+const DRAIN_AT_MOST: usize = 64;
 
 /// The most HTML one catch-up frame carries; more goes in the frames after it. A frame must fit
 /// the socket's write buffer whole ([`crate::live::MAX_WRITE_BUFFER`]), and a page that missed a few
