@@ -41,6 +41,7 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
     // A request with a body must be done in this long once its headers are in (the server times
     // the headers itself): a client trickling its body does not hold a worker forever.
     let timeout = || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+    let body_limit = DefaultBodyLimit::max(MAX_BODY_BYTES);
     let pages = Router::new()
         .route("/", get(routes::home))
         .route(
@@ -72,10 +73,11 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
             post(routes::rename_device.layer(timeout())),
         )
         .route("/messages", post(routes::post_message.layer(timeout())))
-        .route_layer(session::SessionLayer::new(state.site.clone()));
+        .route_layer(
+            headers::secured(body_limit).layer(session::SessionLayer::new(state.site.clone())),
+        );
 
     let app = Router::new()
-        .merge(pages)
         .merge(metrics::public_routes(public_metrics))
         // GET for HTTP/1.1's upgrade, CONNECT for HTTP/2's (RFC 8441).
         .route(
@@ -85,6 +87,8 @@ pub fn router(state: AppState, public_metrics: bool) -> Router {
         .route("/healthz", get(routes::health))
         .route("/assets/{file}", get(crate::assets::serve))
         .route("/favicon.ico", get(crate::assets::favicon))
-        .fallback(routes::not_found);
-    headers::secured(app, DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
+        .fallback(routes::not_found)
+        .layer(headers::secured(body_limit))
+        .merge(pages);
+    headers::logged(app).with_state(state)
 }

@@ -7,6 +7,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapResponseLayer;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
@@ -18,23 +21,29 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      frame-ancestors 'none'; form-action 'self'";
 
-/// Adds to every response of `router` the headers that make it harder to abuse: no inline or
-/// foreign scripts, no framing, no MIME sniffing, no referrer leaking the path elsewhere, nothing
-/// cached that did not ask to be (assets do); holds request bodies to `body_limit`; and, when
-/// `debug` is logged, one log line per request.
-pub fn secured<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    body_limit: DefaultBodyLimit,
-) -> Router<S> {
-    // One layer, so one boxed service per route: every `Router::layer` boxes each route again,
-    // and each box is cloned for every request.
+/// The layers of every route, as one: the headers that make a response harder to abuse (no
+/// inline or foreign scripts, no framing, no MIME sniffing, no referrer leaking the path
+/// elsewhere, nothing cached that did not ask to be: assets do), request bodies held to
+/// `body_limit`, and too long a `Host` refused. One layer, so one boxed service per route: every
+/// `Router::layer` (and `route_layer`) boxes each route again, and each box is cloned for every
+/// request. The page routes put the session layer in the same stack ([`ServiceBuilder::layer`]).
+pub fn secured(body_limit: DefaultBodyLimit) -> ServiceBuilder<Secured> {
+    ServiceBuilder::new()
+        .layer(body_limit)
+        .map_response(with_security_headers as fn(Response) -> Response)
+        .layer(RefuseLongHostLayer)
+}
+
+/// The stack [`secured`] builds.
+pub type Secured = Stack<
+    RefuseLongHostLayer,
+    Stack<MapResponseLayer<fn(Response) -> Response>, Stack<DefaultBodyLimit, Identity>>,
+>;
+
+/// `router`, with one log line per request when `debug` is logged (see [`request_log`]); as it
+/// is otherwise.
+pub fn logged<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     let logging = tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG;
-    let router = router.layer(
-        tower::ServiceBuilder::new()
-            .layer(body_limit)
-            .map_response(with_security_headers)
-            .layer(tower::layer::layer_fn(RefuseLongHost)),
-    );
     if logging {
         router.layer(request_log())
     } else {
@@ -54,7 +63,19 @@ pub const HOST_TOO_LONG: &str =
 /// A service of its own rather than `middleware::from_fn`, which boxes every request's future
 /// and clones the route behind it: this costs a header lookup.
 #[derive(Clone)]
-struct RefuseLongHost<S>(S);
+pub struct RefuseLongHost<S>(S);
+
+/// The layer of [`RefuseLongHost`].
+#[derive(Debug, Clone, Copy)]
+pub struct RefuseLongHostLayer;
+
+impl<S> tower::Layer<S> for RefuseLongHostLayer {
+    type Service = RefuseLongHost<S>;
+
+    fn layer(&self, inner: S) -> RefuseLongHost<S> {
+        RefuseLongHost(inner)
+    }
+}
 
 impl<S> tower::Service<Request> for RefuseLongHost<S>
 where

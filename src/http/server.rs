@@ -132,7 +132,10 @@ pub async fn serve(
         let activity = Arc::new(Activity::new());
         let hsts = https.as_ref().and_then(|https| https.hsts.clone());
         let service = service_for(&router, &activity, peer, local, &connections, hsts);
-        let shutdown = shutdown.clone();
+        // A token of its own (cancelled with the server's): a connection's task checks it each
+        // time it is woken, and a child token's waiters are its own, not one list every
+        // connection locks.
+        let shutdown = shutdown.child_token();
         let builder = builder.clone();
         let h2 = h2.clone();
         match &https {
