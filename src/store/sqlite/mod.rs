@@ -59,6 +59,10 @@ const REMEMBER_FORGOTTEN: &str = "INSERT INTO forgotten (session_id, forgotten_a
 pub(super) struct SqliteStore {
     /// Readers: run concurrently in WAL mode, each seeing the last commit.
     pool: r2d2::Pool<SqliteConnectionManager>,
+    /// One permit per pooled connection: a read waits for one before it takes a blocking
+    /// thread, so a burst of reads keeps [`POOL_SIZE`] threads busy instead of parking hundreds
+    /// on the pool (each with its stack and its allocator's pages).
+    readers: Arc<tokio::sync::Semaphore>,
     /// The one writer, with group commit.
     writer: Writer,
     /// Where the database file is.
@@ -92,10 +96,13 @@ impl SqliteStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
+            // A connection to a local file does not go stale: no test query per checkout.
+            .test_on_check_out(false)
             .build(manager)
             .with_context(|| format!("cannot open a connection pool on {}", path.display()))?;
         Ok(SqliteStore {
             pool,
+            readers: Arc::new(tokio::sync::Semaphore::new(POOL_SIZE as usize)),
             writer,
             path: Arc::new(path.to_path_buf()),
         })
@@ -113,7 +120,14 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // Past the pool's own timeout the read goes ahead without a permit, and the pool says
+        // it had no connection, as it would have.
+        let permit = tokio::time::timeout(POOL_TIMEOUT, Arc::clone(&self.readers).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = pool.get()?;
             Ok(work(&mut conn)?)
         })
