@@ -175,10 +175,11 @@ impl SqliteStore {
                         return Ok(Saved::Replayed);
                     }
                 }
-                let saved = match new_row {
-                    NewRow::Make => upsert(tx, id, &change, now)?,
-                    NewRow::Refuse => update(tx, id, &change, now)?,
+                let sql = match new_row {
+                    NewRow::Make => UPSERT,
+                    NewRow::Refuse => UPDATE,
                 };
+                let saved = save_row(tx, sql, id, &change, now)?;
                 let Some(saved) = saved else {
                     return Ok(match new_row {
                         NewRow::Make => Saved::Forgotten,
@@ -323,71 +324,57 @@ impl SqliteStore {
     }
 }
 
-/// Applies `change` to session `id`'s row, creating it if needed, unless the id was forgotten
-/// (then no row comes back).
-fn upsert(
-    tx: &Connection,
-    id: SessionId,
-    change: &SettingsChange,
-    now: Millis,
-) -> rusqlite::Result<Option<StoredSettings>> {
-    // In an upsert's SET clause every column name means the value before the update, so the
-    // version check compares old and new values.
-    tx.prepare_cached(
-        "INSERT INTO settings
-             (session_id, username, theme, version, inserted_at, updated_at, read_at)
-         SELECT ?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4
-         WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = ?1)
-         ON CONFLICT (session_id) DO UPDATE SET
-             version = version + (username IS NOT coalesce(?2, username)
-                                  OR theme IS NOT coalesce(?3, theme)),
-             username = coalesce(?2, username),
-             theme = coalesce(?3, theme),
-             updated_at = ?4,
-             read_at = max(read_at, ?4)
-         RETURNING username, theme, version, read_at",
-    )?
-    .query_row(
-        params![
-            id.to_key(),
-            change.username.as_ref().map(Username::as_str),
-            change.theme.map(Theme::as_str),
-            now
-        ],
-        stored_settings,
-    )
-    .optional()
+/// What a save sets in a row that exists, for [`UPSERT`] and [`UPDATE`]. On the right of each
+/// `=`, a column name means the value before the save, so the version check compares old and
+/// new values (in an upsert's `SET` clause too).
+macro_rules! save_set {
+    () => {
+        "version = version + (username IS NOT coalesce(?2, username)
+                              OR theme IS NOT coalesce(?3, theme)),
+         username = coalesce(?2, username),
+         theme = coalesce(?3, theme),
+         updated_at = ?4,
+         read_at = max(read_at, ?4)"
+    };
 }
 
-/// [`upsert`] of a row that exists: `None` when session `id` has no row (nothing is written).
-fn update(
+/// A save that makes the row when there is none, unless the id was forgotten.
+const UPSERT: &str = concat!(
+    "INSERT INTO settings (session_id, username, theme, version, inserted_at, updated_at, read_at)
+     SELECT ?1, coalesce(?2, ''), coalesce(?3, 'system'), 1, ?4, ?4, ?4
+     WHERE NOT EXISTS (SELECT 1 FROM forgotten WHERE session_id = ?1)
+     ON CONFLICT (session_id) DO UPDATE SET ",
+    save_set!(),
+    " RETURNING username, theme, version, read_at"
+);
+
+/// A save of a row that exists; none is made.
+const UPDATE: &str = concat!(
+    "UPDATE settings SET ",
+    save_set!(),
+    " WHERE session_id = ?1 RETURNING username, theme, version, read_at"
+);
+
+/// Runs `sql`, [`UPSERT`] or [`UPDATE`], for `change` to session `id` at `now`: the row as it
+/// is after the save, or `None` when none was saved (no row, or a forgotten id).
+fn save_row(
     tx: &Connection,
+    sql: &str,
     id: SessionId,
     change: &SettingsChange,
     now: Millis,
 ) -> rusqlite::Result<Option<StoredSettings>> {
-    // As in the upsert, every column name on the right means the value before the update.
-    tx.prepare_cached(
-        "UPDATE settings SET
-             version = version + (username IS NOT coalesce(?2, username)
-                                  OR theme IS NOT coalesce(?3, theme)),
-             username = coalesce(?2, username),
-             theme = coalesce(?3, theme),
-             updated_at = ?4,
-             read_at = max(read_at, ?4)
-         WHERE session_id = ?1
-         RETURNING username, theme, version, read_at",
-    )?
-    .query_row(
-        params![
-            id.to_key(),
-            change.username.as_ref().map(Username::as_str),
-            change.theme.map(Theme::as_str),
-            now
-        ],
-        stored_settings,
-    )
-    .optional()
+    tx.prepare_cached(sql)?
+        .query_row(
+            params![
+                id.to_key(),
+                change.username.as_ref().map(Username::as_str),
+                change.theme.map(Theme::as_str),
+                now
+            ],
+            stored_settings,
+        )
+        .optional()
 }
 
 fn stored_settings(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSettings> {

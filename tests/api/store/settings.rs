@@ -290,7 +290,10 @@ pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f:
         .save_from_page(id, change(Some("ada"), None), 1_000, from(1))
         .await
         .unwrap();
-    assert!(matches!(made, Saved::Applied(ref row) if row.version == 1), "{made:?}");
+    assert!(
+        matches!(made, Saved::Applied(ref row) if row.version == 1),
+        "{made:?}"
+    );
 
     // A row: applied as the upsert applies it (the version moves only on a change, read_at
     // only forward), on any instance, and a page's resent change is still a replay.
