@@ -103,11 +103,9 @@ impl FromStr for SessionId {
 
     /// Only the exact form we issue is accepted, so one id has one spelling in the database.
     fn from_str(s: &str) -> Result<SessionId, InvalidSessionId> {
-        let mut canonical = Uuid::encode_buffer();
-        match Uuid::try_parse(s) {
-            Ok(uuid) if uuid.hyphenated().encode_lower(&mut canonical) == s => Ok(SessionId(uuid)),
-            _ => Err(InvalidSessionId),
-        }
+        crate::device::canonical_uuid(s)
+            .map(SessionId)
+            .ok_or(InvalidSessionId)
     }
 }
 
@@ -198,8 +196,9 @@ pub enum Verdict {
 pub struct CookieCheck {
     /// The session the cookie names, if any.
     pub verdict: Verdict,
-    /// For a cookie signed with the current key, its value: it can be sent back as it is,
-    /// without signing it again.
+    /// For a cookie signed with the current key under the plain name where the `__Host-` one
+    /// is due ([`CookieCheck::old_name`]), its value: it can be sent back under the new name as
+    /// it is, without signing it again. `None` for every other cookie.
     pub current_value: Option<String>,
     /// Another `livesession` cookie of the request verifies too (a browser may hold one from an
     /// older path or domain): which session to use is for the caller who can look at the data
@@ -343,14 +342,11 @@ impl Keys {
             let mut first: Option<CookieCheck> = None;
             for value in session_cookie_values(headers, name) {
                 found = true;
-                let Some(mut check) = self.check_value(value) else {
+                let Some(check) = self.check_value(value, old_name) else {
                     continue;
                 };
                 match &mut first {
-                    None => {
-                        check.old_name = old_name;
-                        first = Some(check);
-                    }
+                    None => first = Some(check),
                     Some(first) => {
                         first.more_valid = true;
                         break;
@@ -383,8 +379,7 @@ impl Keys {
     pub fn valid_cookies(&self, headers: &HeaderMap) -> Vec<CookieCheck> {
         for &(name, old_name) in self.names_read() {
             let valid: Vec<CookieCheck> = session_cookie_values(headers, name)
-                .filter_map(|value| self.check_value(value))
-                .map(|check| CookieCheck { old_name, ..check })
+                .filter_map(|value| self.check_value(value, old_name))
                 .collect();
             if !valid.is_empty() {
                 return valid;
@@ -393,14 +388,17 @@ impl Keys {
         Vec::new()
     }
 
-    /// What one value of our cookie is, if it verifies under the current or a previous key.
-    fn check_value(&self, value: &str) -> Option<CookieCheck> {
+    /// What one value of our cookie is, if it verifies under the current or a previous key;
+    /// `old_name`: it came under the plain name where the `__Host-` one is due.
+    fn check_value(&self, value: &str, old_name: bool) -> Option<CookieCheck> {
         if let Some((who, signed_on)) = self.current.verify_value(value) {
             return Some(CookieCheck {
                 verdict: Verdict::Current(who),
-                current_value: Some(value.to_owned()),
+                // Only a cookie moved to the other name is sent back as it is: no copy of the
+                // value for every other request.
+                current_value: old_name.then(|| value.to_owned()),
                 more_valid: false,
-                old_name: false,
+                old_name,
                 signed_on,
             });
         }
@@ -408,7 +406,10 @@ impl Keys {
             .previous
             .iter()
             .find_map(|key| key.verify_value(value))?;
-        Some(CookieCheck::from(Verdict::Previous(who)))
+        Some(CookieCheck {
+            old_name,
+            ..CookieCheck::from(Verdict::Previous(who))
+        })
     }
 
     /// Short public fingerprints of the current key and of each previous one: equal for equal
@@ -684,6 +685,26 @@ mod tests {
         assert_eq!(id.to_key().parse::<SessionId>().unwrap(), id);
         assert!(id.to_key().to_uppercase().parse::<SessionId>().is_err());
         assert!(id.to_key().replace('-', "").parse::<SessionId>().is_err());
+        let key = id.to_key();
+        for other in [
+            format!("{{{key}}}"),
+            format!("urn:uuid:{key}"),
+            format!("{key} "),
+            key.replacen(|c: char| c.is_ascii_lowercase(), "A", 1),
+            key.replacen('-', "0", 1),
+            key.replacen(|c: char| c.is_ascii_hexdigit(), "g", 1),
+            key.replacen(|c: char| c.is_ascii_hexdigit(), "é", 1),
+            String::new(),
+        ] {
+            assert!(other.parse::<SessionId>().is_err(), "{other:?}");
+            assert!(other.parse::<DeviceId>().is_err(), "{other:?}");
+        }
+        for _ in 0..100 {
+            let id = SessionId::generate();
+            assert_eq!(id.to_key().parse::<SessionId>().unwrap(), id);
+            let device = DeviceId::generate();
+            assert_eq!(device.to_string().parse::<DeviceId>().unwrap(), device);
+        }
     }
 
     #[test]

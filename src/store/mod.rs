@@ -35,7 +35,6 @@ pub use types::{
 use crate::chat::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::session::SessionId;
-use crate::settings::SettingsChange;
 
 /// Where a PostgreSQL URL points, for messages: user, host, port and database, never the
 /// password.
@@ -89,13 +88,6 @@ enum Backend {
     Postgres(postgres::PostgresStore),
 }
 
-/// Whether a save may make the session's row when it has none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NewRow {
-    Make,
-    Refuse,
-}
-
 /// Runs the same call on whichever backend the store has.
 macro_rules! on_backend {
     ($store:expr, $backend:ident => $call:expr) => {
@@ -110,6 +102,8 @@ macro_rules! on_backend {
 mod device;
 mod link;
 mod presence;
+mod save;
+use save::NewRow;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,
@@ -262,73 +256,6 @@ impl Store {
     /// rule for late offline edits compares it with when the edit was typed.
     pub async fn updated_at(&self, id: SessionId) -> Result<Option<Millis>, StoreError> {
         on_backend!(self, s => s.updated_at(id).await)
-    }
-
-    /// Applies `change` to session `id`'s row, creating the row if needed, in one transaction,
-    /// and marks it used at `now`. Returns the row as committed ([`Saved::Applied`]), or
-    /// [`Saved::Forgotten`] when the session was forgotten: its id is never written again.
-    pub async fn save(
-        &self,
-        id: SessionId,
-        change: SettingsChange,
-        now: Millis,
-    ) -> Result<Saved, StoreError> {
-        self.save_change(id, change, now, None, NewRow::Make).await
-    }
-
-    /// Like [`Store::save`], for a change a live page sent: applied only if that page has not had
-    /// a change of this number (or a later one) applied before ([`Saved::Replayed`] otherwise).
-    pub async fn save_from_page(
-        &self,
-        id: SessionId,
-        change: SettingsChange,
-        now: Millis,
-        from: PageChange,
-    ) -> Result<Saved, StoreError> {
-        self.save_change(id, change, now, Some(from), NewRow::Make)
-            .await
-    }
-
-    /// Like [`Store::save`] (or [`Store::save_from_page`], with `from`), but only to a row that
-    /// exists: [`Saved::NoRow`] when session `id` has none, and nothing is written. A session
-    /// that saved before is so saved in one write, with no read before it to learn whether
-    /// this save would be its first; only a first save needs a second call, to make the row.
-    pub async fn save_existing(
-        &self,
-        id: SessionId,
-        change: SettingsChange,
-        now: Millis,
-        from: Option<PageChange>,
-    ) -> Result<Saved, StoreError> {
-        self.save_change(id, change, now, from, NewRow::Refuse)
-            .await
-    }
-
-    async fn save_change(
-        &self,
-        id: SessionId,
-        change: SettingsChange,
-        now: Millis,
-        from: Option<PageChange>,
-        new_row: NewRow,
-    ) -> Result<Saved, StoreError> {
-        let saved = self
-            .timed(async {
-                match &self.backend {
-                    Backend::Sqlite(s) => s.save(id, change, now, from, new_row).await,
-                    // PostgreSQL saves in one statement that makes the row when there is none: the
-                    // row is looked for first (in the cache when it is there).
-                    Backend::Postgres(_)
-                        if new_row == NewRow::Refuse && self.load(id).await?.is_none() =>
-                    {
-                        Ok(Saved::NoRow)
-                    }
-                    Backend::Postgres(s) => s.save(id, change, now, from).await,
-                }
-            })
-            .await;
-        self.wrote_rows([id]);
-        saved
     }
 
     /// Forgets which changes pages had applied before `before` (pages replay within seconds).

@@ -6,12 +6,12 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::Markup;
 use serde::Deserialize;
 
 use super::link::{RequestHost, origin};
-use super::{Form, TokenForm, check_csrf, ended};
+use super::{Form, TokenForm, check_csrf, ended, html_page};
 use crate::clock::Millis;
 use crate::clock::now_millis;
 use crate::device::{self, Handle};
@@ -69,14 +69,14 @@ pub async fn show_settings(
     let cacheable = !session.is_new && page.link.is_none();
     let stamp = devices_stamp(&page.devices, session, page.now);
     if cacheable && let Some(html) = site.pages().get(session.id, &page.saved, version, stamp) {
-        return Ok(Html(html).into_response());
+        return Ok(html_page(html));
     }
     let html = Bytes::from(page.render(FormState::default(), None, None).into_string());
     if cacheable {
         site.pages()
             .put(session.id, page.saved, version, stamp, html.clone());
     }
-    Ok(Html(html).into_response())
+    Ok(html_page(html))
 }
 
 /// What the devices part of a settings page shows, as one number: equal for two renders that
