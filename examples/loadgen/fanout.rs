@@ -24,7 +24,6 @@ use super::{Page, cpu_ticks, join_view, load_page, percentile, rss_kib, source};
 /// When each message (by its sequence number, 1 to MESSAGES) reached one page, and how often,
 /// and how many distinct ones did. Indexed by number, not hashed: the load generator shares the
 /// server's cores, so what it spends per frame is taken from the server.
-#[derive(Default)]
 struct Arrivals {
     at: Vec<Option<(Instant, u32)>>,
     distinct: u64,

@@ -12,7 +12,7 @@ use crate::hub::{ChangedBy, SessionEvent};
 use crate::metrics::{Limit, WritePath, metrics};
 use crate::session::{Session, SessionId};
 use crate::settings::{FieldError, Settings, SettingsChange, SettingsErrors, SettingsInput};
-use crate::store::{PageChange, Saved, StoreError};
+use crate::store::{NewRow, PageChange, Saved, StoreError};
 
 /// What [`Site::save_settings`] did with the valid fields of a change; the refused ones come
 /// with it, as [`SettingsErrors`].
@@ -155,7 +155,7 @@ impl Site {
         let mut saved = self
             .0
             .store
-            .save_existing(id, change.clone(), now, page_change.clone())
+            .save_change(id, change.clone(), now, page_change.clone(), NewRow::Refuse)
             .await?;
         if matches!(saved, Saved::NoRow) {
             if self.0.disk.is_low() {
@@ -178,15 +178,11 @@ impl Site {
                 ));
                 return Ok((SaveOutcome::TooManyNew, errors));
             }
-            saved = match page_change {
-                None => self.0.store.save(id, change, now).await?,
-                Some(page_change) => {
-                    self.0
-                        .store
-                        .save_from_page(id, change, now, page_change)
-                        .await?
-                }
-            };
+            saved = self
+                .0
+                .store
+                .save_change(id, change, now, page_change, NewRow::Make)
+                .await?;
         }
         let outcome = match saved {
             Saved::Applied(saved) => {

@@ -103,7 +103,7 @@ mod device;
 mod link;
 mod presence;
 mod save;
-use save::NewRow;
+pub use save::NewRow;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, brings its schema up to date,

@@ -1,5 +1,5 @@
 //! Saving a session's settings: the upsert that makes the row when there is none, and the save of
-//! a row that exists ([`Store::save_existing`]), on whichever backend the store has.
+//! a row that exists ([`NewRow::Refuse`]), on whichever backend the store has.
 
 use super::{Backend, PageChange, Saved, Store, StoreError};
 use crate::clock::Millis;
@@ -8,8 +8,12 @@ use crate::settings::SettingsChange;
 
 /// Whether a save may make the session's row when it has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum NewRow {
+pub enum NewRow {
+    /// It may: the row is made (unless the id was forgotten).
     Make,
+    /// It may not: [`Saved::NoRow`] when there is none, and nothing is written. A session that
+    /// saved before is so saved in one write, with no read before it to learn whether this save
+    /// would be its first; only a first save needs a second call, to make the row.
     Refuse,
 }
 
@@ -39,22 +43,9 @@ impl Store {
             .await
     }
 
-    /// Like [`Store::save`] (or [`Store::save_from_page`], with `from`), but only to a row that
-    /// exists: [`Saved::NoRow`] when session `id` has none, and nothing is written. A session
-    /// that saved before is so saved in one write, with no read before it to learn whether
-    /// this save would be its first; only a first save needs a second call, to make the row.
-    pub async fn save_existing(
-        &self,
-        id: SessionId,
-        change: SettingsChange,
-        now: Millis,
-        from: Option<PageChange>,
-    ) -> Result<Saved, StoreError> {
-        self.save_change(id, change, now, from, NewRow::Refuse)
-            .await
-    }
-
-    async fn save_change(
+    /// [`Store::save`] (or [`Store::save_from_page`], with `from`), making the row when there is
+    /// none only with [`NewRow::Make`].
+    pub async fn save_change(
         &self,
         id: SessionId,
         change: SettingsChange,

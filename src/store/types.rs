@@ -64,7 +64,7 @@ pub enum Saved {
     Replayed,
     /// The session was forgotten: its id is never written again.
     Forgotten,
-    /// The session has no row, and the change was to make none ([`crate::store::Store::save_existing`]):
+    /// The session has no row, and the change was to make none ([`crate::store::NewRow::Refuse`]):
     /// nothing changed.
     NoRow,
 }

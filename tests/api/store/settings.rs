@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use livesession::session::SessionId;
 use livesession::settings::Theme;
-use livesession::store::{PageChange, Saved};
+use livesession::store::{NewRow, PageChange, Saved};
 
 use crate::store::harness::{Fixture, change};
 
@@ -272,14 +272,20 @@ pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f:
     // as applied (the save that makes the row applies it).
     assert_eq!(
         f.store
-            .save_existing(id, change(Some("ada"), None), 1_000, None)
+            .save_change(id, change(Some("ada"), None), 1_000, None, NewRow::Refuse)
             .await
             .unwrap(),
         Saved::NoRow
     );
     assert_eq!(
         f.store
-            .save_existing(id, change(Some("ada"), None), 1_000, Some(from(1)))
+            .save_change(
+                id,
+                change(Some("ada"), None),
+                1_000,
+                Some(from(1)),
+                NewRow::Refuse
+            )
             .await
             .unwrap(),
         Saved::NoRow
@@ -299,7 +305,7 @@ pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f:
     // only forward), on any instance, and a page's resent change is still a replay.
     let other = f.another().await;
     let renamed = other
-        .save_existing(id, change(Some("grace"), None), 2_000, None)
+        .save_change(id, change(Some("grace"), None), 2_000, None, NewRow::Refuse)
         .await
         .unwrap()
         .applied()
@@ -308,7 +314,7 @@ pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f:
     assert_eq!((renamed.version, renamed.read_at), (2, 2_000));
     let same = f
         .store
-        .save_existing(id, change(Some("grace"), None), 1_500, None)
+        .save_change(id, change(Some("grace"), None), 1_500, None, NewRow::Refuse)
         .await
         .unwrap()
         .applied()
@@ -316,13 +322,25 @@ pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f:
     assert_eq!((same.version, same.read_at), (2, 2_000));
     assert_eq!(
         other
-            .save_existing(id, change(Some("ada"), None), 3_000, Some(from(1)))
+            .save_change(
+                id,
+                change(Some("ada"), None),
+                3_000,
+                Some(from(1)),
+                NewRow::Refuse
+            )
             .await
             .unwrap(),
         Saved::Replayed
     );
     let themed = other
-        .save_existing(id, change(None, Some(Theme::Dark)), 3_000, Some(from(2)))
+        .save_change(
+            id,
+            change(None, Some(Theme::Dark)),
+            3_000,
+            Some(from(2)),
+            NewRow::Refuse,
+        )
         .await
         .unwrap()
         .applied()
@@ -335,7 +353,7 @@ pub async fn a_save_to_an_existing_row_makes_no_row_and_applies_like_any_save(f:
     f.store.forget(id, 4_000).await.unwrap();
     assert_eq!(
         other
-            .save_existing(id, change(Some("late"), None), 5_000, None)
+            .save_change(id, change(Some("late"), None), 5_000, None, NewRow::Refuse)
             .await
             .unwrap(),
         Saved::NoRow
