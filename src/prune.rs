@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Millis, now_millis};
 use crate::metrics::metrics;
 use crate::retention::{Pruned, Retention};
+use crate::session::{DeviceId, SessionId};
 use crate::site::Site;
 use crate::store::{Store, StoreError};
 
@@ -24,12 +25,15 @@ pub const BATCH_SIZE: usize = 1000;
 /// One pass of pruning at `now`, the same whether the background task runs it every
 /// `--prune-every` or `livesession prune` runs it once: stale sessions and old messages, a batch
 /// at a time (stopping between batches on shutdown), then forgotten ids whose cookies have
-/// expired, then the change numbers pages acknowledged long ago.
+/// expired, then the change numbers pages acknowledged long ago. `signed_out` hears each batch of
+/// idle devices the moment it is committed (the server refuses their cookies from then on, not
+/// only once the pass is over).
 pub async fn prune_pass(
     store: &Store,
     retention: Retention,
     now: Millis,
     shutdown: &CancellationToken,
+    signed_out: impl Fn(&[(SessionId, DeviceId)]),
 ) -> Result<Pruned, StoreError> {
     let cutoffs = retention.cutoffs(now);
     // Sessions and messages first: a failure to expire forgotten ids must not keep stale data.
@@ -45,6 +49,7 @@ pub async fn prune_pass(
         let pruned = store
             .prune_devices_batch(cutoffs.stale_before, BATCH_SIZE, now)
             .await?;
+        signed_out(&pruned);
         Ok(pruned.len())
     })
     .await?;
@@ -117,7 +122,10 @@ pub fn spawn(
             }
             let now = now_millis();
             let started = std::time::Instant::now();
-            let pass = prune_pass(&store, retention, now, &shutdown).await;
+            let pass = prune_pass(&store, retention, now, &shutdown, |pruned| {
+                site.devices_pruned(pruned, now);
+            })
+            .await;
             metrics().prune_ran(&pass);
             match pass {
                 Ok(pruned) => {

@@ -69,7 +69,7 @@ pub(super) async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<Prun
     let pruned = if dry_run {
         count_pass(&store, retention, now).await
     } else {
-        prune_pass(&store, retention, now, &CancellationToken::new()).await
+        prune_pass(&store, retention, now, &CancellationToken::new(), |_| {}).await
     };
     store.close().await;
     let Pruned {

@@ -246,6 +246,14 @@ impl Site {
         self.0.hub.publish(session, SessionEvent::DevicesChanged);
     }
 
+    /// Devices of `pruned` were signed out at `at` for being idle past `--stale-after` (just
+    /// committed): refused from now on, and their pages reload.
+    pub fn devices_pruned(&self, pruned: &[(SessionId, DeviceId)], at: Millis) {
+        for &(session, device) in pruned {
+            self.signed_out_at(session, device, at);
+        }
+    }
+
     /// From now on this instance refuses device `device`'s cookie. (A page that missed the
     /// event, its subscription having lagged, finds it so when it reads again.)
     pub(super) fn refuse_device(&self, device: DeviceId, at: Millis) {

@@ -447,7 +447,7 @@ async fn old_messages_and_those_beyond_the_limit_are_pruned() {
         message_retention: Duration::from_secs(30 * 86400),
         message_limit: 20,
     };
-    let pruned = prune_pass(store, retention, now, &CancellationToken::new())
+    let pruned = prune_pass(store, retention, now, &CancellationToken::new(), |_| {})
         .await
         .unwrap();
     assert_eq!(pruned.messages, 15);

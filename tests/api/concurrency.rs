@@ -112,9 +112,15 @@ async fn pruning_racing_saves_never_deletes_a_fresh_row_nor_revives_old_data() {
     let pruner = {
         let store = store.clone();
         tokio::spawn(async move {
-            prune_pass(&store, retention, now_millis(), &CancellationToken::new())
-                .await
-                .unwrap()
+            prune_pass(
+                &store,
+                retention,
+                now_millis(),
+                &CancellationToken::new(),
+                |_| {},
+            )
+            .await
+            .unwrap()
         })
     };
     // Meanwhile half the sessions come back: only their theme changes.

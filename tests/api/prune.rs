@@ -114,7 +114,7 @@ async fn prune_deletes_only_stale_rows_in_batches() {
         .await
         .unwrap();
 
-    let removed = prune_pass(store, retention, now, &CancellationToken::new())
+    let removed = prune_pass(store, retention, now, &CancellationToken::new(), |_| {})
         .await
         .unwrap();
     assert_eq!(removed.sessions, 2500);
@@ -145,10 +145,16 @@ async fn a_save_after_a_prune_starts_a_fresh_row() {
         message_limit: 10_000,
     };
     assert_eq!(
-        prune_pass(store, retention, now + 10_000, &CancellationToken::new())
-            .await
-            .unwrap()
-            .sessions,
+        prune_pass(
+            store,
+            retention,
+            now + 10_000,
+            &CancellationToken::new(),
+            |_| {}
+        )
+        .await
+        .unwrap()
+        .sessions,
         1
     );
     let saved = store

@@ -102,8 +102,8 @@ pub async fn two_instances_pruning_at_once_delete_each_stale_row_once_and_no_fre
     let shutdown = CancellationToken::new();
     let (a, b) = (f.store.clone(), f.another().await);
     let (pruned_a, pruned_b) = tokio::join!(
-        prune_pass(&a, retention, now, &shutdown),
-        prune_pass(&b, retention, now, &shutdown)
+        prune_pass(&a, retention, now, &shutdown, |_| {}),
+        prune_pass(&b, retention, now, &shutdown, |_| {})
     );
     let removed = pruned_a.unwrap().sessions + pruned_b.unwrap().sessions;
     assert_eq!(
